@@ -1,0 +1,201 @@
+//! The watched-value primitive: `Var<T>` (a value that may change, observed as a stream of
+//! states) and `Activity<T>` (a `Var` of Pending | Ok | Failed). Built on `tokio::sync::watch`;
+//! a constant needs no channel. Producers hold an [`Updater`]; consumers clone the `Var` and
+//! await [`Var::changed`]. Nothing here spawns tasks or knows about naming.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// A value that may change over time.
+#[derive(Debug)]
+pub enum Var<T> {
+    Const(T),
+    Watch(watch::Receiver<T>),
+}
+
+impl<T: Clone> Clone for Var<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Var::Const(v) => Var::Const(v.clone()),
+            Var::Watch(rx) => Var::Watch(rx.clone()),
+        }
+    }
+}
+
+impl<T: Clone> Var<T> {
+    pub fn constant(v: T) -> Var<T> {
+        Var::Const(v)
+    }
+
+    /// The current value (and marks it seen, for [`Var::changed`]).
+    pub fn get(&mut self) -> T {
+        match self {
+            Var::Const(v) => v.clone(),
+            Var::Watch(rx) => rx.borrow_and_update().clone(),
+        }
+    }
+
+    /// The current value without marking it seen.
+    pub fn sample(&self) -> T {
+        match self {
+            Var::Const(v) => v.clone(),
+            Var::Watch(rx) => rx.borrow().clone(),
+        }
+    }
+
+    /// Whether the value can never change again.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Var::Const(_) => true,
+            Var::Watch(rx) => rx.has_changed().is_err(),
+        }
+    }
+
+    /// Waits until the value changes after the last `get`. Returns false (at once for a
+    /// constant) when it can never change again.
+    pub async fn changed(&mut self) -> bool {
+        match self {
+            Var::Const(_) => false,
+            Var::Watch(rx) => rx.changed().await.is_ok(),
+        }
+    }
+}
+
+/// The producing side of a `Var`.
+#[derive(Debug)]
+pub struct Updater<T> {
+    tx: watch::Sender<T>,
+}
+
+impl<T: Clone + PartialEq> Updater<T> {
+    pub fn new(initial: T) -> (Updater<T>, Var<T>) {
+        let (tx, rx) = watch::channel(initial);
+        (Updater { tx }, Var::Watch(rx))
+    }
+
+    pub fn var(&self) -> Var<T> {
+        Var::Watch(self.tx.subscribe())
+    }
+
+    /// Publishes `v` if it differs from the current value; returns whether it did.
+    pub fn set(&self, v: T) -> bool {
+        self.tx.send_if_modified(|cur| {
+            if *cur == v {
+                false
+            } else {
+                *cur = v;
+                true
+            }
+        })
+    }
+
+    /// Changes the value in place; `f` returns whether it changed anything.
+    pub fn modify(&self, f: impl FnOnce(&mut T) -> bool) -> bool {
+        self.tx.send_if_modified(f)
+    }
+
+    pub fn current(&self) -> T {
+        self.tx.borrow().clone()
+    }
+
+    /// Number of live `Var`s observing this updater.
+    pub fn observers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Resolves when every observer is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// A naming failure carried in an `Activity` or an `Addr`: cheap to clone, compared by text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NamingError(pub Arc<str>);
+
+impl NamingError {
+    pub fn new(msg: impl Into<String>) -> NamingError {
+        NamingError(Arc::from(msg.into()))
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The state of an activity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State<T> {
+    Pending,
+    Ok(T),
+    Failed(NamingError),
+}
+
+impl<T> State<T> {
+    pub fn is_pending(&self) -> bool {
+        matches!(self, State::Pending)
+    }
+}
+
+/// A `Var` of `State`: a computation that may be pending, done, or failed, and may change.
+pub type Activity<T> = Var<State<T>>;
+
+/// An activity that is already `Ok(v)` and never changes.
+pub fn value<T>(v: T) -> Activity<T> {
+    Var::Const(State::Ok(v))
+}
+
+/// An activity that has failed and never changes.
+pub fn failed<T>(e: NamingError) -> Activity<T> {
+    Var::Const(State::Failed(e))
+}
+
+/// A set of watched values a computation read; it waits until any of them changes.
+pub struct Deps<T> {
+    vars: Vec<Var<T>>,
+}
+
+impl<T> Default for Deps<T> {
+    fn default() -> Self {
+        Deps { vars: Vec::new() }
+    }
+}
+
+impl<T: Clone> Deps<T> {
+    pub fn push(&mut self, v: Var<T>) {
+        if !v.is_final() {
+            self.vars.push(v);
+        }
+    }
+
+    /// Whether nothing read can change (so the result is final).
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.vars.clear();
+    }
+
+    /// Waits until one of the watched values changes. Returns false when none of them can ever
+    /// change again.
+    pub async fn wait_any(&mut self) -> bool {
+        loop {
+            if self.vars.is_empty() {
+                return false;
+            }
+            let futs: Vec<_> = self
+                .vars
+                .iter_mut()
+                .map(|v| Box::pin(v.changed()))
+                .collect();
+            let (changed, idx, _) = futures_util::future::select_all(futs).await;
+            if changed {
+                return true;
+            }
+            self.vars.swap_remove(idx);
+        }
+    }
+}
