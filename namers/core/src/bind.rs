@@ -154,32 +154,36 @@ pub async fn settle<T>(
     loop {
         let mut deps = LookupDeps::default();
         let state = compute(&mut deps);
-        let mut pending_addrs: Vec<Var<crate::addr::Addr>> = match &state {
-            State::Ok(t) => addrs(t)
-                .into_iter()
-                .filter_map(|mut a| a.get().is_pending().then_some(a))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut pending_addrs: crate::var::Deps<crate::addr::Addr> = Default::default();
+        if let State::Ok(t) = &state {
+            for mut a in addrs(t) {
+                if a.get().is_pending() {
+                    pending_addrs.push(a);
+                }
+            }
+        }
         if !state.is_pending() && pending_addrs.is_empty() {
             return (state, true);
         }
-        let addr_changed = async {
-            if pending_addrs.is_empty() {
-                return std::future::pending::<()>().await;
+        if deps.is_empty() && pending_addrs.is_empty() {
+            // Nothing read can change any more: the state is final, though Pending.
+            return (state, false);
+        }
+        // Each arm resolves only on a real change; a source that can never change again
+        // leaves its arm pending, so this loop never spins.
+        let tree_changed = async {
+            if !deps.wait_any().await {
+                std::future::pending::<()>().await;
             }
-            let futs: Vec<_> = pending_addrs
-                .iter_mut()
-                .map(|a| Box::pin(a.changed()))
-                .collect();
-            let _ = futures_util::future::select_all(futs).await;
+        };
+        let addr_changed = async {
+            if !pending_addrs.wait_any().await {
+                std::future::pending::<()>().await;
+            }
         };
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return (state, false),
-            more = deps.wait_any() => if !more && pending_addrs.is_empty() {
-                // Nothing can change any more.
-                return (state, false);
-            },
+            _ = tree_changed => {}
             _ = addr_changed => {}
         }
     }

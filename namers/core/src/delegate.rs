@@ -126,17 +126,29 @@ impl<T: Clone> DelegateTree<T> {
                     }
                 }
             }
-            D::Alt { path, dentry, trees } if trees.is_empty() => D::Neg {
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } if trees.is_empty() => D::Neg {
                 path: path.clone(),
                 dentry: dentry.clone(),
             },
-            D::Alt { path, dentry, trees } if trees.len() == 1 => D::Delegate {
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } if trees.len() == 1 => D::Delegate {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 tree: Box::new(trees[0].clone()),
             }
             .simplified(),
-            D::Alt { path, dentry, trees } => {
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } => {
                 let mut out = Vec::new();
                 for t in trees {
                     match t.simplified() {
@@ -152,17 +164,29 @@ impl<T: Clone> DelegateTree<T> {
                     trees: out,
                 }
             }
-            D::Union { path, dentry, trees } if trees.is_empty() => D::Neg {
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } if trees.is_empty() => D::Neg {
                 path: path.clone(),
                 dentry: dentry.clone(),
             },
-            D::Union { path, dentry, trees } if trees.len() == 1 => D::Delegate {
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } if trees.len() == 1 => D::Delegate {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 tree: Box::new(trees[0].1.clone()),
             }
             .simplified(),
-            D::Union { path, dentry, trees } => D::Union {
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } => D::Union {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 trees: trees.iter().map(|(w, t)| (*w, t.simplified())).collect(),
@@ -199,7 +223,10 @@ fn from_name_tree<T: Clone>(path: &Path, dentry: &Dentry, t: &NameTree<T>) -> De
             value: v.clone(),
         },
         NameTree::Alt(ts) => D::Alt {
-            trees: ts.iter().map(|t| from_name_tree(&path, &dentry, t)).collect(),
+            trees: ts
+                .iter()
+                .map(|t| from_name_tree(&path, &dentry, t))
+                .collect(),
             path,
             dentry,
         },
@@ -358,14 +385,28 @@ impl DefaultInterpreter {
             D::Delegate { path, dentry, tree } => {
                 wrap(path, dentry, self.delegate_bind(dtab, depth, tree, deps))
             }
-            D::Alt { path, dentry, trees } if trees.is_empty() => State::Ok(D::Neg {
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } if trees.is_empty() => State::Ok(D::Neg {
                 path: path.clone(),
                 dentry: dentry.clone(),
             }),
-            D::Alt { path, dentry, trees } if trees.len() == 1 => {
-                wrap(path, dentry, self.delegate_bind(dtab, depth, &trees[0], deps))
-            }
-            D::Alt { path, dentry, trees } => {
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } if trees.len() == 1 => wrap(
+                path,
+                dentry,
+                self.delegate_bind(dtab, depth, &trees[0], deps),
+            ),
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } => {
                 let mut out = Vec::new();
                 let mut pending = false;
                 for t in trees {
@@ -383,14 +424,28 @@ impl DefaultInterpreter {
                     trees: out,
                 })
             }
-            D::Union { path, dentry, trees } if trees.is_empty() => State::Ok(D::Neg {
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } if trees.is_empty() => State::Ok(D::Neg {
                 path: path.clone(),
                 dentry: dentry.clone(),
             }),
-            D::Union { path, dentry, trees } if trees.len() == 1 => {
-                wrap(path, dentry, self.delegate_bind(dtab, depth, &trees[0].1, deps))
-            }
-            D::Union { path, dentry, trees } => {
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } if trees.len() == 1 => wrap(
+                path,
+                dentry,
+                self.delegate_bind(dtab, depth, &trees[0].1, deps),
+            ),
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } => {
                 let mut out = Vec::new();
                 let mut pending = false;
                 for (w, t) in trees {

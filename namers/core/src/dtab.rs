@@ -47,14 +47,10 @@ impl Prefix {
     /// True when every element is `*` or equal (byte-exact) to the path's element at that index.
     pub fn matches(&self, path: &Path) -> bool {
         self.elems.len() <= path.len()
-            && self
-                .elems
-                .iter()
-                .zip(path.elems())
-                .all(|(p, e)| match p {
-                    PrefixElem::Any => true,
-                    PrefixElem::Label(l) => l == e,
-                })
+            && self.elems.iter().zip(path.elems()).all(|(p, e)| match p {
+                PrefixElem::Any => true,
+                PrefixElem::Label(l) => l == e,
+            })
     }
 }
 

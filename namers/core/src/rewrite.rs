@@ -111,13 +111,9 @@ impl PathMatcher {
     /// `extract`, then replaces each `{key}` in `template` with its value.
     pub fn substitute(&self, path: &Path, template: &str) -> Option<String> {
         let vars = self.extract(path)?;
-        Some(
-            vars.iter()
-                .rev()
-                .fold(template.to_string(), |acc, (k, v)| {
-                    acc.replace(&format!("{{{k}}}"), v)
-                }),
-        )
+        Some(vars.iter().rev().fold(template.to_string(), |acc, (k, v)| {
+            acc.replace(&format!("{{{k}}}"), v)
+        }))
     }
 }
 

@@ -67,7 +67,11 @@ impl Parser {
             format!("'{found}'")
         };
         let before: String = self.s[..self.idx.min(self.s.len())].iter().collect();
-        let at: String = self.s.get(self.idx).map(|c| c.to_string()).unwrap_or_default();
+        let at: String = self
+            .s
+            .get(self.idx)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let after: String = self.s.get(self.idx + 1..).unwrap_or(&[]).iter().collect();
         Err(ParseError(format!(
             "{expected} expected but {shown_found} found at '{before}[{at}]{after}'"

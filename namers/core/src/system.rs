@@ -20,9 +20,7 @@ pub const INET_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The error for an unknown `/$/<class>` (Linkerd's `UnknownNamer`).
 pub fn unknown_namer(path: &Path, class: &str) -> NamingError {
-    NamingError::new(format!(
-        "Unknown namer: {class} for path: {path}"
-    ))
+    NamingError::new(format!("Unknown namer: {class} for path: {path}"))
 }
 
 fn parse_port(s: &str) -> Option<u16> {
@@ -34,10 +32,11 @@ fn parse_port(s: &str) -> Option<u16> {
 
 type InetKey = (String, u16, bool);
 
-/// Shared, de-duplicated DNS watches for `/$/inet` and `/$/fixedinet`.
+/// Shared, de-duplicated DNS watches for `/$/inet` and `/$/fixedinet`. Each watch lives as long
+/// as some `Var` observes it; the registry itself holds only the producing side.
 #[derive(Default)]
 pub struct InetResolver {
-    watches: Mutex<HashMap<InetKey, Var<Addr>>>,
+    watches: Mutex<HashMap<InetKey, Arc<Updater<Addr>>>>,
 }
 
 impl InetResolver {
@@ -52,15 +51,16 @@ impl InetResolver {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(v) = watches.get(&key) {
-            return v.clone();
+        if let Some(up) = watches.get(&key) {
+            return up.var();
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // Outside a runtime: resolve once, synchronously.
             return Var::Const(lookup_blocking(host, port));
         };
         let (up, var) = Updater::new(Addr::Pending);
-        watches.insert(key.clone(), var.clone());
+        let up = Arc::new(up);
+        watches.insert(key.clone(), Arc::clone(&up));
         let me = Arc::clone(self);
         rt.spawn(async move {
             loop {
@@ -82,8 +82,8 @@ impl InetResolver {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
                 };
-                // Only the registry's own copy left: nobody is watching any more.
-                if up.observers() <= 1 {
+                // Checked under the registry lock, so no new observer can slip in meanwhile.
+                if up.observers() == 0 {
                     watches.remove(&key);
                     return;
                 }
@@ -188,7 +188,8 @@ fn is_dns_label(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// `hostportPfx`/`porthostPfx`: `/<pfx>/<host:port>/etc` → `/<pfx>/<host>/<port>/etc` (or with
@@ -204,12 +205,12 @@ fn host_port(rest: &Path, port_first: bool) -> NameTree<Name> {
     if host.is_empty() || !is_dns_label(port) {
         return NameTree::Neg;
     }
-    let pair = if port_first { [port, host] } else { [host, port] };
-    leaf_path(
-        rest.take(1)
-            .concat(&Path::utf8(pair))
-            .concat(&rest.drop(2)),
-    )
+    let pair = if port_first {
+        [port, host]
+    } else {
+        [host, port]
+    };
+    leaf_path(rest.take(1).concat(&Path::utf8(pair)).concat(&rest.drop(2)))
 }
 
 fn is_method(s: &str) -> bool {

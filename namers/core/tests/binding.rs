@@ -13,6 +13,9 @@ use switchboard_namer_core::{
     NamingError, Path, State, Updater,
 };
 
+/// One step of a scripted namer change and the evaluation expected after it.
+type Step<'a> = (Box<dyn Fn() + 'a>, &'a str);
+
 /// A namer whose answers the test sets; every path starts Pending.
 #[derive(Default)]
 struct TestNamer {
@@ -29,7 +32,10 @@ impl TestNamer {
     }
     fn set_tree(&self, path: &str, tree: &str) {
         let t = NameTree::read(tree).unwrap();
-        self.set(path, State::Ok(t.map(&mut |p: &Path| Name::Path(p.clone()))));
+        self.set(
+            path,
+            State::Ok(t.map(&mut |p: &Path| Name::Path(p.clone()))),
+        );
     }
     fn fail(&self, path: &str) {
         self.set(path, State::Failed(NamingError::new("test exception")));
@@ -107,7 +113,7 @@ async fn union_steps() {
     let t = Arc::new(TestNamer::default());
     let interp = interp_with(vec![("/test", t.clone())]);
     let dtab = "/root => /test/0 & /test/1";
-    let steps: Vec<(Box<dyn Fn()>, &str)> = vec![
+    let steps: Vec<Step> = vec![
         (Box::new(|| {}), "pending"),
         (Box::new(|| t.set_tree("/test/0", "/test/2")), "pending"),
         (
@@ -145,7 +151,7 @@ async fn failover_steps() {
     let t = Arc::new(TestNamer::default());
     let interp = interp_with(vec![("/test", t.clone())]);
     let dtab = "/root => /test/0 | /test/1 & /test/2";
-    let steps: Vec<(Box<dyn Fn()>, &str)> = vec![
+    let steps: Vec<Step> = vec![
         (Box::new(|| {}), "pending"),
         (
             Box::new(|| {
@@ -155,13 +161,19 @@ async fn failover_steps() {
             }),
             "{}",
         ),
-        (Box::new(|| t.set_tree("/test/0", "/$/inet/1")), "{/$/inet/1}"),
+        (
+            Box::new(|| t.set_tree("/test/0", "/$/inet/1")),
+            "{/$/inet/1}",
+        ),
         (Box::new(|| t.set_tree("/test/0", "~")), "none"),
         (
             Box::new(|| t.set_tree("/test/2", "/$/inet/2")),
             "{/$/inet/2@1}",
         ),
-        (Box::new(|| t.set_tree("/test/0", "/$/inet/3")), "{/$/inet/3}"),
+        (
+            Box::new(|| t.set_tree("/test/0", "/$/inet/3")),
+            "{/$/inet/3}",
+        ),
     ];
     for (i, (act, want)) in steps.iter().enumerate() {
         act();
@@ -180,7 +192,12 @@ async fn bind_rows() {
     row(&interp, "/r => ~ | /$/fail | /test/1", "/r", "none");
     row(&interp, "/r => /$/nil | /$/fail | /test/1", "/r", "{}");
     row(&interp, "/foo=>/$/inet/8080", "/foo", "{/$/inet/8080}");
-    row(&interp, "/foo=>/bar;/bar=>/$/inet/8080", "/foo", "{/$/inet/8080}");
+    row(
+        &interp,
+        "/foo=>/bar;/bar=>/$/inet/8080",
+        "/foo",
+        "{/$/inet/8080}",
+    );
     let d1 = "/foo => /bar";
     let d2 = "/foo=>/biz;/biz=>/$/inet/8080;/bar=>/$/inet/9090";
     row(&interp, &format!("{d1};{d2}"), "/foo", "{/$/inet/8080}");
@@ -214,7 +231,12 @@ async fn bind_rows() {
         "failed: Unknown namer: nope for path: /$/nope/x",
     );
     // A failing union branch is ignored while another is Ok.
-    row(&interp, "/r => /$/nope/x & /$/inet/1", "/r", "{/$/inet/1@1}");
+    row(
+        &interp,
+        "/r => /$/nope/x & /$/inet/1",
+        "/r",
+        "{/$/inet/1@1}",
+    );
 }
 
 #[tokio::test]
@@ -225,34 +247,70 @@ async fn system_namer_rows() {
         ("/$/inet/127.0.0.1/1234", "/$/inet/127.0.0.1/1234", "/"),
         ("/$/fixedinet/1234/foobar", "/$/fixedinet/1234", "/foobar"),
         ("/$/inet/1234/5678", "/$/inet/1234/5678", "/"),
-        ("/$/io.buoyant.rinet/80/127.0.0.1/x", "/$/io.buoyant.rinet/80/127.0.0.1", "/x"),
+        (
+            "/$/io.buoyant.rinet/80/127.0.0.1/x",
+            "/$/io.buoyant.rinet/80/127.0.0.1",
+            "/x",
+        ),
     ];
     for (path, id, residual) in cases {
         let (s, _) = interp
-            .bind_settled(&Dtab::empty(), &Path::read(path).unwrap(), Duration::from_secs(5))
+            .bind_settled(
+                &Dtab::empty(),
+                &Path::read(path).unwrap(),
+                Duration::from_secs(5),
+            )
             .await;
         let State::Ok(NameTree::Leaf(b)) = s else {
             panic!("{path}: {s:?}")
         };
-        assert_eq!((b.id.show(), b.residual.show()), (id.into(), residual.into()), "{path}");
+        assert_eq!(
+            (b.id.show(), b.residual.show()),
+            (id.into(), residual.into()),
+            "{path}"
+        );
     }
     // Rewriters: lookup result shown as a tree of paths.
     let rw = [
-        ("/$/io.buoyant.hostportPfx/pfx/host:8080/etc", "/pfx/host/8080/etc"),
-        ("/$/io.buoyant.hostportPfx/pfx/host:http/etc", "/pfx/host/http/etc"),
+        (
+            "/$/io.buoyant.hostportPfx/pfx/host:8080/etc",
+            "/pfx/host/8080/etc",
+        ),
+        (
+            "/$/io.buoyant.hostportPfx/pfx/host:http/etc",
+            "/pfx/host/http/etc",
+        ),
         ("/$/io.buoyant.hostportPfx/pfx/a:b:c/etc", "~"),
         ("/$/io.buoyant.hostportPfx/pfx/host/etc", "~"),
-        ("/$/io.buoyant.porthostPfx/pfx/host:8080/etc", "/pfx/8080/host/etc"),
+        (
+            "/$/io.buoyant.porthostPfx/pfx/host:8080/etc",
+            "/pfx/8080/host/etc",
+        ),
         ("/$/io.buoyant.http.anyMethod/GET/rest", "/rest"),
         ("/$/io.buoyant.http.anyMethod/get/rest", "~"),
         ("/$/io.buoyant.http.anyMethodPfx/pfx/POST/rest", "/pfx/rest"),
         ("/$/io.buoyant.http.anyHost/foo.com/rest", "/rest"),
-        ("/$/io.buoyant.http.anyHostPfx/pfx/foo.com/rest", "/pfx/rest"),
-        ("/$/io.buoyant.http.subdomainOf/buoyant.io/foo.buoyant.io:8080/rest", "/foo/rest"),
-        ("/$/io.buoyant.http.subdomainOf/buoyant.io/buoyant.io/rest", "~"),
-        ("/$/io.buoyant.http.subdomainOfPfx/buoyant.io/pfx/foo.buoyant.io/rest", "/pfx/foo/rest"),
+        (
+            "/$/io.buoyant.http.anyHostPfx/pfx/foo.com/rest",
+            "/pfx/rest",
+        ),
+        (
+            "/$/io.buoyant.http.subdomainOf/buoyant.io/foo.buoyant.io:8080/rest",
+            "/foo/rest",
+        ),
+        (
+            "/$/io.buoyant.http.subdomainOf/buoyant.io/buoyant.io/rest",
+            "~",
+        ),
+        (
+            "/$/io.buoyant.http.subdomainOfPfx/buoyant.io/pfx/foo.buoyant.io/rest",
+            "/pfx/foo/rest",
+        ),
         ("/$/io.buoyant.http.domainToPath/a.b.c/rest", "/c/b/a/rest"),
-        ("/$/io.buoyant.http.domainToPathPfx/pfx/a.b.c/rest", "/pfx/c/b/a/rest"),
+        (
+            "/$/io.buoyant.http.domainToPathPfx/pfx/a.b.c/rest",
+            "/pfx/c/b/a/rest",
+        ),
         ("/$/io.buoyant.http.anyMethod", "~"),
         ("/$/fail/x", "!"),
         ("/$/nil/x", "$"),
@@ -285,13 +343,20 @@ async fn namer_precedence_last_declared_first() {
 async fn live_bind_follows_namer_changes() {
     let t = Arc::new(TestNamer::default());
     let interp = interp_with(vec![("/test", t.clone())]);
-    let mut act = interp.bind(&Dtab::read("/svc => /test").unwrap(), &Path::read("/svc/a").unwrap());
+    let mut act = interp.bind(
+        &Dtab::read("/svc => /test").unwrap(),
+        &Path::read("/svc/a").unwrap(),
+    );
     assert_eq!(eval_of(&act.get()), "pending");
     t.set_tree("/test/a", "/$/inet/1");
-    tokio::time::timeout(Duration::from_secs(5), act.changed()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), act.changed())
+        .await
+        .unwrap();
     assert_eq!(eval_of(&act.get()), "{/$/inet/1}");
     t.set_tree("/test/a", "~ | /$/inet/2");
-    tokio::time::timeout(Duration::from_secs(5), act.changed()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), act.changed())
+        .await
+        .unwrap();
     assert_eq!(eval_of(&act.get()), "{/$/inet/2}");
 }
 
@@ -310,7 +375,11 @@ async fn delegator_json_matches_linkerd() {
     )
     .unwrap();
     let (s, settled) = interp
-        .delegate_settled(&dtab, &Path::read("/boo/humbug").unwrap(), Duration::from_secs(5))
+        .delegate_settled(
+            &dtab,
+            &Path::read("/boo/humbug").unwrap(),
+            Duration::from_secs(5),
+        )
         .await;
     assert!(settled);
     let State::Ok(tree) = s else { panic!("{s:?}") };
@@ -346,8 +415,14 @@ async fn delegate_rows() {
     row(&interp, "/e => $", "/e/x",
         r#"{"type":"delegate","path":"/e/x","delegate":{"type":"empty","path":"/e/x","dentry":{"prefix":"/e","dst":"$"}}}"#).await;
     row(&interp, "/u => 3 * /$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2", "/u",
-        r#"{"type":"union","path":"/u","dentry":{"prefix":"/u","dst":"3.00*/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"},"union":[{"weight":3.0,"tree":{"type":"leaf","path":"/$/inet/127.0.0.1/1","dentry":{"prefix":"/u","dst":"3.00*/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"},"bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":1,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/1","path":"/"}}},{"weight":1.0,"tree":{"type":"leaf","path":"/$/inet/127.0.0.1/2","dentry":{"prefix":"/u","dst":"3.00*/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"},"bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":2,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/2","path":"/"}}}]}"#).await;
-    row(&interp, "/a => /b; /b => /a", "/a", "Failed(NamingError(\"Max recursion level reached.\"))").await;
+        r#"{"type":"union","path":"/u","union":[{"weight":3.0,"tree":{"type":"leaf","path":"/$/inet/127.0.0.1/1","dentry":{"prefix":"/u","dst":"3.00*/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"},"bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":1,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/1","path":"/"}}},{"weight":1.0,"tree":{"type":"leaf","path":"/$/inet/127.0.0.1/2","dentry":{"prefix":"/u","dst":"3.00*/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"},"bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":2,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/2","path":"/"}}}]}"#).await;
+    row(
+        &interp,
+        "/a => /b; /b => /a",
+        "/a",
+        "Failed(NamingError(\"Max recursion level reached.\"))",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -366,7 +441,11 @@ async fn bound_tree_json_shape() {
         r#"{"type":"union","union":[{"weight":1.0,"tree":{"type":"leaf","bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":1,"meta":{}}],"meta":{"namer_nametree_weight":1.0}},"id":"/$/inet/127.0.0.1/1","path":"/x"}}},{"weight":0.5,"tree":{"type":"leaf","bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":2,"meta":{}}],"meta":{"namer_nametree_weight":0.5}},"id":"/$/inet/127.0.0.1/2","path":"/x"}}}]}"#
     );
     let (s, _) = interp
-        .bind_settled(&Dtab::empty(), &Path::read("/nothing").unwrap(), Duration::from_secs(1))
+        .bind_settled(
+            &Dtab::empty(),
+            &Path::read("/nothing").unwrap(),
+            Duration::from_secs(1),
+        )
         .await;
     let State::Ok(t) = s else { panic!() };
     assert_eq!(bound_tree_json(&t).to_string(), r#"{"type":"neg"}"#);
@@ -391,18 +470,46 @@ fn path_matcher_rows() {
     check("/foo/bar", "/foo", None);
     check("/foo/*/*", "/foo/hi/there", Some(&[]));
     check("/foo/{A}", "/foo/bar/bas", Some(&[("A", "bar")]));
-    check("/foo/bar/{A}:http", "/foo/bar/bas:http", Some(&[("A", "bas")]));
-    check("/foo/{A}/*/{B}", "/foo/boo/bar/bas", Some(&[("A", "boo"), ("B", "bas")]));
-    check("/foo/bar/{A}.com/{B}", "/foo/bar/foo.com/80", Some(&[("A", "foo"), ("B", "80")]));
-    check("/foo/bar/{A}-{B}/{C}", "/foo/bar/foo-com/80", Some(&[("A", "foo"), ("B", "com"), ("C", "80")]));
-    check("/foo/bar/{A}.{B}/{C}", "/foo/bar/foo.com/80", Some(&[("A", "foo"), ("B", "com"), ("C", "80")]));
+    check(
+        "/foo/bar/{A}:http",
+        "/foo/bar/bas:http",
+        Some(&[("A", "bas")]),
+    );
+    check(
+        "/foo/{A}/*/{B}",
+        "/foo/boo/bar/bas",
+        Some(&[("A", "boo"), ("B", "bas")]),
+    );
+    check(
+        "/foo/bar/{A}.com/{B}",
+        "/foo/bar/foo.com/80",
+        Some(&[("A", "foo"), ("B", "80")]),
+    );
+    check(
+        "/foo/bar/{A}-{B}/{C}",
+        "/foo/bar/foo-com/80",
+        Some(&[("A", "foo"), ("B", "com"), ("C", "80")]),
+    );
+    check(
+        "/foo/bar/{A}.{B}/{C}",
+        "/foo/bar/foo.com/80",
+        Some(&[("A", "foo"), ("B", "com"), ("C", "80")]),
+    );
     check(
         "/foo/bar/{A}.{B}.{C}/{D}",
         "/foo/bar/www.foo.com/80",
         Some(&[("A", "www"), ("B", "foo"), ("C", "com"), ("D", "80")]),
     );
-    check("/foo/{A}/*/{B}:http", "/foo/boo/bar/bas:http", Some(&[("A", "boo"), ("B", "bas")]));
-    check("/foo/bar/{A}-{B}", "/foo/bar/foo-bar-baz", Some(&[("A", "foo-bar"), ("B", "baz")]));
+    check(
+        "/foo/{A}/*/{B}:http",
+        "/foo/boo/bar/bas:http",
+        Some(&[("A", "boo"), ("B", "bas")]),
+    );
+    check(
+        "/foo/bar/{A}-{B}",
+        "/foo/bar/foo-bar-baz",
+        Some(&[("A", "foo-bar"), ("B", "baz")]),
+    );
     check("/foo/{A}/bar", "/foo/bar/bad", None);
     check("/foo/{A}:http", "/foo/bar/bas:http", None);
     check("/a/*", "/a", None);
@@ -411,7 +518,10 @@ fn path_matcher_rows() {
         m.substitute(&Path::read("/foo/boo/bar/bas").unwrap(), "/{A}/and/{B}"),
         Some("/boo/and/bas".into())
     );
-    assert_eq!(m.substitute(&Path::read("/goo/boo/bar/bas").unwrap(), "/{A}/and/{B}"), None);
+    assert_eq!(
+        m.substitute(&Path::read("/goo/boo/bar/bas").unwrap(), "/{A}/and/{B}"),
+        None
+    );
 }
 
 #[test]
@@ -429,6 +539,11 @@ fn rewriting_namer_rows() {
     check("/one/two", "/success", "/one/two/three", "/success");
     check("/one/*/three", "/success", "/one/two/three", "/success");
     check("/one/*/four", "/success", "/one/two/three", "~");
-    check("/{foo}/*/three", "/success/{foo}", "/one/two/three", "/success/one");
+    check(
+        "/{foo}/*/three",
+        "/success/{foo}",
+        "/one/two/three",
+        "/success/one",
+    );
     check("/{foo}/*/four", "/success/{foo}", "/one/two/three", "~");
 }

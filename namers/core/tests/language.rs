@@ -39,17 +39,38 @@ fn paths() {
             ("/a\\x20b", Ok("/\\x61\\x20\\x62")),
             ("/foo # comment", Ok("/foo")),
             ("", Err("'/' expected but end of input found at '[]'")),
-            ("/foo/bar/", Err("label char expected but end of input found at '/foo/bar/[]'")),
+            (
+                "/foo/bar/",
+                Err("label char expected but end of input found at '/foo/bar/[]'"),
+            ),
             ("/{}", Err("end of input expected but '{' found at '/[{]}'")),
             ("/\\?", Err("'x' expected but '?' found at '/\\[?]'")),
             ("/\\x?", Err("hex char expected but '?' found at '/\\x[?]'")),
-            ("/\\x0?", Err("hex char expected but '?' found at '/\\x0[?]'")),
-            ("/foo^bar", Err("end of input expected but '^' found at '/foo[^]bar'")),
-            ("/foo//bar", Err("label char expected but '/' found at '/foo/[/]bar'")),
+            (
+                "/\\x0?",
+                Err("hex char expected but '?' found at '/\\x0[?]'"),
+            ),
+            (
+                "/foo^bar",
+                Err("end of input expected but '^' found at '/foo[^]bar'"),
+            ),
+            (
+                "/foo//bar",
+                Err("label char expected but '/' found at '/foo/[/]bar'"),
+            ),
             ("//", Err("end of input expected but '/' found at '/[/]'")),
-            ("/foo bar", Err("end of input expected but 'b' found at '/foo [b]ar'")),
-            ("invalid-param", Err("'/' expected but 'i' found at '[i]nvalid-param'")),
-            ("/foo\u{a0}", Err("end of input expected but '\u{a0}' found at '/foo[\u{a0}]'")),
+            (
+                "/foo bar",
+                Err("end of input expected but 'b' found at '/foo [b]ar'"),
+            ),
+            (
+                "invalid-param",
+                Err("'/' expected but 'i' found at '[i]nvalid-param'"),
+            ),
+            (
+                "/foo\u{a0}",
+                Err("end of input expected but '\u{a0}' found at '/foo[\u{a0}]'"),
+            ),
         ],
     );
 }
@@ -87,22 +108,49 @@ fn trees() {
             ("/a #c\n& /b", Ok("/a & /b")),
             ("", Err("simple expected but end of input found at '[]'")),
             ("#", Err("simple expected but end of input found at '#[]'")),
-            ("/foo &", Err("simple expected but end of input found at '/foo &[]'")),
+            (
+                "/foo &",
+                Err("simple expected but end of input found at '/foo &[]'"),
+            ),
             (
                 "/foo & 0.1.2 * /bar",
                 Err("number char expected but '.' found at '/foo & 0.1[.]2 * /bar'"),
             ),
-            ("0.1.2 * /foo", Err("number char expected but '.' found at '0.1[.]2 * /foo'")),
-            ("/foo & . * /bar", Err("weight expected but '.' found at '/foo & .[ ]* /bar'")),
-            ("(/foo", Err("')' expected but end of input found at '(/foo[]'")),
-            ("(/foo | /bar", Err("')' expected but end of input found at '(/foo | /bar[]'")),
-            ("/foo)", Err("end of input expected but ')' found at '/foo[)]'")),
+            (
+                "0.1.2 * /foo",
+                Err("number char expected but '.' found at '0.1[.]2 * /foo'"),
+            ),
+            (
+                "/foo & . * /bar",
+                Err("weight expected but '.' found at '/foo & .[ ]* /bar'"),
+            ),
+            (
+                "(/foo",
+                Err("')' expected but end of input found at '(/foo[]'"),
+            ),
+            (
+                "(/foo | /bar",
+                Err("')' expected but end of input found at '(/foo | /bar[]'"),
+            ),
+            (
+                "/foo)",
+                Err("end of input expected but ')' found at '/foo[)]'"),
+            ),
             ("()", Err("simple expected but ')' found at '([)]'")),
             ("1 /foo", Err("'*' expected but '/' found at '1 [/]foo'")),
-            ("/foo |", Err("simple expected but end of input found at '/foo |[]'")),
-            ("/foo | | /bar", Err("simple expected but '|' found at '/foo | [|] /bar'")),
+            (
+                "/foo |",
+                Err("simple expected but end of input found at '/foo |[]'"),
+            ),
+            (
+                "/foo | | /bar",
+                Err("simple expected but '|' found at '/foo | [|] /bar'"),
+            ),
             ("*", Err("simple expected but '*' found at '[*]'")),
-            ("/foo/*", Err("label char expected but '*' found at '/foo/[*]'")),
+            (
+                "/foo/*",
+                Err("label char expected but '*' found at '/foo/[*]'"),
+            ),
         ],
     );
 }
@@ -120,14 +168,35 @@ fn dentries_and_prefixes() {
             ("/foo/bar/baz => !", Ok("/foo/bar/baz=>!")),
             ("/* => /a", Ok("/*=>/a")),
             ("/a/\\x2a=>/b", Ok("/a/\\x2a=>/b")),
-            ("/foo/*bar/baz => !", Err("'=' expected but 'b' found at '/foo/*[b]ar/baz => !'")),
+            (
+                "/foo/*bar/baz => !",
+                Err("'=' expected but 'b' found at '/foo/*[b]ar/baz => !'"),
+            ),
             ("/&!", Err("'=' expected but '&' found at '/[&]!'")),
-            ("/foo /bar", Err("'=' expected but '/' found at '/foo [/]bar'")),
-            ("/foo = /bar", Err("'>' expected but ' ' found at '/foo =[ ]/bar'")),
-            ("/foo", Err("'=' expected but end of input found at '/foo[]'")),
-            ("/foo =>", Err("simple expected but end of input found at '/foo =>[]'")),
-            ("foo=>/bar", Err("'/' expected but 'f' found at '[f]oo=>/bar'")),
-            ("/** => /a", Err("'=' expected but '*' found at '/*[*] => /a'")),
+            (
+                "/foo /bar",
+                Err("'=' expected but '/' found at '/foo [/]bar'"),
+            ),
+            (
+                "/foo = /bar",
+                Err("'>' expected but ' ' found at '/foo =[ ]/bar'"),
+            ),
+            (
+                "/foo",
+                Err("'=' expected but end of input found at '/foo[]'"),
+            ),
+            (
+                "/foo =>",
+                Err("simple expected but end of input found at '/foo =>[]'"),
+            ),
+            (
+                "foo=>/bar",
+                Err("'/' expected but 'f' found at '[f]oo=>/bar'"),
+            ),
+            (
+                "/** => /a",
+                Err("'=' expected but '*' found at '/*[*] => /a'"),
+            ),
         ],
     );
     check(
@@ -137,8 +206,14 @@ fn dentries_and_prefixes() {
         &[
             ("/foo/*/bar", Ok("/foo/*/bar")),
             ("/", Ok("/")),
-            ("/foo/*bar", Err("end of input expected but 'b' found at '/foo/*[b]ar'")),
-            ("/*/", Err("label char expected but end of input found at '/*/[]'")),
+            (
+                "/foo/*bar",
+                Err("end of input expected but 'b' found at '/foo/*[b]ar'"),
+            ),
+            (
+                "/*/",
+                Err("label char expected but end of input found at '/*/[]'"),
+            ),
         ],
     );
     assert_eq!(Dentry::nop().show(), "/\\x2f=>~");
@@ -209,7 +284,11 @@ fn simplify_and_eval() {
     check("~", "~", None);
     check("/ok", "/ok", Some(&["/ok"]));
     check("/ok & /ok1", "/ok & /ok1", Some(&["/ok", "/ok1"]));
-    check("/ok & ~ & /blah & $", "/ok & /blah & $", Some(&["/ok", "/blah"]));
+    check(
+        "/ok & ~ & /blah & $",
+        "/ok & /blah & $",
+        Some(&["/ok", "/blah"]),
+    );
     check("$ & $ & $", "$ & $ & $", Some(&[]));
     check("~ & ~ & (~ | ~)", "~", None);
     check("~ | /foo | /bar", "/foo | /bar", Some(&["/foo"]));
@@ -235,7 +314,11 @@ fn lookup() {
         assert_eq!(got, expected, "{dtab} lookup {path}");
     }
     check("/a/*/c => /d", "/a/b/c/e/f", "/d/e/f");
-    check("/svc/* => /$/inet/127.1/8888", "/svc/foo", "/$/inet/127.1/8888");
+    check(
+        "/svc/* => /$/inet/127.1/8888",
+        "/svc/foo",
+        "/$/inet/127.1/8888",
+    );
     check("/a=>/b;/a=>/c", "/a/x", "/c/x | /b/x");
     check("/=>/x", "/foo", "/x/foo");
     check("/a=>/b & /c", "/a/x", "/b/x & /c/x");

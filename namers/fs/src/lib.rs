@@ -77,7 +77,11 @@ pub fn parse_endpoints(file: &str, text: &str) -> Result<Vec<Endpoint>, LineErro
                 .map_err(|e| err(format!("cannot resolve host `{host}`: {e}")))?
                 .collect(),
         };
-        out.extend(addrs.into_iter().map(|a| Endpoint::new(a).with_weight(weight)));
+        out.extend(
+            addrs
+                .into_iter()
+                .map(|a| Endpoint::new(a).with_weight(weight)),
+        );
     }
     Ok(out)
 }
@@ -318,7 +322,12 @@ impl Namer for FsNamer {
             }
         }
         let mut out = Vec::new();
-        walk(&self.inner.root, &mut Vec::new(), &self.inner.prefix, &mut out);
+        walk(
+            &self.inner.root,
+            &mut Vec::new(),
+            &self.inner.prefix,
+            &mut out,
+        );
         out
     }
 }
