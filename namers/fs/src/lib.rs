@@ -37,51 +37,56 @@ pub struct LineError {
     pub msg: String,
 }
 
-/// Parses a service file's text. `file` names it in errors.
+/// Files larger than this are refused (Linkerd's `FileTooBig`), so a stray log file in `rootDir`
+/// cannot eat memory.
+pub const MAX_FILE_SIZE: u64 = 500 * 1024;
+
+/// Parses a service file's text as Linkerd's `WatchingNamer` does: everything after `#` is
+/// dropped, lines are trimmed, blank lines skipped; each line is `host port` or
+/// `host port * weight` with `0 < port <= 65535` and any floating-point weight. Any bad line
+/// fails the whole file with `malformed address: <line>`, prefixed by `file:line:`. Host names
+/// are resolved once here; a name that does not resolve is left out, as Finagle leaves out an
+/// unresolved address.
 pub fn parse_endpoints(file: &str, text: &str) -> Result<Vec<Endpoint>, LineError> {
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let err = |msg: String| LineError {
-            file: file.to_string(),
-            line: i + 1,
-            msg,
-        };
+    for (i, raw) in text.split('\n').enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
+        let malformed = || LineError {
+            file: file.to_string(),
+            line: i + 1,
+            msg: format!("malformed address: {line}"),
+        };
         let toks: Vec<&str> = line.split_whitespace().collect();
         let (host, port, weight) = match toks.as_slice() {
             [h, p] => (*h, *p, None),
             [h, p, "*", w] => (*h, *p, Some(*w)),
-            _ => {
-                return Err(err(format!(
-                    "expected `host port` or `host port * weight`, found `{line}`"
-                )))
-            }
+            _ => return Err(malformed()),
         };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| err(format!("invalid port `{port}`")))?;
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(malformed()),
+        };
         let weight = match weight {
-            None => 1.0,
-            Some(w) => match w.parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 0.0 => v,
-                _ => return Err(err(format!("invalid weight `{w}`"))),
-            },
+            None => None,
+            Some(w) => Some(w.parse::<f64>().map_err(|_| malformed())?),
         };
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => (host, port)
-                .to_socket_addrs()
-                .map_err(|e| err(format!("cannot resolve host `{host}`: {e}")))?
-                .collect(),
+            Err(_) => match (host, port).to_socket_addrs() {
+                Ok(it) => it.collect(),
+                Err(e) => {
+                    tracing::warn!(namer = KIND, file, line = i + 1, host, error = %e, "unresolved host left out");
+                    Vec::new()
+                }
+            },
         };
-        out.extend(
-            addrs
-                .into_iter()
-                .map(|a| Endpoint::new(a).with_weight(weight)),
-        );
+        out.extend(addrs.into_iter().map(|a| match weight {
+            Some(w) => Endpoint::new(a).with_weight(w),
+            None => Endpoint::new(a),
+        }));
     }
     Ok(out)
 }
@@ -111,6 +116,12 @@ fn file_elem(e: &[u8]) -> Option<&str> {
 impl Inner {
     fn read_file(&self, rel: &[String]) -> Result<Option<Vec<Endpoint>>, String> {
         let p = rel.iter().fold(self.root.clone(), |p, e| p.join(e));
+        match std::fs::metadata(&p) {
+            Ok(m) if m.len() > MAX_FILE_SIZE => {
+                return Err(format!("file {} is {} bytes", p.display(), m.len()))
+            }
+            _ => {}
+        }
         match std::fs::read_to_string(&p) {
             Ok(text) => parse_endpoints(&p.display().to_string(), &text)
                 .map(Some)
