@@ -1,1 +1,6 @@
-//! Switchboard
+//! Switchboard: a service-discovery-driven proxy that reads Linkerd 1.x configs. This crate
+//! holds the config model and the command-line tool; naming lives in `switchboard-namer-core`
+//! and the namer crates.
+
+pub mod build;
+pub mod config;

@@ -1,1 +1,304 @@
-fn main() {}
+//! The `switchboard` command line: config checking and the dtab tools (show, eval, lookup, bind,
+//! delegate) an operator uses to see how a name resolves. Output goes to stdout; any parse or
+//! resolution error goes to stderr with exit status 1. The proxy's data path is not here yet.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use switchboard::build;
+use switchboard::config::{self, model::DEFAULT_BINDING_TIMEOUT_MS, Config};
+use switchboard_namer_core::delegate::{bound_tree_json, delegate_json};
+use switchboard_namer_core::{DefaultInterpreter, Dtab, NameTree, Path, State};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A service-discovery-driven proxy that reads Linkerd 1.x configs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validates configs; prints every error and warning with its location.
+    Check {
+        /// Config files (YAML or JSON); `-` reads stdin.
+        #[arg(required = true)]
+        configs: Vec<String>,
+    },
+    /// Paths.
+    Path {
+        #[command(subcommand)]
+        cmd: PathCmd,
+    },
+    /// Name trees.
+    Tree {
+        #[command(subcommand)]
+        cmd: TreeCmd,
+    },
+    /// Dtabs: show, one-step lookup, full binding and delegation.
+    Dtab {
+        #[command(subcommand)]
+        cmd: DtabCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PathCmd {
+    /// Prints the path in canonical form.
+    Show { path: String },
+}
+
+#[derive(Subcommand)]
+enum TreeCmd {
+    /// Prints the tree in canonical form.
+    Show {
+        /// Simplify first (Finagle's `NameTree.simplified`).
+        #[arg(long)]
+        simplify: bool,
+        tree: String,
+    },
+    /// Prints the evaluation: `null`, or a sorted JSON array of leaf paths.
+    Eval { tree: String },
+}
+
+#[derive(Args, Clone)]
+struct Resolve {
+    /// A config whose namers are used and whose router's dtab comes first.
+    #[arg(long)]
+    config: Option<String>,
+    /// The router whose dtab is used (default: the first router).
+    #[arg(long)]
+    router: Option<String>,
+    /// A dtab appended after the router's, as a per-request `l5d-dtab` would be.
+    #[arg(long)]
+    dtab: Option<String>,
+    /// How long to wait for the tree and its addresses to leave Pending, in milliseconds.
+    #[arg(long, default_value_t = DEFAULT_BINDING_TIMEOUT_MS)]
+    timeout: u64,
+    path: String,
+}
+
+#[derive(Subcommand)]
+enum DtabCmd {
+    /// Prints the dtab in canonical form.
+    Show { dtab: String },
+    /// Prints the one-step lookup of PATH in the dtab.
+    Lookup {
+        #[arg(long)]
+        dtab: String,
+        path: String,
+    },
+    /// Resolves PATH fully and prints the bound tree as namerd's `/api/1/bind` JSON.
+    Bind(Resolve),
+    /// Explains how PATH resolves, as `/delegator.json` renders it.
+    Delegate(Resolve),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Check { configs } => Ok(check(&configs)),
+        Cmd::Path {
+            cmd: PathCmd::Show { path },
+        } => {
+            println!("{}", Path::read(&path)?.show());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Tree { cmd } => {
+            match cmd {
+                TreeCmd::Show { simplify, tree } => {
+                    let t = NameTree::read(&tree)?;
+                    let t = if simplify { t.simplified() } else { t };
+                    println!("{}", t.show());
+                }
+                TreeCmd::Eval { tree } => {
+                    let out = match NameTree::read(&tree)?.eval() {
+                        None => serde_json::Value::Null,
+                        Some(set) => set.iter().map(|p| p.show()).collect(),
+                    };
+                    println!("{out}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Dtab { cmd } => {
+            match cmd {
+                DtabCmd::Show { dtab } => println!("{}", Dtab::read(&dtab)?.show()),
+                DtabCmd::Lookup { dtab, path } => {
+                    let t = Dtab::read(&dtab)?.lookup(&Path::read(&path)?);
+                    println!("{}", t.show());
+                }
+                DtabCmd::Bind(r) => println!("{}", resolve(r, false)?),
+                DtabCmd::Delegate(r) => println!("{}", resolve(r, true)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_config(name: &str) -> anyhow::Result<String> {
+    if name == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the config from stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(name).with_context(|| format!("{name}: cannot read"))
+    }
+}
+
+/// `switchboard check`: every error and warning of every config, exit 1 if any is invalid.
+fn check(configs: &[String]) -> ExitCode {
+    let mut ok = true;
+    for name in configs {
+        let text = match read_config(name) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ok = false;
+                continue;
+            }
+        };
+        match config::load(&text) {
+            Ok((cfg, warnings)) => {
+                for w in &warnings {
+                    eprintln!("warning: {name}: {w}");
+                }
+                println!(
+                    "{name}: ok ({} router{}, {} namer{})",
+                    cfg.routers.len(),
+                    if cfg.routers.len() == 1 { "" } else { "s" },
+                    cfg.namers.len(),
+                    if cfg.namers.len() == 1 { "" } else { "s" },
+                );
+            }
+            Err(invalid) => {
+                ok = false;
+                for e in &invalid.diags.errors {
+                    eprintln!("error: {name}: {e}");
+                }
+                for w in &invalid.diags.warnings {
+                    eprintln!("warning: {name}: {w}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Loads `--config` (if any) and picks the router: its dtab and the config's namers.
+fn load_for_resolve(r: &Resolve) -> anyhow::Result<(Option<Config>, Dtab)> {
+    let extra = match &r.dtab {
+        Some(d) => Dtab::read(d)?,
+        None => Dtab::empty(),
+    };
+    let Some(name) = &r.config else {
+        if r.router.is_some() {
+            bail!("--router needs --config");
+        }
+        return Ok((None, extra));
+    };
+    let text = read_config(name)?;
+    let (cfg, _warnings) =
+        config::load(&text).map_err(|e| anyhow!("{name}: invalid config:\n{e}"))?;
+    let router = match &r.router {
+        Some(label) => cfg
+            .routers
+            .iter()
+            .find(|rt| &rt.label == label)
+            .ok_or_else(|| {
+                let labels: Vec<&str> = cfg.routers.iter().map(|r| r.label.as_str()).collect();
+                anyhow!(
+                    "no router labelled `{label}`; routers: {}",
+                    labels.join(", ")
+                )
+            })?,
+        None => cfg
+            .routers
+            .first()
+            .ok_or_else(|| anyhow!("{name}: no routers"))?,
+    };
+    let dtab = router.dtab.concat(&extra);
+    Ok((Some(cfg), dtab))
+}
+
+/// `dtab bind` and `dtab delegate`.
+fn resolve(r: Resolve, delegate: bool) -> anyhow::Result<String> {
+    let path = Path::read(&r.path)?;
+    let (cfg, dtab) = load_for_resolve(&r)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let timeout = Duration::from_millis(r.timeout);
+    rt.block_on(async move {
+        let interp: Arc<DefaultInterpreter> = match &cfg {
+            Some(c) => build::interpreter(c)?,
+            None => DefaultInterpreter::new(Vec::new()),
+        };
+        if delegate {
+            match interp.delegate_settled(&dtab, &path, timeout).await {
+                (State::Ok(t), _) => Ok(delegate_json(&t).to_string()),
+                (State::Failed(e), _) => Err(anyhow!("{e}")),
+                (State::Pending, _) => Err(pending_error(timeout, &path)),
+            }
+        } else {
+            match interp.bind_settled(&dtab, &path, timeout).await {
+                (State::Ok(t), _) => Ok(bound_tree_json(&t).to_string()),
+                (State::Failed(e), _) => Err(anyhow!("{e}")),
+                (State::Pending, _) => Err(pending_error(timeout, &path)),
+            }
+        }
+    })
+}
+
+/// Linkerd's binding-timeout text (`DynBoundTimeoutException`).
+fn pending_error(timeout: Duration, path: &Path) -> anyhow::Error {
+    anyhow!(
+        "Exceeded {} binding timeout while resolving name: {}",
+        humantime(timeout),
+        path.show()
+    )
+}
+
+/// A duration as Twitter's `Duration.toString` prints whole units (`10.seconds`,
+/// `250.milliseconds`).
+fn humantime(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}.seconds", ms / 1000)
+    } else {
+        format!("{ms}.milliseconds")
+    }
+}

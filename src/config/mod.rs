@@ -1,0 +1,561 @@
+//! Linkerd 1 linker configs: parse (YAML or JSON, strict), decode every section through typed
+//! structs and the plugin registries, then validate across sections (router labels, server
+//! ports, dtabs, prefixes, files). `load` collects every error and warning with its location;
+//! only a config with no errors yields a `Config`. Nothing here binds a socket or starts a
+//! watch: building running objects from a `Config` is the caller's step.
+//!
+//! Things a config names that may be absent where it is checked (files, directories,
+//! certificates, host names) are warnings, not errors.
+
+pub mod diag;
+pub mod model;
+pub mod plugins;
+pub mod registry;
+pub mod source;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path as FsPath;
+
+use serde_json::{Map, Value};
+use switchboard_namer_core::rewrite::PathMatcher;
+use switchboard_namer_core::{Dtab, Path};
+
+pub use diag::{Diag, Diags, Loc};
+use model::{
+    AdminConfig, ClientParams, HttpRouterConfig, NamerCommon, PerPrefix, ServerConfig, ServerTls,
+    Usage, DEFAULT_DST_PREFIX, DEFAULT_HTTP_PORT, DEFAULT_IP, NAMER_COMMON_KEYS,
+};
+use plugins::{Identifiers, InterpreterKind, NamerKind, Namers, Telemeters, Transformers};
+use registry::Plugin;
+
+/// The top-level keys of a linker config.
+pub const TOP_LEVEL_KEYS: [&str; 5] = ["admin", "routers", "namers", "telemetry", "usage"];
+/// Router protocols Switchboard serves.
+pub const SUPPORTED_PROTOCOLS: [&str; 1] = ["http"];
+/// Linkerd 1 protocols Switchboard does not serve yet.
+pub const NOT_YET_PROTOCOLS: [&str; 4] = ["h2", "thrift", "thriftmux", "mux"];
+/// Linkerd's text when `routers` is missing or empty.
+pub const NO_ROUTERS: &str = "At least one router must be specified in the configuration.";
+
+/// A checked config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub admin: AdminConfig,
+    pub routers: Vec<Router>,
+    pub namers: Vec<NamerConfig>,
+    pub telemetry: Vec<Plugin<Telemeters>>,
+    pub usage: Usage,
+}
+
+/// A checked router.
+#[derive(Debug, Clone)]
+pub struct Router {
+    pub label: String,
+    pub protocol: String,
+    pub dtab: Dtab,
+    pub dst_prefix: Path,
+    pub servers: Vec<Server>,
+    pub identifiers: Vec<Plugin<Identifiers>>,
+    pub interpreter: InterpreterKind,
+    pub client: PerPrefix<ClientParams>,
+    /// Every key as written, for the parts not lifted out above.
+    pub http: HttpRouterConfig,
+}
+
+/// A router's server: where it listens.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub config: ServerConfig,
+}
+
+/// A configured namer, answering paths under `prefix` (`/#/io.l5d.fs`).
+#[derive(Debug, Clone)]
+pub struct NamerConfig {
+    pub kind: &'static str,
+    pub prefix: Path,
+    pub params: NamerKind,
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+/// What `load` found wrong, with the warnings gathered on the way.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub diags: Diags,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.diags.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Parses and checks config text. On success, the config and its warnings.
+pub fn load(text: &str) -> Result<(Config, Vec<Diag>), Invalid> {
+    let mut d = Diags::default();
+    let value = match source::parse(text) {
+        Ok(v) => v,
+        Err(e) => {
+            d.error(&Loc::root(), e.to_string());
+            return Err(Invalid { diags: d });
+        }
+    };
+    let cfg = decode(&value, &mut d);
+    match cfg {
+        Some(c) if d.errors.is_empty() => Ok((c, d.warnings)),
+        _ => Err(Invalid { diags: d }),
+    }
+}
+
+fn decode(v: &Value, d: &mut Diags) -> Option<Config> {
+    let root = Loc::root();
+    let Value::Object(top) = v else {
+        d.error(
+            &root,
+            format!("expected a map of {}", TOP_LEVEL_KEYS.join(", ")),
+        );
+        return None;
+    };
+    let namerd: Vec<&str> = ["interfaces", "storage"]
+        .into_iter()
+        .filter(|k| top.contains_key(*k))
+        .collect();
+    if !namerd.is_empty() {
+        d.error(
+            &root,
+            format!(
+                "this is a namerd config (it has `{}`); namerd is not supported: Switchboard \
+                 runs the namers itself, configured under `namers:` of a linker config",
+                namerd.join("`, `")
+            ),
+        );
+        return None;
+    }
+    for k in top.keys() {
+        if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
+            d.error(
+                &root.key(k),
+                format!(
+                    "unknown top-level key `{k}`; expected one of {}",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    let admin = match top.get("admin") {
+        Some(v) => d.typed::<AdminConfig>(v, &root.key("admin")),
+        None => Some(AdminConfig::default()),
+    };
+    if let Some(a) = &admin {
+        check_admin(a, &root.key("admin"), d);
+    }
+    let usage = match top.get("usage") {
+        Some(v) => d.typed::<Usage>(v, &root.key("usage")),
+        None => Some(Usage::default()),
+    };
+    let namers = list(top, "namers", d)
+        .into_iter()
+        .filter_map(|(loc, v)| decode_namer(v, &loc, d))
+        .collect::<Vec<_>>();
+    let telemetry = list(top, "telemetry", d)
+        .into_iter()
+        .filter_map(|(loc, v)| d.typed::<Plugin<Telemeters>>(v, &loc))
+        .collect::<Vec<_>>();
+    let raw_routers = list(top, "routers", d);
+    if raw_routers.is_empty() && !matches!(top.get("routers"), Some(v) if !v.is_array()) {
+        d.error(&root.key("routers"), NO_ROUTERS);
+    }
+    let routers: Vec<Option<Router>> = raw_routers
+        .iter()
+        .map(|(loc, v)| decode_router(v, loc, d))
+        .collect();
+    check_labels(&raw_routers, d);
+    let ok_routers: Vec<Router> = routers.into_iter().flatten().collect();
+    check_ports(&ok_routers, &raw_routers, d);
+    Some(Config {
+        admin: admin?,
+        routers: ok_routers,
+        namers,
+        telemetry,
+        usage: usage?,
+    })
+}
+
+/// The elements of a top-level list, each with its location; an error if it is not a list.
+fn list<'a>(top: &'a Map<String, Value>, key: &str, d: &mut Diags) -> Vec<(Loc, &'a Value)> {
+    let loc = Loc::root().key(key);
+    match top.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (loc.idx(i), v))
+            .collect(),
+        Some(other) => {
+            d.error(
+                &loc,
+                format!("expected a list, found {}", diag::type_name(other)),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn decode_namer(v: &Value, loc: &Loc, d: &mut Diags) -> Option<NamerConfig> {
+    let Value::Object(map) = v else {
+        d.error(
+            loc,
+            format!(
+                "expected a namer map with a `kind`, found {}",
+                diag::type_name(v)
+            ),
+        );
+        return None;
+    };
+    let (mut common_map, mut own) = (Map::new(), map.clone());
+    for k in NAMER_COMMON_KEYS {
+        if let Some(x) = own.remove(k) {
+            common_map.insert(k.to_string(), x);
+        }
+    }
+    let kind_loc = match map.get("kind") {
+        Some(Value::String(k)) => loc.kind(k),
+        _ => loc.clone(),
+    };
+    let common = d.typed::<NamerCommon>(&Value::Object(common_map), &kind_loc);
+    let plugin = d.typed::<Plugin<Namers>>(&Value::Object(own), loc)?;
+    let common = common?;
+    let kind_loc = loc.kind(plugin.kind);
+    let prefix_text = match (&common.prefix, &plugin.value) {
+        (Some(p), _) => p.clone(),
+        (None, NamerKind::Rewrite(_)) => {
+            d.error(&kind_loc, switchboard_namer_core::rewrite::PREFIX_REQUIRED);
+            return None;
+        }
+        (None, _) => format!("/{}", plugin.kind),
+    };
+    let prefix = match Path::read(&prefix_text) {
+        Ok(p) => Path::read("/#").ok()?.concat(&p),
+        Err(e) => {
+            d.error(&kind_loc.key("prefix"), e.to_string());
+            return None;
+        }
+    };
+    match &plugin.value {
+        NamerKind::Fs(p) => {
+            if !p.root_dir.is_dir() {
+                d.warn(
+                    &kind_loc.key("rootDir"),
+                    format!("`{}` is not a directory here", p.root_dir.display()),
+                );
+            }
+        }
+        NamerKind::Rewrite(r) => {
+            if let Err(e) = PathMatcher::new(&r.pattern) {
+                d.error(&kind_loc.key("pattern"), e.to_string());
+                return None;
+            }
+        }
+    }
+    Some(NamerConfig {
+        kind: plugin.kind,
+        prefix,
+        params: plugin.value,
+        transformers: common.transformers,
+    })
+}
+
+fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
+    let Value::Object(map) = v else {
+        d.error(
+            loc,
+            format!("expected a router map, found {}", diag::type_name(v)),
+        );
+        return None;
+    };
+    let protocol = match map.get("protocol") {
+        Some(Value::String(p)) => p.clone(),
+        Some(other) => {
+            d.error(
+                &loc.key("protocol"),
+                format!("expected a string, found {}", diag::type_name(other)),
+            );
+            return None;
+        }
+        None => {
+            d.error(
+                loc,
+                format!(
+                    "missing `protocol`; known protocols: {}",
+                    SUPPORTED_PROTOCOLS.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    if NOT_YET_PROTOCOLS.contains(&protocol.as_str()) {
+        d.error(
+            &loc.key("protocol"),
+            format!("protocol `{protocol}` is not supported yet; supported: http"),
+        );
+        return None;
+    }
+    if !SUPPORTED_PROTOCOLS.contains(&protocol.as_str()) {
+        d.error(
+            &loc.key("protocol"),
+            format!(
+                "unknown protocol `{protocol}`; known protocols: {} (not supported yet: {})",
+                SUPPORTED_PROTOCOLS.join(", "),
+                NOT_YET_PROTOCOLS.join(", ")
+            ),
+        );
+        return None;
+    }
+    if map.contains_key("baseDtab") {
+        d.error(
+            &loc.key("baseDtab"),
+            "`baseDtab` is not supported: Linkerd 1.0 renamed it `dtab`",
+        );
+        return None;
+    }
+    let http: HttpRouterConfig = d.typed(v, loc)?;
+    let label = http.label.clone().unwrap_or_else(|| protocol.clone());
+    let mut ok = true;
+    let dtab = match Dtab::read(http.dtab.as_deref().unwrap_or("")) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(&loc.key("dtab"), e.to_string());
+            ok = false;
+            Dtab::empty()
+        }
+    };
+    let dst_prefix = match Path::read(http.dst_prefix.as_deref().unwrap_or(DEFAULT_DST_PREFIX)) {
+        Ok(p) => p,
+        Err(e) => {
+            d.error(&loc.key("dstPrefix"), e.to_string());
+            ok = false;
+            Path::empty()
+        }
+    };
+    if http.streaming_enabled == Some(false) && http.stream_after_content_length_kb.is_some() {
+        d.error(
+            loc,
+            format!(
+                "Conflicting streaming options set. Can't disable streaming and set \
+                 streamAfterContentLengthKB in {label}"
+            ),
+        );
+        ok = false;
+    }
+    if let Some(p) = &http.http_access_log {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|dir| !dir.is_dir()) {
+            d.warn(
+                &loc.key("httpAccessLog"),
+                format!("the directory of `{}` does not exist here", p.display()),
+            );
+        }
+    }
+    let client = match &http.client {
+        Some(c) => c.value.clone(),
+        None => PerPrefix::Global(ClientParams::default()),
+    };
+    ok &= check_client(&client, &loc.key("client"), d);
+    let interpreter = match &http.interpreter {
+        Some(i) => i.value.clone(),
+        None => InterpreterKind::Default(plugins::DefaultInterpreterParams {
+            transformers: Vec::new(),
+        }),
+    };
+    let raw_servers = http
+        .servers
+        .clone()
+        .unwrap_or_else(|| vec![ServerConfig::default()]);
+    let mut servers = Vec::new();
+    for (i, s) in raw_servers.into_iter().enumerate() {
+        let sloc = loc.key("servers").idx(i);
+        if let Some(t) = &s.tls {
+            check_server_tls(t, &sloc.key("tls"), d);
+        }
+        let ip = resolve_ip(s.ip.as_deref().unwrap_or(DEFAULT_IP), &sloc.key("ip"), d);
+        let port = s.port.unwrap_or(DEFAULT_HTTP_PORT);
+        servers.push(Server {
+            addr: SocketAddr::new(ip, port),
+            config: s,
+        });
+    }
+    let identifiers = http
+        .identifier
+        .as_ref()
+        .map(|l| l.0.clone())
+        .unwrap_or_default();
+    if !ok {
+        return None;
+    }
+    Some(Router {
+        label,
+        protocol,
+        dtab,
+        dst_prefix,
+        servers,
+        identifiers,
+        interpreter,
+        client,
+        http,
+    })
+}
+
+/// The IP a server binds. A host name that does not resolve here is a warning (it may resolve
+/// where the proxy runs); the loopback address stands in for it.
+fn resolve_ip(text: &str, loc: &Loc, d: &mut Diags) -> IpAddr {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return ip;
+    }
+    match (text, 0).to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => a.ip(),
+        _ => {
+            d.warn(loc, format!("host `{text}` does not resolve here"));
+            IpAddr::from([127, 0, 0, 1])
+        }
+    }
+}
+
+fn warn_missing_file(p: &FsPath, loc: &Loc, d: &mut Diags) {
+    if !p.is_file() {
+        d.warn(loc, format!("file `{}` does not exist here", p.display()));
+    }
+}
+
+fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) {
+    warn_missing_file(&t.cert_path, &loc.key("certPath"), d);
+    warn_missing_file(&t.key_path, &loc.key("keyPath"), d);
+    if let Some(p) = &t.intermediate_certs_path {
+        warn_missing_file(p, &loc.key("intermediateCertsPath"), d);
+    }
+    if let Some(p) = &t.ca_cert_path {
+        warn_missing_file(p, &loc.key("caCertPath"), d);
+    }
+}
+
+fn check_admin(a: &AdminConfig, loc: &Loc, d: &mut Diags) {
+    if let Some(t) = &a.tls {
+        check_server_tls(t, &loc.key("tls"), d);
+    }
+    if let Some(ip) = &a.ip {
+        resolve_ip(ip, &loc.key("ip"), d);
+    }
+    if let Some(s) = &a.security {
+        for (key, list) in [
+            ("pathWhitelist", &s.path_whitelist),
+            ("pathBlacklist", &s.path_blacklist),
+        ] {
+            for (i, re) in list.iter().flatten().enumerate() {
+                if let Err(e) = regex::Regex::new(re) {
+                    d.error(&loc.key("security").key(key).idx(i), e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Client TLS rules (section 1.12); returns whether the client config is usable.
+fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
+    let entries: Vec<(Loc, &ClientParams)> = match c {
+        PerPrefix::Global(p) => vec![(loc.clone(), p)],
+        PerPrefix::Static(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| (loc.kind("io.l5d.static").key("configs").idx(i), p))
+            .collect(),
+    };
+    let mut ok = true;
+    for (l, p) in entries {
+        let Some(t) = &p.tls else { continue };
+        let tl = l.key("tls");
+        let disabled = t.disable_validation == Some(true);
+        if disabled && t.client_auth.is_some() {
+            d.error(
+                &tl,
+                "`disableValidation: true` is incompatible with `clientAuth`",
+            );
+            ok = false;
+        }
+        if let Some(ca) = &t.client_auth {
+            warn_missing_file(&ca.cert_path, &tl.key("clientAuth").key("certPath"), d);
+            warn_missing_file(&ca.key_path, &tl.key("clientAuth").key("keyPath"), d);
+        }
+        for (i, f) in t.trust_certs.iter().flatten().enumerate() {
+            warn_missing_file(f, &tl.key("trustCerts").idx(i), d);
+        }
+        if let Some(f) = &t.trust_certs_bundle {
+            warn_missing_file(f, &tl.key("trustCertsBundle"), d);
+        }
+    }
+    ok
+}
+
+fn raw_label(v: &Value) -> Option<String> {
+    match (v.get("label"), v.get("protocol")) {
+        (Some(Value::String(l)), _) => Some(l.clone()),
+        (None, Some(Value::String(p))) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+/// Two routers with one label (Linkerd's `ConflictingLabels`).
+fn check_labels(routers: &[(Loc, &Value)], d: &mut Diags) {
+    let mut seen: HashMap<String, Loc> = HashMap::new();
+    for (loc, v) in routers {
+        let Some(label) = raw_label(v) else { continue };
+        match seen.get(&label) {
+            Some(first) => d.error(
+                &loc.key("label"),
+                format!("Multiple routers with the label {label} (also {first})"),
+            ),
+            None => {
+                seen.insert(label, loc.clone());
+            }
+        }
+    }
+}
+
+/// Two servers on one socket (Linkerd's `ConflictingPorts`), including a wildcard address and a
+/// specific one on the same port, which could not both bind.
+fn check_ports(routers: &[Router], raw: &[(Loc, &Value)], d: &mut Diags) {
+    let locs: HashMap<String, &Loc> = raw
+        .iter()
+        .filter_map(|(l, v)| raw_label(v).map(|lab| (lab, l)))
+        .collect();
+    let mut seen: Vec<(SocketAddr, Loc)> = Vec::new();
+    for r in routers {
+        let rloc = locs
+            .get(r.label.as_str())
+            .map(|l| (*l).clone())
+            .unwrap_or_default();
+        for (i, s) in r.servers.iter().enumerate() {
+            let sloc = rloc.key("servers").idx(i);
+            let clash = seen.iter().find(|(a, _)| {
+                a.port() == s.addr.port()
+                    && (a.ip() == s.addr.ip()
+                        || a.ip().is_unspecified()
+                        || s.addr.ip().is_unspecified())
+            });
+            if let Some((_, first)) = clash {
+                d.error(
+                    &sloc,
+                    format!("Server conflict on port {} (also {first})", s.addr.port()),
+                );
+            }
+            seen.push((s.addr, sloc));
+        }
+    }
+}

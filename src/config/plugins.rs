@@ -1,0 +1,722 @@
+//! The plugin families and their kinds: parameters, defaults (named constants, Linkerd 1's
+//! values) and which Linkerd 1 kinds are not supported yet. Decoding only: building the running
+//! objects from these happens where each concern lives (namers in `build`, routers later).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::registry::{params, Entry, Family, Plugin};
+
+const NEEDS_K8S: &str = "Kubernetes discovery is not part of Switchboard yet";
+const NEEDS_NAMERD: &str = "namerd is not supported: configure the namers in Switchboard itself";
+const DISCOVERY_LATER: &str = "this discovery backend is planned but not built yet";
+const NO_TRACING: &str = "tracing export is not built yet";
+
+// ---------------------------------------------------------------------------------------------
+// Namers
+
+/// A configured namer's kind-specific part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamerKind {
+    Fs(FsNamerParams),
+    Rewrite(RewriteNamerParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FsNamerParams {
+    pub root_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RewriteNamerParams {
+    pub pattern: String,
+    pub name: String,
+}
+
+pub struct Namers;
+impl Family for Namers {
+    type Out = NamerKind;
+    const NAME: &'static str = "namer";
+    fn kinds() -> &'static [(&'static str, Entry<NamerKind>)] {
+        &[
+            (
+                "io.l5d.fs",
+                Entry::Supported(|v| params(v).map(NamerKind::Fs)),
+            ),
+            (
+                "io.l5d.rewrite",
+                Entry::Supported(|v| params(v).map(NamerKind::Rewrite)),
+            ),
+            ("io.l5d.consul", Entry::NotYet(DISCOVERY_LATER)),
+            ("io.l5d.serversets", Entry::NotYet(DISCOVERY_LATER)),
+            ("io.l5d.zkLeader", Entry::NotYet(DISCOVERY_LATER)),
+            ("io.l5d.dnssrv", Entry::NotYet(DISCOVERY_LATER)),
+            ("io.l5d.etcd", Entry::NotYet(DISCOVERY_LATER)),
+            ("io.l5d.k8s", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.ns", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.external", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.istio", Entry::NotYet(NEEDS_K8S)),
+            (
+                "io.l5d.marathon",
+                Entry::NotYet("Marathon discovery is not part of Switchboard yet"),
+            ),
+            (
+                "io.l5d.curator",
+                Entry::NotYet("Curator discovery is not part of Switchboard yet"),
+            ),
+            (
+                "io.l5d.rancher",
+                Entry::NotYet("Rancher discovery is not part of Switchboard yet"),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transformers
+
+/// A name-tree transformer (section 1.11). None runs yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransformerKind {}
+
+const TRANSFORMERS_LATER: &str = "name-tree transformers are not built yet";
+
+pub struct Transformers;
+impl Family for Transformers {
+    type Out = TransformerKind;
+    const NAME: &'static str = "transformer";
+    fn kinds() -> &'static [(&'static str, Entry<TransformerKind>)] {
+        &[
+            ("io.l5d.localhost", Entry::NotYet(TRANSFORMERS_LATER)),
+            ("io.l5d.specificHost", Entry::NotYet(TRANSFORMERS_LATER)),
+            ("io.l5d.port", Entry::NotYet(TRANSFORMERS_LATER)),
+            ("io.l5d.replace", Entry::NotYet(TRANSFORMERS_LATER)),
+            ("io.l5d.const", Entry::NotYet(TRANSFORMERS_LATER)),
+            ("io.l5d.k8s.daemonset", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.localnode", Entry::NotYet(NEEDS_K8S)),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interpreters
+
+#[derive(Debug, Clone)]
+pub enum InterpreterKind {
+    Default(DefaultInterpreterParams),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefaultInterpreterParams {
+    #[serde(default)]
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+pub struct Interpreters;
+impl Family for Interpreters {
+    type Out = InterpreterKind;
+    const NAME: &'static str = "interpreter";
+    fn default_kind() -> Option<&'static str> {
+        Some("default")
+    }
+    fn kinds() -> &'static [(&'static str, Entry<InterpreterKind>)] {
+        &[
+            (
+                "default",
+                Entry::Supported(|v| params(v).map(InterpreterKind::Default)),
+            ),
+            (
+                "io.l5d.fs",
+                Entry::NotYet("a dtab read from a watched file is not built yet"),
+            ),
+            ("io.l5d.namerd", Entry::NotYet(NEEDS_NAMERD)),
+            ("io.l5d.namerd.http", Entry::NotYet(NEEDS_NAMERD)),
+            ("io.l5d.mesh", Entry::NotYet(NEEDS_NAMERD)),
+            (
+                "io.l5d.consul.interpreter",
+                Entry::NotYet("a dtab read from Consul KV is not built yet"),
+            ),
+            ("io.l5d.k8s.configMap", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.istio", Entry::NotYet(NEEDS_K8S)),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers (http)
+
+/// Default header of `io.l5d.header.token`.
+pub const DEFAULT_TOKEN_HEADER: &str = "Host";
+/// Default header of `io.l5d.header`.
+pub const DEFAULT_PATH_HEADER: &str = "l5d-name";
+/// Default `segments` of `io.l5d.path`.
+pub const DEFAULT_PATH_SEGMENTS: usize = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdentifierKind {
+    HeaderToken { header: String },
+    Header { header: String },
+    MethodAndHost { http_uri_in_dst: bool },
+    Path { segments: usize, consume: bool },
+    Static { path: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderParams {
+    header: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MethodAndHostParams {
+    #[serde(default)]
+    http_uri_in_dst: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathIdParams {
+    segments: Option<usize>,
+    #[serde(default)]
+    consume: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticIdParams {
+    path: String,
+}
+
+pub struct Identifiers;
+impl Family for Identifiers {
+    type Out = IdentifierKind;
+    const NAME: &'static str = "identifier";
+    fn kinds() -> &'static [(&'static str, Entry<IdentifierKind>)] {
+        &[
+            (
+                "io.l5d.header.token",
+                Entry::Supported(|v| {
+                    params::<HeaderParams>(v).map(|p| IdentifierKind::HeaderToken {
+                        header: p.header.unwrap_or_else(|| DEFAULT_TOKEN_HEADER.into()),
+                    })
+                }),
+            ),
+            (
+                "io.l5d.header",
+                Entry::Supported(|v| {
+                    params::<HeaderParams>(v).map(|p| IdentifierKind::Header {
+                        header: p.header.unwrap_or_else(|| DEFAULT_PATH_HEADER.into()),
+                    })
+                }),
+            ),
+            (
+                "io.l5d.methodAndHost",
+                Entry::Supported(|v| {
+                    params::<MethodAndHostParams>(v).map(|p| IdentifierKind::MethodAndHost {
+                        http_uri_in_dst: p.http_uri_in_dst,
+                    })
+                }),
+            ),
+            (
+                "io.l5d.path",
+                Entry::Supported(|v| {
+                    let p = params::<PathIdParams>(v)?;
+                    let segments = p.segments.unwrap_or(DEFAULT_PATH_SEGMENTS);
+                    if segments == 0 {
+                        return Err("`segments` must be at least 1".into());
+                    }
+                    Ok(IdentifierKind::Path {
+                        segments,
+                        consume: p.consume,
+                    })
+                }),
+            ),
+            (
+                "io.l5d.static",
+                Entry::Supported(|v| {
+                    let p = params::<StaticIdParams>(v)?;
+                    switchboard_namer_core::Path::read(&p.path)
+                        .map_err(|e| format!("path: {e}"))?;
+                    Ok(IdentifierKind::Static { path: p.path })
+                }),
+            ),
+            ("io.l5d.ingress", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.istio", Entry::NotYet(NEEDS_K8S)),
+            ("io.l5d.k8s.istio-ingress", Entry::NotYet(NEEDS_K8S)),
+            (
+                "io.l5d.header.path",
+                Entry::NotYet("it identifies h2 requests, and the h2 protocol is not built yet"),
+            ),
+            (
+                "io.l5d.headerPath",
+                Entry::NotYet("the pre-1.0 name of the h2 identifier io.l5d.header.path"),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load balancers
+
+/// Default `maxEffort` of every balancer.
+pub const DEFAULT_MAX_EFFORT: u32 = 5;
+/// Default `decayTimeMs` of `ewma`.
+pub const DEFAULT_EWMA_DECAY_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadBalancerKind {
+    P2c { max_effort: u32 },
+    Ewma { max_effort: u32, decay_time_ms: u64 },
+    Aperture(ApertureParams),
+    Heap,
+    RoundRobin { max_effort: u32 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EffortParams {
+    max_effort: Option<u32>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    enable_probation: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EwmaParams {
+    max_effort: Option<u32>,
+    decay_time_ms: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    enable_probation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApertureParams {
+    #[serde(default = "ApertureParams::max_effort")]
+    pub max_effort: u32,
+    #[serde(default = "ApertureParams::smooth_window_ms")]
+    pub smooth_window_ms: u64,
+    #[serde(default = "ApertureParams::low_load")]
+    pub low_load: f64,
+    #[serde(default = "ApertureParams::high_load")]
+    pub high_load: f64,
+    #[serde(default = "ApertureParams::min_aperture")]
+    pub min_aperture: u32,
+    #[serde(default)]
+    pub enable_probation: bool,
+}
+
+impl ApertureParams {
+    fn max_effort() -> u32 {
+        DEFAULT_MAX_EFFORT
+    }
+    fn smooth_window_ms() -> u64 {
+        5_000
+    }
+    fn low_load() -> f64 {
+        0.5
+    }
+    fn high_load() -> f64 {
+        2.0
+    }
+    fn min_aperture() -> u32 {
+        1
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProbationOnly {
+    #[serde(default)]
+    #[allow(dead_code)]
+    enable_probation: bool,
+}
+
+pub struct LoadBalancers;
+impl Family for LoadBalancers {
+    type Out = LoadBalancerKind;
+    const NAME: &'static str = "loadBalancer";
+    fn kinds() -> &'static [(&'static str, Entry<LoadBalancerKind>)] {
+        &[
+            (
+                "p2c",
+                Entry::Supported(|v| {
+                    params::<EffortParams>(v).map(|p| LoadBalancerKind::P2c {
+                        max_effort: p.max_effort.unwrap_or(DEFAULT_MAX_EFFORT),
+                    })
+                }),
+            ),
+            (
+                "ewma",
+                Entry::Supported(|v| {
+                    params::<EwmaParams>(v).map(|p| LoadBalancerKind::Ewma {
+                        max_effort: p.max_effort.unwrap_or(DEFAULT_MAX_EFFORT),
+                        decay_time_ms: p.decay_time_ms.unwrap_or(DEFAULT_EWMA_DECAY_MS),
+                    })
+                }),
+            ),
+            (
+                "aperture",
+                Entry::Supported(|v| params(v).map(LoadBalancerKind::Aperture)),
+            ),
+            (
+                "heap",
+                Entry::Supported(|v| params::<ProbationOnly>(v).map(|_| LoadBalancerKind::Heap)),
+            ),
+            (
+                "roundRobin",
+                Entry::Supported(|v| {
+                    params::<EffortParams>(v).map(|p| LoadBalancerKind::RoundRobin {
+                        max_effort: p.max_effort.unwrap_or(DEFAULT_MAX_EFFORT),
+                    })
+                }),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backoffs
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackoffKind {
+    Constant { ms: u64 },
+    Jittered { min_ms: u64, max_ms: u64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConstantBackoff {
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JitteredBackoff {
+    min_ms: u64,
+    max_ms: u64,
+}
+
+pub struct Backoffs;
+impl Family for Backoffs {
+    type Out = BackoffKind;
+    const NAME: &'static str = "backoff";
+    fn kinds() -> &'static [(&'static str, Entry<BackoffKind>)] {
+        &[
+            (
+                "constant",
+                Entry::Supported(|v| {
+                    params::<ConstantBackoff>(v).map(|p| BackoffKind::Constant { ms: p.ms })
+                }),
+            ),
+            (
+                "jittered",
+                Entry::Supported(|v| {
+                    let p = params::<JitteredBackoff>(v)?;
+                    if p.min_ms > p.max_ms {
+                        return Err(format!(
+                            "`minMs` ({}) is greater than `maxMs` ({})",
+                            p.min_ms, p.max_ms
+                        ));
+                    }
+                    Ok(BackoffKind::Jittered {
+                        min_ms: p.min_ms,
+                        max_ms: p.max_ms,
+                    })
+                }),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failure accrual
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureAccrualKind {
+    ConsecutiveFailures {
+        failures: u32,
+        backoff: Option<BackoffKind>,
+    },
+    SuccessRate {
+        success_rate: f64,
+        requests: u32,
+        backoff: Option<BackoffKind>,
+    },
+    SuccessRateWindowed {
+        success_rate: f64,
+        window_secs: u64,
+        backoff: Option<BackoffKind>,
+    },
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsecutiveParams {
+    failures: u32,
+    backoff: Option<Plugin<Backoffs>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SuccessRateParams {
+    success_rate: f64,
+    requests: u32,
+    backoff: Option<Plugin<Backoffs>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SuccessRateWindowedParams {
+    success_rate: f64,
+    window: u64,
+    backoff: Option<Plugin<Backoffs>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+fn check_rate(r: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("`successRate` must be between 0 and 1, found {r}"))
+    }
+}
+
+pub struct FailureAccruals;
+impl Family for FailureAccruals {
+    type Out = FailureAccrualKind;
+    const NAME: &'static str = "failureAccrual";
+    fn kinds() -> &'static [(&'static str, Entry<FailureAccrualKind>)] {
+        &[
+            (
+                "io.l5d.consecutiveFailures",
+                Entry::Supported(|v| {
+                    params::<ConsecutiveParams>(v).map(|p| {
+                        FailureAccrualKind::ConsecutiveFailures {
+                            failures: p.failures,
+                            backoff: p.backoff.map(|b| b.value),
+                        }
+                    })
+                }),
+            ),
+            (
+                "io.l5d.successRate",
+                Entry::Supported(|v| {
+                    let p = params::<SuccessRateParams>(v)?;
+                    Ok(FailureAccrualKind::SuccessRate {
+                        success_rate: check_rate(p.success_rate)?,
+                        requests: p.requests,
+                        backoff: p.backoff.map(|b| b.value),
+                    })
+                }),
+            ),
+            (
+                "io.l5d.successRateWindowed",
+                Entry::Supported(|v| {
+                    let p = params::<SuccessRateWindowedParams>(v)?;
+                    Ok(FailureAccrualKind::SuccessRateWindowed {
+                        success_rate: check_rate(p.success_rate)?,
+                        window_secs: p.window,
+                        backoff: p.backoff.map(|b| b.value),
+                    })
+                }),
+            ),
+            (
+                "none",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| FailureAccrualKind::None)),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response classifiers (http)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseClassifierKind {
+    NonRetryable5XX,
+    RetryableRead5XX,
+    RetryableIdempotent5XX,
+    RetryableAll5XX,
+    AllSuccessful,
+}
+
+const H2_LATER: &str = "it classifies h2 responses, and the h2 protocol is not built yet";
+
+pub struct ResponseClassifiers;
+impl Family for ResponseClassifiers {
+    type Out = ResponseClassifierKind;
+    const NAME: &'static str = "responseClassifier";
+    fn kinds() -> &'static [(&'static str, Entry<ResponseClassifierKind>)] {
+        use ResponseClassifierKind as R;
+        &[
+            (
+                "io.l5d.http.nonRetryable5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::NonRetryable5XX)),
+            ),
+            (
+                "io.l5d.http.retryableRead5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableRead5XX)),
+            ),
+            (
+                "io.l5d.http.retryableIdempotent5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableIdempotent5XX)),
+            ),
+            (
+                "io.l5d.http.retryableAll5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableAll5XX)),
+            ),
+            (
+                "io.l5d.http.allSuccessful",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::AllSuccessful)),
+            ),
+            ("io.l5d.h2.nonRetryable5XX", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.retryableRead5XX", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.retryableIdempotent5XX", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.retryableAll5XX", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.allSuccessful", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.grpc.default", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.grpc.compliant", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.grpc.alwaysRetryable", Entry::NotYet(H2_LATER)),
+            ("io.l5d.h2.grpc.neverRetryable", Entry::NotYet(H2_LATER)),
+            (
+                "io.l5d.h2.grpc.retryableStatusCodes",
+                Entry::NotYet(H2_LATER),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Telemeters
+
+/// Default path of the Prometheus exposition.
+pub const DEFAULT_PROMETHEUS_PATH: &str = "/admin/metrics/prometheus";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TelemeterKind {
+    Prometheus { path: String, prefix: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusParams {
+    path: Option<String>,
+    #[serde(default)]
+    prefix: String,
+}
+
+pub struct Telemeters;
+impl Family for Telemeters {
+    type Out = TelemeterKind;
+    const NAME: &'static str = "telemeter";
+    fn kinds() -> &'static [(&'static str, Entry<TelemeterKind>)] {
+        &[
+            (
+                "io.l5d.prometheus",
+                Entry::Supported(|v| {
+                    let p = params::<PrometheusParams>(v)?;
+                    let path = p.path.unwrap_or_else(|| DEFAULT_PROMETHEUS_PATH.into());
+                    if !path.starts_with('/') {
+                        return Err(format!("path: `{path}` must start with `/`"));
+                    }
+                    Ok(TelemeterKind::Prometheus {
+                        path,
+                        prefix: p.prefix,
+                    })
+                }),
+            ),
+            (
+                "io.l5d.recentRequests",
+                Entry::NotYet("the recent-requests admin page is not built yet"),
+            ),
+            ("io.l5d.zipkin", Entry::NotYet(NO_TRACING)),
+            ("io.l5d.tracelog", Entry::NotYet(NO_TRACING)),
+            (
+                "io.l5d.influxdb",
+                Entry::NotYet("the InfluxDB exposition is not built yet"),
+            ),
+            (
+                "io.l5d.statsd",
+                Entry::NotYet("statsd export is not built yet (Linkerd 1 marked it unsupported)"),
+            ),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trace propagators, announcers
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TracePropagatorKind {
+    Default,
+}
+
+pub struct TracePropagators;
+impl Family for TracePropagators {
+    type Out = TracePropagatorKind;
+    const NAME: &'static str = "tracePropagator";
+    fn kinds() -> &'static [(&'static str, Entry<TracePropagatorKind>)] {
+        &[
+            (
+                "io.l5d.default",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| TracePropagatorKind::Default)),
+            ),
+            ("io.l5d.zipkin", Entry::NotYet(NO_TRACING)),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnnouncerKind {}
+
+pub struct Announcers;
+impl Family for Announcers {
+    type Out = AnnouncerKind;
+    const NAME: &'static str = "announcer";
+    fn kinds() -> &'static [(&'static str, Entry<AnnouncerKind>)] {
+        &[(
+            "io.l5d.serversets",
+            Entry::NotYet("announcing servers is not built yet"),
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn unique<F: Family>() {
+        let mut seen = HashSet::new();
+        for (k, _) in F::kinds() {
+            assert!(seen.insert(*k), "{} lists `{k}` twice", F::NAME);
+        }
+    }
+
+    #[test]
+    fn each_kind_is_listed_once_per_family() {
+        unique::<Namers>();
+        unique::<Transformers>();
+        unique::<Interpreters>();
+        unique::<Identifiers>();
+        unique::<LoadBalancers>();
+        unique::<Backoffs>();
+        unique::<FailureAccruals>();
+        unique::<ResponseClassifiers>();
+        unique::<Telemeters>();
+        unique::<TracePropagators>();
+        unique::<Announcers>();
+    }
+}
