@@ -559,3 +559,6 @@ fn check_ports(routers: &[Router], raw: &[(Loc, &Value)], d: &mut Diags) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::registry::{params, Entry, Family, Plugin};
+use super::registry::{nest, params, Entry, Family, Plugin};
 
 const NEEDS_K8S: &str = "Kubernetes discovery is not part of Switchboard yet";
 const NEEDS_NAMERD: &str = "namerd is not supported: configure the namers in Switchboard itself";
@@ -241,7 +241,7 @@ impl Family for Identifiers {
                 Entry::Supported(|v| {
                     let p = params::<StaticIdParams>(v)?;
                     switchboard_namer_core::Path::read(&p.path)
-                        .map_err(|e| format!("path: {e}"))?;
+                        .map_err(|e| nest("path", &e.to_string()))?;
                     Ok(IdentifierKind::Static { path: p.path })
                 }),
             ),

@@ -30,9 +30,38 @@ pub fn parse(text: &str) -> Result<Value, SyntaxError> {
     } else {
         let v = serde_yaml_ng::from_str::<StrictValue>(text).map_err(|e| SyntaxError {
             format: "YAML",
-            message: e.to_string(),
+            message: with_duplicate_lines(text, e.to_string()),
         })?;
         Ok(v.0)
+    }
+}
+
+/// serde_yaml_ng reports a duplicate key without a position; when the key is written on exactly
+/// two lines, those are the two, so name them.
+fn with_duplicate_lines(text: &str, message: String) -> String {
+    let Some(key) = message
+        .split("duplicate key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message;
+    };
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start();
+            let t = t
+                .strip_prefix(key)
+                .or_else(|| t.strip_prefix(&format!("\"{key}\"")))
+                .or_else(|| t.strip_prefix(&format!("'{key}'")));
+            t.is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    match lines.as_slice() {
+        [a, b] => format!("{message} (lines {a} and {b})"),
+        _ => message,
     }
 }
 

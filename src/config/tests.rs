@@ -1,0 +1,386 @@
+//! Table-driven checks of config decoding and validation: one `check` helper, many rows. Each
+//! expected finding is matched as a substring of `location: message`, and the number of
+//! findings must match too, so a row fails on a missing or an extra error.
+
+use super::*;
+
+enum Want<'a> {
+    /// Valid; these warnings (and no others).
+    Ok(&'a [&'a str]),
+    /// Invalid with exactly these errors.
+    Err(&'a [&'a str]),
+}
+
+fn check(text: &str, want: Want<'_>) {
+    let (got, wanted, kind) = match (load(text), want) {
+        (Ok((_, warnings)), Want::Ok(w)) => (warnings, w, "warnings"),
+        (Err(inv), Want::Err(e)) => (inv.diags.errors, e, "errors"),
+        (Ok(_), Want::Err(e)) => panic!("valid, wanted errors {e:?}:\n{text}"),
+        (Err(inv), Want::Ok(_)) => panic!("invalid:\n{inv}\n---\n{text}"),
+    };
+    let got: Vec<String> = got.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        got.len(),
+        wanted.len(),
+        "{kind}: got {got:#?}, want {wanted:#?}\n---\n{text}"
+    );
+    for (g, w) in got.iter().zip(wanted) {
+        assert!(g.contains(w), "{kind}: {g:?} lacks {w:?}\n---\n{text}");
+    }
+}
+
+const MIN: &str = "routers:\n- protocol: http\n";
+
+#[test]
+fn top_level_rows() {
+    use Want::*;
+    check(MIN, Ok(&[]));
+    check(r#"{"routers": [{"protocol": "http"}]}"#, Ok(&[]));
+    check("", Err(&["(top level): expected a map"]));
+    check("[]", Err(&["(top level): expected a map"]));
+    check(
+        "admin: {port: 9990}\n",
+        Err(&["routers: At least one router must be specified"]),
+    );
+    check(
+        "routers: []\n",
+        Err(&["routers: At least one router must be specified"]),
+    );
+    check(
+        "routers: {}\n",
+        Err(&["routers: expected a list, found a map"]),
+    );
+    check(
+        "routers:\n- protocol: http\nrouter: []\n",
+        Err(&["router: unknown top-level key `router`; expected one of admin, routers, namers, telemetry, usage"]),
+    );
+    check(
+        "storage: {kind: io.l5d.inMemory}\ninterfaces: []\nnamers: []\n",
+        Err(&["(top level): this is a namerd config (it has `interfaces`, `storage`); namerd is not supported"]),
+    );
+    check(
+        "routers:\n- protocol: http\nrouters: []\n",
+        Err(&["(top level): invalid YAML syntax: duplicate key `routers` (lines 1 and 3)"]),
+    );
+    check(
+        r#"{"routers": [{"protocol": "http", "label": "a", "label": "b"}]}"#,
+        Err(&["invalid JSON syntax: duplicate key `label` at line 1"]),
+    );
+    check("routers: [\n", Err(&["(top level): invalid YAML syntax"]));
+    check(
+        &format!("{MIN}usage: {{orgId: acme, enabled: false}}\n"),
+        Ok(&[]),
+    );
+    check(
+        &format!("{MIN}usage: {{orgid: acme}}\n"),
+        Err(&["usage.orgid: unknown field `orgid`"]),
+    );
+    check(
+        &format!("{MIN}admin: {{port: 9991, ip: 0.0.0.0, shutdownGraceMs: 5000}}\n"),
+        Ok(&[]),
+    );
+    check(
+        &format!("{MIN}admin: {{port: x}}\n"),
+        Err(&["admin.port: invalid type: string \"x\", expected u16"]),
+    );
+    check(
+        &format!("{MIN}admin:\n  security:\n    pathBlacklist: ['(']\n"),
+        Err(&["admin.security.pathBlacklist[0]: regex parse error"]),
+    );
+    check(
+        &format!("{MIN}admin: {{ip: no-such-host.invalid}}\n"),
+        Ok(&["admin.ip: host `no-such-host.invalid` does not resolve here"]),
+    );
+}
+
+#[test]
+fn router_rows() {
+    use Want::*;
+    check(
+        "routers:\n- label: x\n",
+        Err(&["routers[0]: missing `protocol`; known protocols: http"]),
+    );
+    check(
+        "routers:\n- protocol: h2\n",
+        Err(&["routers[0].protocol: protocol `h2` is not supported yet"]),
+    );
+    check(
+        "routers:\n- protocol: thrift\n- protocol: mux\n",
+        Err(&[
+            "routers[0].protocol: protocol `thrift` is not supported yet",
+            "routers[1].protocol: protocol `mux` is not supported yet",
+        ]),
+    );
+    check(
+        "routers:\n- protocol: gopher\n",
+        Err(&["routers[0].protocol: unknown protocol `gopher`; known protocols: http (not supported yet: h2, thrift, thriftmux, mux)"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  baseDtab: /a=>/b\n",
+        Err(&["routers[0].baseDtab: `baseDtab` is not supported: Linkerd 1.0 renamed it `dtab`"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  foo: 1\n",
+        Err(&["routers[0].foo: unknown field `foo`, expected one of `protocol`"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  dtab: /a => /b; /c =>\n",
+        Err(&["routers[0].dtab: simple expected but end of input found at '/a => /b; /c =>[]'"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  dtab: |\n    # comment\n    /a => /b | ~;\n    /c => 0.5 * /d & /e;\n",
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  dstPrefix: svc\n",
+        Err(&["routers[0].dstPrefix: '/' expected but 's' found at '[s]vc'"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  streamingEnabled: false\n  streamAfterContentLengthKB: 5\n",
+        Err(&["routers[0]: Conflicting streaming options set. Can't disable streaming and set streamAfterContentLengthKB in http"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  maxHeadersKB: 16\n  maxInitialLineKB: 8\n  bindingCache: {paths: 10, idleTtlSecs: 5}\n",
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  httpAccessLog: /no/such/dir/access.log\n",
+        Ok(&["routers[0].httpAccessLog: the directory of `/no/such/dir/access.log` does not exist here"]),
+    );
+    // Labels: explicit, and the protocol as the default label.
+    check(
+        "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  servers: [{port: 2}]\n",
+        Err(&["routers[1].label: Multiple routers with the label http (also routers[0])"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  label: a\n  servers: [{port: 1}]\n- protocol: http\n  label: b\n  servers: [{port: 2}]\n",
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  label: a\n  servers: [{port: 1}]\n- protocol: h2\n  label: a\n",
+        Err(&[
+            "routers[1].protocol: protocol `h2` is not supported yet",
+            "routers[1].label: Multiple routers with the label a (also routers[0])",
+        ]),
+    );
+}
+
+#[test]
+fn server_rows() {
+    use Want::*;
+    let two = |a: &str, b: &str| {
+        format!("routers:\n- protocol: http\n  label: a\n  servers: [{a}]\n- protocol: http\n  label: b\n  servers: [{b}]\n")
+    };
+    check(&two("{port: 4140}", "{port: 4141}"), Ok(&[]));
+    check(
+        &two("{port: 4140}", "{port: 4140}"),
+        Err(&["routers[1].servers[0]: Server conflict on port 4140 (also routers[0].servers[0])"]),
+    );
+    // The default server: loopback, port 4140.
+    check(
+        &two("{port: 4140}", "{ip: 127.0.0.1}"),
+        Err(&["routers[1].servers[0]: Server conflict on port 4140"]),
+    );
+    check(
+        &two("{port: 4140, ip: 127.0.0.1}", "{port: 4140, ip: 127.0.0.2}"),
+        Ok(&[]),
+    );
+    check(
+        &two("{port: 4140, ip: 0.0.0.0}", "{port: 4140, ip: 127.0.0.2}"),
+        Err(&["routers[1].servers[0]: Server conflict on port 4140"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers:\n  - port: 5000\n  - port: 5000\n",
+        Err(&["routers[0].servers[1]: Server conflict on port 5000 (also routers[0].servers[0])"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers: [{port: 70000}]\n",
+        Err(&["routers[0].servers[0].port: invalid value: integer `70000`, expected u16"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers: [{port: 1, maxConcurrentRequests: 10, clearContext: true, addForwardedHeader: {by: {kind: ip}, for: {kind: static, label: me}}}]\n",
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers: [{addForwardedHeader: {by: {kind: ipv6}}}]\n",
+        Err(&["routers[0].servers[0].addForwardedHeader.by (ipv6): unknown forwarded-header labeler kind `ipv6`"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem, keyPath: /no/key.pem, serverCaChainPath: /no/chain.pem}\n",
+        Ok(&[
+            "routers[0].servers[0].tls.certPath: file `/no/cert.pem` does not exist here",
+            "routers[0].servers[0].tls.keyPath: file `/no/key.pem` does not exist here",
+            "routers[0].servers[0].tls.intermediateCertsPath: file `/no/chain.pem` does not exist here",
+        ]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem}\n",
+        Err(&["routers[0].servers[0].tls: missing field `keyPath`"]),
+    );
+}
+
+#[test]
+fn plugin_rows() {
+    use Want::*;
+    let id = |body: &str| format!("routers:\n- protocol: http\n  identifier: {body}\n");
+    check(
+        &id("{kind: io.l5d.path, segments: 2, consume: true}"),
+        Ok(&[]),
+    );
+    check(
+        &id("{kind: io.l5d.path, segmentz: 2}"),
+        Err(&["routers[0].identifier (io.l5d.path).segmentz: unknown field `segmentz`, expected `segments` or `consume`"]),
+    );
+    check(
+        &id("{kind: io.l5d.path, segments: 0}"),
+        Err(&["routers[0].identifier (io.l5d.path): `segments` must be at least 1"]),
+    );
+    check(
+        &id("[{kind: io.l5d.header.token}, {kind: io.l5d.static, path: nope}]"),
+        Err(&[
+            "routers[0].identifier[1] (io.l5d.static).path: '/' expected but 'n' found at '[n]ope'",
+        ]),
+    );
+    check(
+        &id("{kind: io.l5d.nope}"),
+        Err(&["routers[0].identifier (io.l5d.nope): unknown identifier kind `io.l5d.nope`; known identifier kinds: io.l5d.header.token, io.l5d.header, io.l5d.methodAndHost, io.l5d.path, io.l5d.static (Linkerd 1 kinds not supported yet: io.l5d.ingress"]),
+    );
+    check(
+        &id("{kind: com.example.Mine}"),
+        Err(&["unknown identifier kind `com.example.Mine` (third-party plugin kinds are not supported)"]),
+    );
+    check(
+        &id("{header: Host}"),
+        Err(&[
+            "routers[0].identifier: missing `kind`; known identifier kinds: io.l5d.header.token",
+        ]),
+    );
+    check(
+        &id("{kind: io.l5d.ingress}"),
+        Err(&["routers[0].identifier (io.l5d.ingress): identifier kind `io.l5d.ingress` is not supported yet"]),
+    );
+    let client = |body: &str| format!("routers:\n- protocol: http\n  client:\n{body}");
+    check(
+        &client("    loadBalancer: {kind: ewma, decayTimeMs: 5000}\n    failureAccrual:\n      kind: io.l5d.successRate\n      successRate: 0.9\n      requests: 20\n      backoff: {kind: jittered, minMs: 10, maxMs: 100}\n    hostConnectionPool: {maxSize: 10, idleTimeMs: 1000}\n    requeueBudget: {percentCanRetry: 0.5}\n"),
+        Ok(&[]),
+    );
+    check(
+        &client("    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 5\n      backoff: {kind: jittered, minMs: 10, maxMs: 1}\n"),
+        Err(&["routers[0].client (io.l5d.global).failureAccrual (io.l5d.consecutiveFailures).backoff (jittered): `minMs` (10) is greater than `maxMs` (1)"]),
+    );
+    check(
+        &client("    failureAccrual: {kind: io.l5d.successRate, successRate: 2, requests: 5}\n"),
+        Err(&[
+            "failureAccrual (io.l5d.successRate): `successRate` must be between 0 and 1, found 2",
+        ]),
+    );
+    check(
+        &client("    kind: io.l5d.static\n    configs:\n    - prefix: /$/inet/*\n      failFast: true\n    - prefix: /#/io.l5d.fs/{svc}\n      loadBalancer: {kind: ewma, decayTimeMs: x}\n"),
+        Err(&["routers[0].client (io.l5d.static).configs[1].loadBalancer (ewma).decayTimeMs: invalid type: string \"x\", expected u64"]),
+    );
+    check(
+        &client("    kind: io.l5d.static\n    configs:\n    - loadBalancer: {kind: p2c}\n"),
+        Err(&["routers[0].client (io.l5d.static).configs[0]: missing field `prefix`"]),
+    );
+    check(
+        &client("    tls: {disableValidation: true, clientAuth: {certPath: a, keyPath: b}}\n"),
+        Err(&[
+            "routers[0].client.tls: `disableValidation: true` is incompatible with `clientAuth`",
+        ]),
+    );
+    let svc = |body: &str| format!("routers:\n- protocol: http\n  service:\n{body}");
+    check(
+        &svc("    totalTimeoutMs: 1000\n    retries:\n      budget: {minRetriesPerSec: 5, percentCanRetry: 0.1, ttlSecs: 10}\n      backoff: {kind: constant, ms: 10}\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n"),
+        Ok(&[]),
+    );
+    check(
+        &svc("    responseClassifier: {kind: io.l5d.h2.grpc.default}\n"),
+        Err(&["routers[0].service (io.l5d.global).responseClassifier (io.l5d.h2.grpc.default): responseClassifier kind `io.l5d.h2.grpc.default` is not supported yet"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  interpreter: {kind: io.l5d.namerd, dst: /$/inet/127.1/4100}\n",
+        Err(&["routers[0].interpreter (io.l5d.namerd): interpreter kind `io.l5d.namerd` is not supported yet"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  interpreter:\n    kind: default\n    transformers: [{kind: io.l5d.port, port: 4141}]\n",
+        Err(&["routers[0].interpreter (default).transformers[0] (io.l5d.port): transformer kind `io.l5d.port` is not supported yet"]),
+    );
+    check(
+        &format!("{MIN}telemetry:\n- kind: io.l5d.prometheus\n- kind: io.l5d.zipkin\n"),
+        Err(&["telemetry[1] (io.l5d.zipkin): telemeter kind `io.l5d.zipkin` is not supported yet"]),
+    );
+    check(
+        &format!("{MIN}telemetry:\n- kind: io.l5d.prometheus\n  path: metrics\n"),
+        Err(&["telemetry[0] (io.l5d.prometheus): path: `metrics` must start with `/`"]),
+    );
+}
+
+#[test]
+fn namer_rows() {
+    use Want::*;
+    let n = |body: &str| format!("{MIN}namers:\n{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    check(
+        &n(&format!("- kind: io.l5d.fs\n  rootDir: {root}\n")),
+        Ok(&[]),
+    );
+    check(
+        &n("- kind: io.l5d.fs\n  rootDir: /no/such/disco\n"),
+        Ok(&["namers[0] (io.l5d.fs).rootDir: `/no/such/disco` is not a directory here"]),
+    );
+    check(
+        &n("- kind: io.l5d.fs\n"),
+        Err(&["namers[0] (io.l5d.fs): missing field `rootDir`"]),
+    );
+    check(
+        &n(&format!(
+            "- kind: io.l5d.fs\n  rootDir: {root}\n  rootdir: x\n"
+        )),
+        Err(&["namers[0] (io.l5d.fs).rootdir: unknown field `rootdir`, expected `rootDir`"]),
+    );
+    check(
+        &n(&format!(
+            "- kind: io.l5d.fs\n  rootDir: {root}\n  prefix: disco\n"
+        )),
+        Err(&["namers[0] (io.l5d.fs).prefix: '/' expected but 'd' found at '[d]isco'"]),
+    );
+    check(
+        &n("- kind: io.l5d.rewrite\n  pattern: /{a}\n  name: /b/{a}\n"),
+        Err(&["namers[0] (io.l5d.rewrite): The 'prefix' property is required for the io.l5d.rewrite namer."]),
+    );
+    check(
+        &n("- kind: io.l5d.rewrite\n  prefix: /rw\n  pattern: /{a}\n  name: /b/{a}\n"),
+        Ok(&[]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  host: 127.0.0.1\n"),
+        Err(&["namers[0] (io.l5d.consul): namer kind `io.l5d.consul` is not supported yet"]),
+    );
+    check(
+        &n("- rootDir: /tmp\n"),
+        Err(&["namers[0]: missing `kind`; known namer kinds: io.l5d.fs, io.l5d.rewrite"]),
+    );
+    check(
+        &n(&format!("- kind: io.l5d.fs\n  rootDir: {root}\n  transformers: [{{kind: io.l5d.localhost}}]\n")),
+        Err(&["namers[0] (io.l5d.fs).transformers[0] (io.l5d.localhost): transformer kind `io.l5d.localhost` is not supported yet"]),
+    );
+}
+
+#[test]
+fn checked_values_carry_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "namers:\n- kind: io.l5d.fs\n  rootDir: {}\n- kind: io.l5d.fs\n  prefix: /disco\n  rootDir: {0}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n",
+        dir.path().display()
+    );
+    let (cfg, _) = load(&text).unwrap();
+    let r = &cfg.routers[0];
+    assert_eq!(r.label, "http");
+    assert_eq!(r.dst_prefix.show(), "/svc");
+    assert_eq!(r.dtab.show(), "/svc=>/#/io.l5d.fs");
+    assert_eq!(r.servers.len(), 1);
+    assert_eq!(r.servers[0].addr.to_string(), "127.0.0.1:4140");
+    let prefixes: Vec<String> = cfg.namers.iter().map(|n| n.prefix.show()).collect();
+    assert_eq!(prefixes, ["/#/io.l5d.fs", "/#/disco"]);
+}
