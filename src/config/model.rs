@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::plugins::{
-    Announcers, Backoffs, FailureAccruals, Identifiers, Interpreters, LoadBalancers,
+    Announcers, Backoffs, FailureAccruals, Identifiers, Interpreters, LoadBalancers, NoParams,
     ResponseClassifiers, TracePropagators, Transformers,
 };
 use super::registry::{nest, params, Entry, Family, Plugin};
@@ -132,10 +132,6 @@ pub enum LabelerKind {
     Router,
     Static { label: String },
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -481,9 +481,10 @@ struct SuccessRateWindowedParams {
     backoff: Option<Plugin<Backoffs>>,
 }
 
+/// The parameters of a kind that takes none.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub(crate) struct NoParams {}
 
 fn check_rate(r: f64) -> Result<f64, String> {
     if (0.0..=1.0).contains(&r) {
