@@ -4,3 +4,5 @@
 
 pub mod build;
 pub mod config;
+pub mod metrics;
+pub mod proxy;

@@ -1,0 +1,357 @@
+//! A client: everything Switchboard keeps for one bound id (`/#/io.l5d.fs/web`): the live
+//! endpoint set fed by the id's address watch, the load balancer, failure accrual, one
+//! connection pool per endpoint, and the client's metrics. Clients are shared by every logical
+//! name that binds to the same id. Endpoint churn updates the set in place: the client, its
+//! balancer and the pools of endpoints that stay are never rebuilt.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body::Body as _;
+use switchboard_namer_core::rewrite::PathMatcher;
+use switchboard_namer_core::{Addr, Path, Var};
+use tokio::sync::watch;
+
+use super::balancer::{now_ns, AccrualPolicy, Balancer, Endpoint};
+use super::body::{ReqBody, RespBody};
+use super::error::RouteError;
+use super::pool::{Pool, PoolConfig, PoolStats};
+use crate::config::model::{ClientParams, PerPrefix};
+use crate::metrics::{Counter, Gauge, RequestStats, Scope};
+
+/// How many times a request whose connection failed is sent to another endpoint.
+pub const MAX_REQUEUES: usize = 2;
+
+/// The client parameters that apply to `id`: every matching `io.l5d.static` entry in order,
+/// later ones overriding earlier ones per parameter.
+pub fn params_for(cfg: &PerPrefix<ClientParams>, id: &Path) -> ClientParams {
+    match cfg {
+        PerPrefix::Global(p) => p.clone(),
+        PerPrefix::Static(list) => {
+            let mut out = ClientParams::default();
+            for (prefix, p) in list {
+                let matches = PathMatcher::new(prefix)
+                    .ok()
+                    .and_then(|m| m.extract(id))
+                    .is_some();
+                if matches {
+                    overlay(&mut out, p);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn overlay(out: &mut ClientParams, p: &ClientParams) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if p.$f.is_some() { out.$f = p.$f.clone(); } )* };
+    }
+    take!(
+        load_balancer,
+        failure_accrual,
+        fail_fast,
+        requeue_budget,
+        request_attempt_timeout_ms,
+        host_connection_pool,
+        client_session,
+        socket_options,
+        tls,
+        forward_client_cert
+    );
+}
+
+/// The address state a client last saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddrState {
+    Pending,
+    Neg,
+    Bound,
+    Failed(String),
+}
+
+pub struct Client {
+    pub id: Path,
+    /// The id as metrics name it: shown without the leading `/`.
+    pub label: String,
+    endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
+    state: watch::Sender<AddrState>,
+    balancer: Balancer,
+    accrual: AccrualPolicy,
+    attempt_timeout: Option<Duration>,
+    pool_cfg: PoolConfig,
+    pool_stats: PoolStats,
+    pub stats: RequestStats,
+    scope: Scope,
+    lb_size: Gauge,
+    lb_available: Gauge,
+    lb_adds: Counter,
+    lb_removes: Counter,
+    requeues: Counter,
+    last_used: AtomicU64,
+    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+        self.scope.remove();
+    }
+}
+
+impl Client {
+    /// A client for `id` following `addr`. Must be called inside a tokio runtime.
+    pub fn new(id: Path, addr: Var<Addr>, params: &ClientParams, scope: Scope) -> Arc<Client> {
+        let label = id.show().trim_start_matches('/').to_string();
+        let lb = scope.scope("loadbalancer");
+        let pool = params.host_connection_pool.clone().unwrap_or_default();
+        let balancer = Balancer::new(params.load_balancer.as_ref().map(|p| &p.value));
+        lb.scope("algorithm").gauge(balancer.algorithm()).set(1);
+        let c = Arc::new(Client {
+            label,
+            endpoints: RwLock::new(Arc::new(Vec::new())),
+            state: watch::channel(AddrState::Pending).0,
+            balancer,
+            accrual: AccrualPolicy::from_config(params.failure_accrual.as_ref().map(|p| &p.value)),
+            attempt_timeout: params.request_attempt_timeout_ms.map(Duration::from_millis),
+            pool_cfg: PoolConfig {
+                max_size: pool.max_size,
+                max_waiters: pool.max_waiters,
+                idle_time: pool.idle_time_ms.map(Duration::from_millis),
+                connect_timeout: None,
+            },
+            pool_stats: PoolStats {
+                connects: scope.counter("connects"),
+                connections: scope.gauge("connections"),
+            },
+            stats: RequestStats::new(scope.clone()),
+            lb_size: lb.gauge("size"),
+            lb_available: lb.gauge("available"),
+            lb_adds: lb.counter("adds"),
+            lb_removes: lb.counter("removes"),
+            requeues: scope.scope("retries").counter("requeues"),
+            scope,
+            last_used: AtomicU64::new(now_ns()),
+            task: std::sync::Mutex::new(None),
+            id,
+        });
+        let weak = Arc::downgrade(&c);
+        let handle = tokio::spawn(watch_addr(weak, addr)).abort_handle();
+        *c.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        c
+    }
+
+    pub fn touch(&self) {
+        self.last_used.store(now_ns(), Relaxed);
+    }
+
+    /// Nanoseconds since the client last served a request.
+    pub fn idle_ns(&self) -> u64 {
+        now_ns().saturating_sub(self.last_used.load(Relaxed))
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        Arc::clone(&self.endpoints.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn addr_state(&self) -> AddrState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits while the address set is Pending, up to `timeout`; false if still Pending.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.state.subscribe();
+        tokio::time::timeout(timeout, async {
+            let _ = rx.wait_for(|s| *s != AddrState::Pending).await;
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Applies a new address set, keeping the endpoints (and pools) that stay.
+    fn update(&self, addr: Addr) {
+        let state = match &addr {
+            Addr::Pending => AddrState::Pending,
+            Addr::Neg => AddrState::Neg,
+            Addr::Bound { .. } => AddrState::Bound,
+            Addr::Failed(e) => AddrState::Failed(e.clone()),
+        };
+        let next: Option<Vec<Arc<Endpoint>>> = match addr {
+            Addr::Bound { endpoints, .. } => {
+                let current = self.endpoints();
+                let by_addr: HashMap<SocketAddr, &Arc<Endpoint>> =
+                    current.iter().map(|e| (e.addr, e)).collect();
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Vec::with_capacity(endpoints.len());
+                for ep in endpoints {
+                    if !seen.insert(ep.addr) {
+                        continue;
+                    }
+                    match by_addr.get(&ep.addr) {
+                        Some(e) => {
+                            e.set_weight(ep.weight);
+                            out.push(Arc::clone(e));
+                        }
+                        None => {
+                            self.lb_adds.incr();
+                            let pool =
+                                Pool::new(ep.addr, self.pool_cfg.clone(), self.pool_stats.clone());
+                            out.push(Arc::new(Endpoint::new(ep.addr, ep.weight, pool)));
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Addr::Neg => Some(Vec::new()),
+            // Pending or Failed: keep serving what we have.
+            Addr::Pending | Addr::Failed(_) => None,
+        };
+        if let Some(next) = next {
+            let old = {
+                let mut g = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
+                std::mem::replace(&mut *g, Arc::new(next))
+            };
+            let now = self.endpoints();
+            for e in old.iter() {
+                if !now.iter().any(|n| Arc::ptr_eq(n, e)) {
+                    self.lb_removes.incr();
+                    e.pool.close_idle();
+                }
+            }
+            self.lb_size.set(now.len() as i64);
+            let t = now_ns();
+            self.lb_available
+                .set(now.iter().filter(|e| e.available(t)).count() as i64);
+        }
+        self.state.send_replace(state);
+    }
+
+    /// Sends a request to one endpoint, choosing another when a connection cannot be made.
+    /// Returns the response (its body streaming) or why there was none.
+    pub async fn send(
+        &self,
+        mut req: Request<ReqBody>,
+    ) -> Result<(Response<RespBody>, SocketAddr), RouteError> {
+        self.touch();
+        let eps = self.endpoints();
+        let mut last_err = None;
+        for attempt in 0..=MAX_REQUEUES {
+            let Some(ep) = self.balancer.pick(&eps) else {
+                return Err(RouteError::NoBrokers(String::new()));
+            };
+            let ep = Arc::clone(ep);
+            if attempt > 0 {
+                self.requeues.incr();
+            }
+            let load = LoadGuard::new(&ep);
+            let start = Instant::now();
+            let mut co = match ep.pool.checkout().await {
+                Ok(c) => c,
+                Err(e) => {
+                    ep.observe_outcome(false, &self.accrual);
+                    last_err = Some(RouteError::Connect(e.to_string()));
+                    continue;
+                }
+            };
+            let Some(sender) = co.sender() else {
+                continue;
+            };
+            let fut = sender.try_send_request(req);
+            let res = match self.attempt_timeout {
+                Some(t) => match tokio::time::timeout(t, fut).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        ep.observe_outcome(false, &self.accrual);
+                        return Err(RouteError::Timeout(format!(
+                            "exceeded {}ms request attempt timeout to {}",
+                            t.as_millis(),
+                            ep.addr
+                        )));
+                    }
+                },
+                None => fut.await,
+            };
+            drop(load);
+            match res {
+                Ok(resp) => {
+                    if let Some(decay) = self.balancer.ewma_decay_ns() {
+                        ep.observe_latency(start.elapsed().as_nanos() as u64, decay);
+                    }
+                    let ok = !resp.status().is_server_error();
+                    if ep.observe_outcome(ok, &self.accrual) {
+                        tracing::info!(client = %self.label, endpoint = %ep.addr, "endpoint marked dead by failure accrual");
+                    }
+                    let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    let (parts, body) = resp.into_parts();
+                    let body = if upgrade {
+                        drop(co);
+                        RespBody::Proxied {
+                            body,
+                            checkin: None,
+                        }
+                    } else if body.is_end_stream() {
+                        co.release();
+                        RespBody::Proxied {
+                            body,
+                            checkin: None,
+                        }
+                    } else {
+                        RespBody::Proxied {
+                            body,
+                            checkin: Some(co),
+                        }
+                    };
+                    return Ok((Response::from_parts(parts, body), ep.addr));
+                }
+                Err(mut e) => {
+                    ep.observe_outcome(false, &self.accrual);
+                    let msg = format!("{} (endpoint {})", e.error(), ep.addr);
+                    match e.take_message() {
+                        // Not sent: safe to try another endpoint.
+                        Some(r) => {
+                            req = r;
+                            last_err = Some(RouteError::Connect(msg));
+                        }
+                        None => return Err(RouteError::Upstream(msg)),
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| RouteError::Upstream("no endpoint answered".into())))
+    }
+}
+
+/// Counts a request against an endpoint's load while it is outstanding.
+struct LoadGuard(Arc<Endpoint>);
+
+impl LoadGuard {
+    fn new(e: &Arc<Endpoint>) -> LoadGuard {
+        e.load.fetch_add(1, Relaxed);
+        LoadGuard(Arc::clone(e))
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.load.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn watch_addr(client: Weak<Client>, mut addr: Var<Addr>) {
+    loop {
+        let a = addr.get();
+        match client.upgrade() {
+            Some(c) => c.update(a),
+            None => return,
+        }
+        if !addr.changed().await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Errors of the data path and the responses Linkerd's `ErrorResponder` gives for them
+//! (section 1.19): the status, an `l5d-err` header with the URL-encoded message (cut to
+//! `maxHeadersKB`), and the message as a text body (cut to `maxErrResponseKB`).
+
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::RespBody;
+
+/// Why a request could not be routed or answered by an endpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteError {
+    /// No identifier named the request (`UnknownDst`).
+    #[error("Unknown destination: {0}")]
+    Unidentified(String),
+    #[error("Invalid dtab: {0}")]
+    BadDtab(String),
+    #[error("Maximum number of calls ({0}) has been exceeded. Please check for proxy loops.")]
+    CallDepth(u32),
+    /// The rich "Unable to route request!" text, naming the service and the dtabs.
+    #[error("{0}")]
+    NoBrokers(String),
+    #[error("Exceeded {0} binding timeout while resolving name: {1}")]
+    BindingTimeout(String, String),
+    /// Naming failed with no good state to fall back on.
+    #[error("{0}")]
+    NamingFailed(String),
+    /// The request never reached the endpoint (connection refused, reset before sending).
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// Anything else between Switchboard and the endpoint.
+    #[error("{0}")]
+    Upstream(String),
+    /// `maxConcurrentRequests` reached.
+    #[error("Too many concurrent requests (maxConcurrentRequests {0})")]
+    Overloaded(u32),
+}
+
+/// Linkerd's `l5d-err` header.
+pub const L5D_ERR: &str = "l5d-err";
+/// Marks a failure that is safe to retry (the request never reached the destination).
+pub const L5D_RETRYABLE: &str = "l5d-retryable";
+/// Default `maxHeadersKB` of an http router.
+pub const DEFAULT_MAX_HEADERS_KB: u32 = 8;
+/// Default `maxErrResponseKB` of an http router.
+pub const DEFAULT_MAX_ERR_RESPONSE_KB: u32 = 5120;
+
+impl RouteError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RouteError::Unidentified(_) | RouteError::BadDtab(_) | RouteError::CallDepth(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            RouteError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::NoBrokers(_)
+            | RouteError::BindingTimeout(..)
+            | RouteError::NamingFailed(_)
+            | RouteError::Connect(_)
+            | RouteError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether the request is known not to have reached an endpoint.
+    pub fn retryable(&self) -> bool {
+        matches!(self, RouteError::Connect(_))
+    }
+
+    pub fn response(&self, max_headers_kb: u32, max_err_kb: u32) -> Response<RespBody> {
+        let msg = self.to_string();
+        let mut enc = urlencode(&msg);
+        truncate(&mut enc, max_headers_kb as usize * 1024);
+        let mut body = msg;
+        truncate(&mut body, max_err_kb as usize * 1024);
+        let mut r = Response::new(RespBody::text(body));
+        *r.status_mut() = self.status();
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&enc) {
+            h.insert(L5D_ERR, v);
+        }
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.retryable() {
+            h.insert(L5D_RETRYABLE, HeaderValue::from_static("true"));
+        }
+        r
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut i = max;
+        while !s.is_char_boundary(i) {
+            i -= 1;
+        }
+        s.truncate(i);
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding, as Java's `URLEncoder` produces.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_headers() {
+        let check = |e: RouteError, status: u16, err: &str| {
+            let r = e.response(8, 5120);
+            assert_eq!(r.status().as_u16(), status, "{e:?}");
+            assert_eq!(r.headers()[L5D_ERR].to_str().unwrap(), err, "{e:?}");
+        };
+        check(RouteError::Unidentified("no host".into()), 400, "Unknown+destination%3A+no+host");
+        check(RouteError::CallDepth(10), 400, "Maximum+number+of+calls+%2810%29+has+been+exceeded.+Please+check+for+proxy+loops.");
+        check(RouteError::Timeout("timeout".into()), 503, "timeout");
+        check(RouteError::Connect("refused".into()), 502, "refused");
+        assert_eq!(
+            RouteError::Connect("x".into()).response(8, 1).headers()[L5D_RETRYABLE],
+            "true"
+        );
+        let long = RouteError::Upstream("x".repeat(5000));
+        assert_eq!(long.response(1, 5120).headers()[L5D_ERR].len(), 1024);
+    }
+}

@@ -1,0 +1,13 @@
+//! The proxy's data path for `http` routers: servers accept requests, the router identifies
+//! and binds them, clients balance them over endpoint pools. Naming itself lives in
+//! `switchboard-namer-core`; configuration in `config`.
+
+pub mod balancer;
+pub mod binder;
+pub mod body;
+pub mod client;
+pub mod error;
+pub mod identify;
+pub mod pool;
+pub mod router;
+pub mod server;

@@ -1,0 +1,231 @@
+//! A connection pool for one endpoint: HTTP/1.1 connections kept alive and reused LIFO, with
+//! Linkerd's `hostConnectionPool` limits (`maxSize`, `maxWaiters`, `idleTimeMs`). A connection
+//! goes back to the pool only when its response body has ended (so it is idle and ready); a
+//! response abandoned mid-body closes its connection. The pool does not balance or retry.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::body::ReqBody;
+use crate::metrics::{Counter, Gauge};
+
+/// Pool limits; `None` means unbounded / forever.
+#[derive(Debug, Clone, Default)]
+pub struct PoolConfig {
+    pub max_size: Option<usize>,
+    pub max_waiters: Option<usize>,
+    pub idle_time: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Why a connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("connection to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connection to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("too many requests waiting for a connection to {addr} (maxWaiters {max})")]
+    TooManyWaiters { addr: SocketAddr, max: usize },
+}
+
+/// Connection counters of the client that owns the pool.
+#[derive(Clone, Default)]
+pub struct PoolStats {
+    pub connects: Counter,
+    pub connections: Gauge,
+}
+
+pub struct Pool {
+    addr: SocketAddr,
+    cfg: PoolConfig,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    open: AtomicUsize,
+    waiters: AtomicUsize,
+    released: Notify,
+    stats: PoolStats,
+}
+
+/// One open connection; dropping it closes the connection.
+pub struct Conn {
+    pub sender: SendRequest<ReqBody>,
+    _open: OpenGuard,
+}
+
+struct OpenGuard(Arc<Pool>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+        self.0.stats.connections.add(-1);
+        self.0.released.notify_one();
+    }
+}
+
+/// A checked-out connection that returns to the pool when released.
+pub struct Checkin {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+}
+
+impl Checkin {
+    pub fn release(mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool.put(c);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, cfg: PoolConfig, stats: PoolStats) -> Arc<Pool> {
+        Arc::new(Pool {
+            addr,
+            cfg,
+            idle: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            released: Notify::new(),
+            stats,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Open connections (idle and busy).
+    pub fn open(&self) -> usize {
+        self.open.load(Relaxed)
+    }
+
+    fn put(self: &Arc<Self>, c: Conn) {
+        if c.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push((c, Instant::now()));
+        drop(idle);
+        self.released.notify_one();
+    }
+
+    fn pop_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((c, since)) = idle.pop() {
+            let expired = self.cfg.idle_time.is_some_and(|t| since.elapsed() > t);
+            if !expired && !c.sender.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Drops idle connections past `idleTimeMs`.
+    pub fn expire_idle(&self) {
+        if let Some(t) = self.cfg.idle_time {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|(c, since)| since.elapsed() <= t && !c.sender.is_closed());
+        }
+    }
+
+    /// Closes every idle connection (the endpoint left the address set).
+    pub fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// A ready connection: an idle one, or a new one within `maxSize`.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Checkin, PoolError> {
+        loop {
+            while let Some(mut c) = self.pop_idle() {
+                // A pooled connection's last response has ended, so it is ready at once.
+                if c.sender.ready().await.is_ok() {
+                    return Ok(Checkin {
+                        pool: Arc::clone(self),
+                        conn: Some(c),
+                    });
+                }
+            }
+            let max = self.cfg.max_size.unwrap_or(usize::MAX);
+            let reserved = self
+                .open
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .is_ok();
+            if reserved {
+                self.stats.connections.add(1);
+                let guard = OpenGuard(Arc::clone(self));
+                let conn = self.connect(guard).await?;
+                return Ok(Checkin {
+                    pool: Arc::clone(self),
+                    conn: Some(conn),
+                });
+            }
+            // At maxSize: wait for a connection to be released or closed.
+            let waiting = self.waiters.fetch_add(1, Relaxed);
+            let _w = WaiterGuard(self);
+            if let Some(mw) = self.cfg.max_waiters {
+                if waiting >= mw {
+                    return Err(PoolError::TooManyWaiters {
+                        addr: self.addr,
+                        max: mw,
+                    });
+                }
+            }
+            self.released.notified().await;
+        }
+    }
+
+    async fn connect(self: &Arc<Self>, guard: OpenGuard) -> Result<Conn, PoolError> {
+        let addr = self.addr;
+        let connect = TcpStream::connect(addr);
+        let stream = match self.cfg.connect_timeout {
+            Some(t) => tokio::time::timeout(t, connect)
+                .await
+                .map_err(|_| PoolError::ConnectTimeout { addr })?,
+            None => connect.await,
+        }
+        .map_err(|source| PoolError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| PoolError::Handshake { addr, source })?;
+        self.stats.connects.incr();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "endpoint connection ended");
+            }
+        });
+        Ok(Conn {
+            sender,
+            _open: guard,
+        })
+    }
+}
+
+struct WaiterGuard<'a>(&'a Pool);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Checkin {
+    pub fn sender(&mut self) -> Option<&mut SendRequest<ReqBody>> {
+        self.conn.as_mut().map(|c| &mut c.sender)
+    }
+}

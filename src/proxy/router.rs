@@ -1,0 +1,702 @@
+//! The `http` router's request path: context headers and loop detection, per-request dtab
+//! overrides, identification, binding (waiting while a name is Pending, up to
+//! `bindingTimeoutMs`), the weighted choice of a leaf, the `l5d-dst-*` headers, service
+//! policies (total timeout, retries within a budget for bodyless requests, response
+//! classification), and the error responses of section 1.19. Sockets live in `server`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use switchboard_namer_core::delegate::DelegateTree;
+use switchboard_namer_core::rewrite::PathMatcher;
+use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
+
+use super::balancer::Backoff;
+use super::binder::{choose, Binder, PathEntry, Resolved};
+use super::body::{ReqBody, RespBody};
+use super::client::AddrState;
+use super::error::RouteError;
+use super::identify::identify;
+use crate::config::model::{PerPrefix, ServiceParams};
+use crate::config::plugins::{IdentifierKind, ResponseClassifierKind};
+use crate::metrics::{Counter, Histogram, RequestStats};
+
+pub const L5D_DTAB: &str = "l5d-dtab";
+pub const L5D_CTX_DTAB: &str = "l5d-ctx-dtab";
+pub const L5D_DST_SERVICE: &str = "l5d-dst-service";
+pub const L5D_DST_CLIENT: &str = "l5d-dst-client";
+pub const L5D_DST_RESIDUAL: &str = "l5d-dst-residual";
+pub const L5D_REQID: &str = "l5d-reqid";
+pub const L5D_RETRYABLE: &str = "l5d-retryable";
+/// What Switchboard appends to `Via` (Linkerd's token, so mixed meshes count hops alike).
+pub const VIA_TOKEN_11: &str = "1.1 linkerd";
+const VIA_TOKEN_10: &str = "1.0 linkerd";
+/// Default `maxCallDepth` of an http server.
+pub const DEFAULT_MAX_CALL_DEPTH: u32 = 1000;
+
+/// Hop-by-hop headers a proxy must not forward (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Per-logical-name policies.
+pub struct ServicePolicy {
+    total_timeout: Option<Duration>,
+    classifier: ResponseClassifierKind,
+    budget: Option<RetryBudget>,
+    backoff: Backoff,
+    retries_total: Counter,
+    budget_exhausted: Counter,
+    per_request: Arc<Histogram>,
+}
+
+/// Finagle's retry budget: each request deposits `percentCanRetry` of a retry, and a reserve
+/// of `minRetriesPerSec` over `ttlSecs` is always allowed.
+struct RetryBudget {
+    percent: f64,
+    min_per_sec: f64,
+    ttl: Duration,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RetryBudget {
+    fn deposit(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let cap = self.percent * 1000.0 + self.min_per_sec * self.ttl.as_secs_f64();
+        s.0 = (s.0 + self.percent).min(cap.max(1.0));
+    }
+
+    fn try_withdraw(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = s.1.elapsed().as_secs_f64();
+        s.1 = Instant::now();
+        let reserve = self.min_per_sec * self.ttl.as_secs_f64();
+        s.0 = (s.0 + self.min_per_sec * elapsed).min(reserve.max(s.0));
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn service_params(cfg: &PerPrefix<ServiceParams>, path: &Path) -> ServiceParams {
+    match cfg {
+        PerPrefix::Global(p) => p.clone(),
+        PerPrefix::Static(list) => {
+            let mut out = ServiceParams::default();
+            for (prefix, p) in list {
+                let hit = PathMatcher::new(prefix)
+                    .ok()
+                    .and_then(|m| m.extract(path))
+                    .is_some();
+                if hit {
+                    if p.total_timeout_ms.is_some() {
+                        out.total_timeout_ms = p.total_timeout_ms;
+                    }
+                    if p.retries.is_some() {
+                        out.retries = p.retries.clone();
+                    }
+                    if p.response_classifier.is_some() {
+                        out.response_classifier = p.response_classifier.clone();
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Default retry budget parameters (Linkerd's).
+const DEFAULT_MIN_RETRIES_PER_SEC: f64 = 10.0;
+const DEFAULT_PERCENT_CAN_RETRY: f64 = 0.2;
+const DEFAULT_BUDGET_TTL_SECS: u64 = 10;
+
+impl ServicePolicy {
+    fn new(p: &ServiceParams, stats: &RequestStats) -> ServicePolicy {
+        let classifier = p
+            .response_classifier
+            .as_ref()
+            .map(|c| c.value)
+            .unwrap_or(ResponseClassifierKind::NonRetryable5XX);
+        let b = p.retries.as_ref().and_then(|r| r.budget.clone()).unwrap_or_default();
+        let budget = Some(RetryBudget {
+            percent: b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
+            min_per_sec: b
+                .min_retries_per_sec
+                .map(f64::from)
+                .unwrap_or(DEFAULT_MIN_RETRIES_PER_SEC),
+            ttl: Duration::from_secs(b.ttl_secs.unwrap_or(DEFAULT_BUDGET_TTL_SECS)),
+            state: Mutex::new((0.0, Instant::now())),
+        });
+        let backoff = match p
+            .retries
+            .as_ref()
+            .and_then(|r| r.backoff.as_ref())
+            .map(|b| &b.value)
+        {
+            None => Backoff::Constant(0),
+            Some(crate::config::plugins::BackoffKind::Constant { ms }) => Backoff::Constant(*ms),
+            Some(crate::config::plugins::BackoffKind::Jittered { min_ms, max_ms }) => {
+                Backoff::Jittered {
+                    min_ms: *min_ms,
+                    max_ms: *max_ms,
+                }
+            }
+        };
+        let r = stats.scope().scope("retries");
+        ServicePolicy {
+            total_timeout: p.total_timeout_ms.map(Duration::from_millis),
+            classifier,
+            budget,
+            backoff,
+            retries_total: r.counter("total"),
+            budget_exhausted: r.counter("budget_exhausted"),
+            per_request: r.histogram("per_request"),
+        }
+    }
+
+    /// Whether a response is a failure, and whether it may be retried.
+    fn classify(&self, method: &Method, status: StatusCode, headers: &HeaderMap) -> (bool, bool) {
+        use ResponseClassifierKind as R;
+        let is_5xx = status.is_server_error();
+        let failure = match self.classifier {
+            R::AllSuccessful => false,
+            _ => is_5xx,
+        };
+        let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        let idempotent = read || matches!(*method, Method::PUT | Method::DELETE);
+        let by_kind = is_5xx
+            && match self.classifier {
+                R::NonRetryable5XX | R::AllSuccessful => false,
+                R::RetryableRead5XX => read,
+                R::RetryableIdempotent5XX => idempotent,
+                R::RetryableAll5XX => true,
+            };
+        let by_header = headers
+            .get(L5D_RETRYABLE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        (failure, failure && (by_kind || by_header))
+    }
+}
+
+/// A running `http` router (the part shared by its servers).
+pub struct Router {
+    pub label: String,
+    identifiers: Vec<IdentifierKind>,
+    dst_prefix: Path,
+    pub binder: Arc<Binder>,
+    binding_timeout: Duration,
+    pub max_headers_kb: u32,
+    pub max_err_kb: u32,
+    service_cfg: PerPrefix<ServiceParams>,
+    policies: Mutex<std::collections::HashMap<Path, Arc<ServicePolicy>>>,
+}
+
+impl Router {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        label: String,
+        identifiers: Vec<IdentifierKind>,
+        dst_prefix: Path,
+        binder: Arc<Binder>,
+        binding_timeout: Duration,
+        max_headers_kb: u32,
+        max_err_kb: u32,
+        service_cfg: PerPrefix<ServiceParams>,
+    ) -> Router {
+        Router {
+            label,
+            identifiers,
+            dst_prefix,
+            binder,
+            binding_timeout,
+            max_headers_kb,
+            max_err_kb,
+            service_cfg,
+            policies: Mutex::new(Default::default()),
+        }
+    }
+
+    fn policy(&self, entry: &PathEntry) -> Arc<ServicePolicy> {
+        let mut m = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = m.get(&entry.path) {
+            return Arc::clone(p);
+        }
+        let p = Arc::new(ServicePolicy::new(
+            &service_params(&self.service_cfg, &entry.path),
+            &entry.stats,
+        ));
+        m.insert(entry.path.clone(), Arc::clone(&p));
+        p
+    }
+
+    pub fn error_response(&self, e: &RouteError) -> Response<RespBody> {
+        e.response(self.max_headers_kb, self.max_err_kb)
+    }
+
+    /// Routes one request end to end. `max_call_depth` and `clear_context` are the server's.
+    pub async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        max_call_depth: u32,
+        clear_context: bool,
+    ) -> Result<Response<RespBody>, RouteError> {
+        if clear_context {
+            strip_context(req.headers_mut());
+        }
+        let depth = via_entries(req.headers());
+        if depth > max_call_depth as usize {
+            return Err(RouteError::CallDepth(max_call_depth));
+        }
+        let local = local_dtab(req.headers())?;
+        let id = identify(&self.identifiers, &self.dst_prefix, &req)
+            .map_err(RouteError::Unidentified)?;
+        let entry = self.binder.entry(&id.path, &local);
+        let deadline = Instant::now() + self.binding_timeout;
+        let tree = match entry.resolved(self.binding_timeout).await {
+            Resolved::Ok(t) => t,
+            Resolved::Pending => {
+                return Err(RouteError::BindingTimeout(
+                    twitter_duration(self.binding_timeout),
+                    id.path.show(),
+                ))
+            }
+            Resolved::Failed(e) => return Err(RouteError::NamingFailed(e)),
+        };
+        let policy = self.policy(&entry);
+        let start = Instant::now();
+
+        // Requests without a body can be sent again; the others stream once.
+        let retryable_req = !has_body(&req);
+        let upgrade = is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        prepare_request(&mut parts, &local, id.rewrite_uri.as_deref(), upgrade);
+        let mut body = Some(ReqBody::Stream(body));
+        if let Some(b) = &policy.budget {
+            b.deposit();
+        }
+
+        let attempt_loop = async {
+            let mut retries = 0u32;
+            loop {
+                let Some(leaf) = choose(&tree) else {
+                    return Err(self.no_brokers(&id.path, &local).await);
+                };
+                let client = Arc::clone(&leaf.client);
+                if client.addr_state() == AddrState::Pending {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !client.ready(left).await {
+                        return Err(RouteError::BindingTimeout(
+                            twitter_duration(self.binding_timeout),
+                            id.path.show(),
+                        ));
+                    }
+                }
+                if client.endpoints().is_empty() {
+                    return Err(self.no_brokers(&id.path, &local).await);
+                }
+                let mut out = Request::from_parts(clone_parts(&parts), ReqBody::empty());
+                if let Some(b) = body.take() {
+                    *out.body_mut() = b;
+                }
+                set_dst_headers(out.headers_mut(), &id.path, &leaf.client.id, &leaf.residual);
+                let sent = Instant::now();
+                let result = client.send(out).await;
+                let lat = sent.elapsed().as_millis() as u64;
+                match result {
+                    Ok((resp, _addr)) => {
+                        let (failure, retry) =
+                            policy.classify(&parts.method, resp.status(), resp.headers());
+                        client.stats.record(Some(resp.status().as_u16()), lat, !failure);
+                        if retry && retryable_req && self.may_retry(&policy) {
+                            retries += 1;
+                            drop(resp);
+                            backoff(&policy.backoff, retries).await;
+                            continue;
+                        }
+                        policy.per_request.add(retries as u64);
+                        return Ok((resp, failure));
+                    }
+                    Err(e) => {
+                        client.stats.record(None, lat, false);
+                        let can = retryable_req
+                            && matches!(e, RouteError::Connect(_) | RouteError::Upstream(_))
+                            && self.may_retry(&policy);
+                        if can {
+                            retries += 1;
+                            backoff(&policy.backoff, retries).await;
+                            continue;
+                        }
+                        policy.per_request.add(retries as u64);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let result = match policy.total_timeout {
+            Some(t) => match tokio::time::timeout(t, attempt_loop).await {
+                Ok(r) => r,
+                Err(_) => Err(RouteError::Timeout(format!(
+                    "exceeded {} total timeout for {}",
+                    twitter_duration(t),
+                    id.path.show()
+                ))),
+            },
+            None => attempt_loop.await,
+        };
+        let lat = start.elapsed().as_millis() as u64;
+        match result {
+            Ok((mut resp, failure)) => {
+                entry
+                    .stats
+                    .record(Some(resp.status().as_u16()), lat, !failure);
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(on_client) = client_upgrade {
+                        tunnel(on_client, hyper::upgrade::on(&mut resp));
+                    }
+                } else {
+                    strip_hop_by_hop(resp.headers_mut());
+                }
+                append_via(resp.headers_mut(), parts.version);
+                Ok(resp)
+            }
+            Err(e) => {
+                entry.stats.record(None, lat, false);
+                Err(e)
+            }
+        }
+    }
+
+    fn may_retry(&self, policy: &ServicePolicy) -> bool {
+        match &policy.budget {
+            Some(b) if b.try_withdraw() => {
+                policy.retries_total.incr();
+                true
+            }
+            _ => {
+                policy.budget_exhausted.incr();
+                false
+            }
+        }
+    }
+
+    /// Linkerd's `RichNoBrokersAvailableException` text.
+    async fn no_brokers(&self, path: &Path, local: &Dtab) -> RouteError {
+        let dtab = self.binder.base_dtab().concat(local);
+        let (tree, _) = self
+            .binder
+            .interpreter()
+            .delegate_settled(&dtab, path, Duration::from_millis(500))
+            .await;
+        let resolutions = match tree {
+            State::Ok(t) => {
+                let mut v = Vec::new();
+                resolutions(&t, &mut v);
+                v
+            }
+            _ => vec!["unknown".to_string()],
+        };
+        RouteError::NoBrokers(rich_no_brokers(path, &resolutions, self.binder.base_dtab(), local))
+    }
+}
+
+fn resolutions(t: &DelegateTree<Bound>, out: &mut Vec<String>) {
+    use DelegateTree as D;
+    match t {
+        D::Leaf { path, value, .. } => out.push(match value.addr.sample() {
+            Addr::Bound { .. } => format!("{} (bound)", path.show()),
+            Addr::Failed(e) => format!("{} (exception: {e}", path.show()),
+            Addr::Neg => format!("{} (neg)", path.show()),
+            Addr::Pending => format!("{} (pending)", path.show()),
+        }),
+        D::Exception { path, message, .. } => {
+            out.push(format!("{} (exception: {message}", path.show()))
+        }
+        D::Empty { path, .. } => out.push(format!("{} (empty)", path.show())),
+        D::Fail { path, .. } => out.push(format!("{} (fail)", path.show())),
+        D::Neg { path, .. } => out.push(format!("{} (neg)", path.show())),
+        D::Delegate { tree, .. } => resolutions(tree, out),
+        D::Alt { trees, .. } => trees.iter().for_each(|t| resolutions(t, out)),
+        D::Union { trees, .. } => trees.iter().for_each(|(_, t)| resolutions(t, out)),
+    }
+}
+
+fn format_dtab(d: &Dtab) -> String {
+    d.dentries
+        .iter()
+        .map(|e| format!("  {} => {}", e.prefix, e.dst.show()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The message of Linkerd's `RichNoBrokersAvailableException`.
+pub fn rich_no_brokers(path: &Path, resolutions: &[String], base: &Dtab, local: &Dtab) -> String {
+    let res: Vec<String> = resolutions.iter().map(|r| format!("  {r}")).collect();
+    format!(
+        "Unable to route request!\n\nservice name: {}\nresolutions considered:\n{}\ndtab:\n{}\nbase dtab:\n{}\noverride dtab:\n{}\n",
+        path.show(),
+        res.join("\n"),
+        format_dtab(&Dtab::empty()),
+        format_dtab(base),
+        format_dtab(local)
+    )
+}
+
+/// A duration as Twitter's `Duration.toString` prints it (`10.seconds`, `250.milliseconds`).
+pub fn twitter_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}.seconds", ms / 1000)
+    } else {
+        format!("{ms}.milliseconds")
+    }
+}
+
+async fn backoff(b: &Backoff, n: u32) {
+    let ms = b.nth_ms(n.saturating_sub(1));
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+fn has_body(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    if h.contains_key(http::header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match h.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.as_bytes() != b"0",
+        None => false,
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(http::header::UPGRADE)
+        && req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                    .unwrap_or(false)
+            })
+}
+
+/// Joins the client's and the endpoint's upgraded connections (WebSocket and the like).
+fn tunnel(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        match tokio::try_join!(client, endpoint) {
+            Ok((a, b)) => {
+                let mut a = hyper_util::rt::TokioIo::new(a);
+                let mut b = hyper_util::rt::TokioIo::new(b);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+}
+
+/// Counts the comma-separated entries of every `Via` header.
+pub fn via_entries(h: &HeaderMap) -> usize {
+    h.get_all(http::header::VIA)
+        .iter()
+        .map(|v| v.as_bytes().split(|b| *b == b',').count())
+        .sum()
+}
+
+fn append_via(h: &mut HeaderMap, version: http::Version) {
+    let token = if version == http::Version::HTTP_10 {
+        VIA_TOKEN_10
+    } else {
+        VIA_TOKEN_11
+    };
+    let v = match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {token}"),
+        _ => token.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(http::header::VIA, v);
+    }
+}
+
+/// `l5d-ctx-dtab` then `l5d-dtab`, every value parsed and appended in order.
+pub fn local_dtab(h: &HeaderMap) -> Result<Dtab, RouteError> {
+    let mut d = Dtab::empty();
+    for name in [L5D_CTX_DTAB, L5D_DTAB] {
+        for v in h.get_all(name) {
+            let s = v
+                .to_str()
+                .map_err(|_| RouteError::BadDtab(format!("{name} is not text")))?;
+            let parsed = Dtab::read(s).map_err(|e| RouteError::BadDtab(e.to_string()))?;
+            d = d.concat(&parsed);
+        }
+    }
+    Ok(d)
+}
+
+fn strip_context(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let s = k.as_str();
+            s.starts_with("l5d-ctx-") || s == L5D_DTAB || s == "l5d-sample"
+        })
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn prepare_request(
+    parts: &mut http::request::Parts,
+    local: &Dtab,
+    rewrite_uri: Option<&str>,
+    upgrade: bool,
+) {
+    let h = &mut parts.headers;
+    h.remove(L5D_DTAB);
+    if local.is_empty() {
+        h.remove(L5D_CTX_DTAB);
+    } else if let Ok(v) = HeaderValue::from_str(&local.show()) {
+        h.insert(L5D_CTX_DTAB, v);
+    }
+    if upgrade {
+        // Keep `Connection: upgrade` and `Upgrade`; drop the rest of the hop-by-hop set.
+        for n in ["keep-alive", "proxy-connection", "te", "trailer"] {
+            h.remove(n);
+        }
+    } else {
+        let te = h.get(http::header::TRANSFER_ENCODING).cloned();
+        strip_hop_by_hop(h);
+        // hyper frames the body itself; keep chunked framing when the client used it.
+        if let Some(te) = te {
+            h.insert(http::header::TRANSFER_ENCODING, te);
+        }
+    }
+    let reqid = format!("{:016x}", fastrand::u64(..));
+    if let Ok(v) = HeaderValue::from_str(&reqid) {
+        h.insert(L5D_REQID, v);
+    }
+    append_via(h, parts.version);
+    // Forward in origin form; an absolute-form URI keeps its authority in Host.
+    let pq = match rewrite_uri {
+        Some(u) => u.to_string(),
+        None => parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+    };
+    if let Some(auth) = parts.uri.authority().cloned() {
+        if !h.contains_key(http::header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
+                h.insert(http::header::HOST, v);
+            }
+        }
+    }
+    if let Ok(u) = pq.parse() {
+        parts.uri = u;
+    }
+}
+
+fn set_dst_headers(h: &mut HeaderMap, service: &Path, client: &Path, residual: &Path) {
+    if let Ok(v) = HeaderValue::from_str(&service.show()) {
+        h.insert(L5D_DST_SERVICE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client.show()) {
+        h.insert(L5D_DST_CLIENT, v);
+    }
+    if residual.is_empty() {
+        h.remove(L5D_DST_RESIDUAL);
+    } else if let Ok(v) = HeaderValue::from_str(&residual.show()) {
+        h.insert(L5D_DST_RESIDUAL, v);
+    }
+}
+
+fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
+    let mut b = Request::builder()
+        .method(p.method.clone())
+        .uri(p.uri.clone())
+        .version(p.version);
+    if let Some(h) = b.headers_mut() {
+        *h = p.headers.clone();
+    }
+    let (parts, ()) = match b.body(()) {
+        Ok(r) => r.into_parts(),
+        Err(_) => Request::new(()).into_parts(),
+    };
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtab_headers_append_in_order() {
+        let mut h = HeaderMap::new();
+        h.append(L5D_DTAB, HeaderValue::from_static("/c=>/d"));
+        h.append(L5D_CTX_DTAB, HeaderValue::from_static("/a=>/b"));
+        h.append(L5D_DTAB, HeaderValue::from_static("/e=>/f"));
+        assert_eq!(local_dtab(&h).unwrap().show(), "/a=>/b;/c=>/d;/e=>/f");
+        h.insert(L5D_DTAB, HeaderValue::from_static("/x=>"));
+        assert!(matches!(local_dtab(&h), Err(RouteError::BadDtab(_))));
+    }
+
+    #[test]
+    fn via_counts_entries() {
+        let mut h = HeaderMap::new();
+        assert_eq!(via_entries(&h), 0);
+        h.append("via", HeaderValue::from_static("1.1 a, 1.1 b"));
+        h.append("via", HeaderValue::from_static("1.1 c"));
+        assert_eq!(via_entries(&h), 3);
+        append_via(&mut h, http::Version::HTTP_11);
+        assert_eq!(h["via"], "1.1 a, 1.1 b, 1.1 linkerd");
+    }
+
+    #[test]
+    fn rich_message_matches_linkerd() {
+        let msg = rich_no_brokers(
+            &Path::read("/svc/x").unwrap(),
+            &["/#/io.l5d.fs/x (neg)".to_string()],
+            &Dtab::read("/svc=>/#/io.l5d.fs").unwrap(),
+            &Dtab::empty(),
+        );
+        assert_eq!(
+            msg,
+            "Unable to route request!\n\nservice name: /svc/x\nresolutions considered:\n  /#/io.l5d.fs/x (neg)\ndtab:\n\nbase dtab:\n  /svc => /#/io.l5d.fs\noverride dtab:\n\n"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! A router's servers: bound listeners serving HTTP/1.1 (and 1.0) with hyper, each connection
+//! on its own task, `maxConcurrentRequests` enforced without a queue (over the limit is 503 at
+//! once, as Linkerd's `AsyncSemaphore(n, 0)`), per-server metrics, upgrades tunnelled, and a
+//! graceful stop: stop accepting, let in-flight requests finish up to a deadline.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::body::RespBody;
+use super::error::RouteError;
+use super::router::Router;
+use crate::metrics::{Counter, Gauge, RequestStats, Scope};
+
+/// A server's settings, from its config.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub max_concurrent: Option<u32>,
+    pub max_call_depth: u32,
+    pub clear_context: bool,
+    pub timeout: Option<Duration>,
+}
+
+struct ServerCtx {
+    router: Arc<Router>,
+    settings: ServerSettings,
+    limit: Option<Semaphore>,
+    stats: RequestStats,
+    connects: Counter,
+    connections: Gauge,
+}
+
+/// A bound server, ready to serve.
+pub struct BoundServer {
+    pub addr: SocketAddr,
+    listener: TcpListener,
+    ctx: Arc<ServerCtx>,
+}
+
+/// Signals a server to stop; dropping it stops nothing.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown {
+            tx: watch::channel(false).0,
+        }
+    }
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+    pub async fn wait(&self) {
+        let mut rx = self.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl BoundServer {
+    /// Binds `addr` (port 0 picks one). The server scope is `rt/<router>/server/<ip>/<port>`.
+    pub async fn bind(
+        addr: SocketAddr,
+        router: Arc<Router>,
+        settings: ServerSettings,
+        router_scope: &Scope,
+    ) -> std::io::Result<BoundServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let scope = router_scope
+            .scope("server")
+            .scope(&format!("{}/{}", addr.ip(), addr.port()));
+        let ctx = Arc::new(ServerCtx {
+            router,
+            limit: settings
+                .max_concurrent
+                .map(|n| Semaphore::new(n as usize)),
+            settings,
+            stats: RequestStats::new(scope.clone()),
+            connects: scope.counter("connects"),
+            connections: scope.gauge("connections"),
+        });
+        Ok(BoundServer {
+            addr,
+            listener,
+            ctx,
+        })
+    }
+
+    /// Serves until `shutdown`, then drains connections for at most `grace`.
+    pub async fn serve(self, shutdown: Shutdown, grace: Duration) {
+        let mut stop = shutdown.subscribe();
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|v| *v).await; } => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let ctx = Arc::clone(&self.ctx);
+                    let mut drain = drain_rx.clone();
+                    conns.spawn(async move {
+                        ctx.connects.incr();
+                        ctx.connections.add(1);
+                        let svc_ctx = Arc::clone(&ctx);
+                        let svc = service_fn(move |req| {
+                            let ctx = Arc::clone(&svc_ctx);
+                            async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                        });
+                        let conn = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades();
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            r = conn.as_mut() => {
+                                if let Err(e) = r {
+                                    tracing::debug!(%peer, error = %e, "connection ended");
+                                }
+                            }
+                            _ = async { let _ = drain.wait_for(|v| *v).await; } => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.as_mut().await;
+                            }
+                        }
+                        ctx.connections.add(-1);
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        drain_tx.send_replace(true);
+        let deadline = Instant::now() + grace;
+        while !conns.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, conns.join_next()).await.is_err() {
+                tracing::warn!(open = conns.len(), "grace period over; closing connections");
+                conns.abort_all();
+                break;
+            }
+        }
+    }
+}
+
+async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBody> {
+    let start = Instant::now();
+    ctx.stats.pending.add(1);
+    let _permit = match &ctx.limit {
+        Some(s) => match s.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let max = ctx.settings.max_concurrent.unwrap_or(0);
+                let resp = ctx.router.error_response(&RouteError::Overloaded(max));
+                return finish(&ctx, resp, start);
+            }
+        },
+        None => None,
+    };
+    let route = ctx.router.route(
+        req,
+        ctx.settings.max_call_depth,
+        ctx.settings.clear_context,
+    );
+    let result = match ctx.settings.timeout {
+        Some(t) => match tokio::time::timeout(t, route).await {
+            Ok(r) => r,
+            Err(_) => Err(RouteError::Timeout(format!(
+                "exceeded {}ms server timeout",
+                t.as_millis()
+            ))),
+        },
+        None => route.await,
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "request failed");
+            ctx.router.error_response(&e)
+        }
+    };
+    if ctx.settings.clear_context {
+        let names: Vec<_> = resp
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("l5d-"))
+            .cloned()
+            .collect();
+        let had_err = resp.headers().contains_key(super::error::L5D_ERR);
+        for n in names {
+            resp.headers_mut().remove(n);
+        }
+        if had_err {
+            *resp.body_mut() = RespBody::empty();
+            resp.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    }
+    finish(&ctx, resp, start)
+}
+
+fn finish(ctx: &ServerCtx, resp: Response<RespBody>, start: Instant) -> Response<RespBody> {
+    ctx.stats.pending.add(-1);
+    let status = resp.status().as_u16();
+    ctx.stats
+        .record(Some(status), start.elapsed().as_millis() as u64, status < 500);
+    resp
+}
