@@ -2,7 +2,10 @@
 //! holds the config model and the command-line tool; naming lives in `switchboard-namer-core`
 //! and the namer crates.
 
+pub mod admin;
 pub mod build;
 pub mod config;
+pub mod demo;
 pub mod metrics;
 pub mod proxy;
+pub mod run;

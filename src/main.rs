@@ -18,15 +18,32 @@ use switchboard_namer_core::{DefaultInterpreter, Dtab, NameTree, Path, State};
 #[command(
     name = "switchboard",
     version,
-    about = "A service-discovery-driven proxy that reads Linkerd 1.x configs"
+    about = "A service-discovery-driven proxy that reads Linkerd 1.x configs",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
+    /// Runs the proxy on this config (same as `switchboard run CONFIG`).
+    config: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs the proxy: every router and the admin server, until SIGTERM, SIGINT or
+    /// `POST /admin/shutdown`.
+    Run {
+        /// Config file (YAML or JSON); `-` reads stdin.
+        config: String,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Starts demo backends for the shipped config's disco directory, then the proxy on it.
+    Demo {
+        #[arg(long, default_value = "config/linkerd.yaml")]
+        config: String,
+    },
     /// Validates configs; prints every error and warning with its location.
     Check {
         /// Config files (YAML or JSON); `-` reads stdin.
@@ -111,7 +128,18 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    match run(cli.cmd) {
+    let cmd = match (cli.cmd, cli.config) {
+        (Some(c), _) => c,
+        (None, Some(config)) => Cmd::Run {
+            config,
+            workers: None,
+        },
+        (None, None) => {
+            eprintln!("usage: switchboard CONFIG, or switchboard <COMMAND>; see --help");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cmd) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e:#}");
@@ -122,6 +150,8 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        Cmd::Run { config, workers } => serve(&config, workers, false),
+        Cmd::Demo { config } => serve(&config, None, true),
         Cmd::Check { configs } => Ok(check(&configs)),
         Cmd::Path {
             cmd: PathCmd::Show { path },
@@ -170,6 +200,88 @@ fn read_config(name: &str) -> anyhow::Result<String> {
         Ok(s)
     } else {
         std::fs::read_to_string(name).with_context(|| format!("{name}: cannot read"))
+    }
+}
+
+/// `switchboard run` and `switchboard demo`.
+fn serve(name: &str, workers: Option<usize>, demo: bool) -> anyhow::Result<ExitCode> {
+    let text = read_config(name)?;
+    let (cfg, warnings) =
+        config::load(&text).map_err(|e| anyhow!("{name}: invalid config:\n{e}"))?;
+    for w in &warnings {
+        tracing::warn!("{name}: {w}");
+    }
+    let raw = config::source::parse(&text).unwrap_or(serde_json::Value::Null);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build().context("starting the runtime")?;
+    rt.block_on(async move {
+        if demo {
+            let disco = cfg
+                .namers
+                .iter()
+                .find_map(|n| match &n.params {
+                    config::plugins::NamerKind::Fs(p) => Some(p.root_dir.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| anyhow!("{name}: the demo needs an io.l5d.fs namer"))?;
+            let backends = switchboard::demo::start_backends(&disco).await?;
+            for (svc, addr) in &backends {
+                println!("demo backend {svc} on {addr}");
+            }
+        }
+        let running = switchboard::run::start(cfg, raw).await?;
+        for (label, addr) in &running.servers {
+            println!("router {label} serving on {addr}");
+        }
+        println!("admin on http://{}/admin", running.admin);
+        if demo {
+            let addr = running
+                .servers
+                .first()
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default();
+            println!();
+            println!("Try:");
+            println!("  curl -H 'Host: web' http://{addr}/");
+            println!("  curl -H 'Host: www' http://{addr}/hello     # the dtab sends www to web");
+            println!("  curl -H 'Host: api' http://{addr}/");
+            println!("  curl -H 'Host: web' -H 'l5d-dtab: /svc/web=>/svc/api' http://{addr}/");
+            println!("  curl http://{}/admin/metrics.json", running.admin);
+            println!(
+                "  curl 'http://{}/delegator.json?path=/svc/www&dtab=/svc=>/%23/io.l5d.fs;/svc/www=>/svc/web'",
+                running.admin
+            );
+            println!("Edit config/disco/web and the routing follows. Ctrl-C stops.");
+        }
+        let stop = running.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; draining");
+            stop.trigger();
+        });
+        running.wait().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -360,7 +360,13 @@ fn fmt_labels(labels: &[(String, String)]) -> String {
         .map(|(k, v)| {
             let k: String = k
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let v = v
                 .replace('\\', "\\\\")
@@ -514,22 +520,37 @@ mod tests {
     fn renders_like_linkerd() {
         let m = Metrics::new();
         let rt = m.scope("rt").scope("incoming");
-        rt.scope("service").scope("svc/foo").counter("requests").add(1);
+        rt.scope("service")
+            .scope("svc/foo")
+            .counter("requests")
+            .add(1);
         rt.scope("client")
             .scope("$/inet/127.1/8080")
             .scope("service")
             .scope("svc/foo")
             .counter("requests")
             .add(2);
-        rt.scope("server").scope("127.0.0.1/4140").histogram("request_latency_ms").add(3);
+        rt.scope("server")
+            .scope("127.0.0.1/4140")
+            .histogram("request_latency_ms")
+            .add(3);
         let prom = m.prometheus("");
-        assert!(prom.contains("rt:service:requests{rt=\"incoming\", service=\"svc/foo\"} 1\n"), "{prom}");
+        assert!(
+            prom.contains("rt:service:requests{rt=\"incoming\", service=\"svc/foo\"} 1\n"),
+            "{prom}"
+        );
         assert!(prom.contains("rt:client:service:requests{rt=\"incoming\", client=\"$/inet/127.1/8080\", service=\"svc/foo\"} 2\n"), "{prom}");
         assert!(prom.contains("rt:server:request_latency_ms{rt=\"incoming\", server=\"127.0.0.1/4140\", quantile=\"0.5\"} 3\n"), "{prom}");
         assert!(prom.contains("rt:server:request_latency_ms_count{rt=\"incoming\", server=\"127.0.0.1/4140\"} 1\n"), "{prom}");
         let flat = m.flat_json();
         assert_eq!(flat["rt/incoming/service/svc/foo/requests"], 1);
-        assert_eq!(flat["rt/incoming/server/127.0.0.1/4140/request_latency_ms.p99"], 3);
-        assert_eq!(m.tree_json()["rt"]["incoming"]["service"]["svc/foo"]["requests"], 1);
+        assert_eq!(
+            flat["rt/incoming/server/127.0.0.1/4140/request_latency_ms.p99"],
+            3
+        );
+        assert_eq!(
+            m.tree_json()["rt"]["incoming"]["service"]["svc/foo"]["requests"],
+            1
+        );
     }
 }

@@ -16,7 +16,10 @@ use crate::config::plugins::{BackoffKind, FailureAccrualKind, LoadBalancerKind};
 /// Nanoseconds on a process-wide monotonic clock.
 pub fn now_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// Linkerd's default failure accrual: 5 consecutive failures, equal-jittered backoff 5 s..300 s.
@@ -44,9 +47,15 @@ pub enum AccrualPolicy {
 pub enum Backoff {
     Constant(u64),
     /// Equal-jittered exponential (Linkerd's default).
-    EqualJittered { min_ms: u64, max_ms: u64 },
+    EqualJittered {
+        min_ms: u64,
+        max_ms: u64,
+    },
     /// Decorrelated jitter between `min_ms` and `max_ms` (the `jittered` kind).
-    Jittered { min_ms: u64, max_ms: u64 },
+    Jittered {
+        min_ms: u64,
+        max_ms: u64,
+    },
 }
 
 impl Backoff {
@@ -73,7 +82,9 @@ impl Backoff {
                 base / 2 + fastrand::u64(0..=base / 2)
             }
             Backoff::Jittered { min_ms, max_ms } => {
-                let hi = min_ms.saturating_mul(3u64.saturating_pow(n.min(30))).min(max_ms);
+                let hi = min_ms
+                    .saturating_mul(3u64.saturating_pow(n.min(30)))
+                    .min(max_ms);
                 fastrand::u64(min_ms..=hi.max(min_ms))
             }
         }
@@ -331,9 +342,7 @@ impl Balancer {
         }
         let now = now_ns();
         match self.kind {
-            Kind::P2c { max_effort } => {
-                p2c(eps, 0, n, max_effort, now, |e| e.load_per_weight())
-            }
+            Kind::P2c { max_effort } => p2c(eps, 0, n, max_effort, now, |e| e.load_per_weight()),
             Kind::Ewma {
                 max_effort,
                 decay_ns,
@@ -362,7 +371,9 @@ impl Balancer {
                 let mut ap = self.aperture.load(Relaxed).clamp(min.min(n), n);
                 // Rotate the window start by a per-client seed so clients spread over endpoints.
                 let start = (self.order_seed as usize) % n;
-                let load: usize = (0..ap).map(|i| eps[(start + i) % n].load.load(Relaxed)).sum();
+                let load: usize = (0..ap)
+                    .map(|i| eps[(start + i) % n].load.load(Relaxed))
+                    .sum();
                 let avg = load as f64 / ap as f64;
                 if avg > high && ap < n {
                     ap += 1;
@@ -381,14 +392,14 @@ impl Balancer {
 }
 
 /// Power of two choices over the window `eps[start..start+len]` (wrapping).
-fn p2c<'a>(
-    eps: &'a [Arc<Endpoint>],
+fn p2c(
+    eps: &[Arc<Endpoint>],
     start: usize,
     len: usize,
     max_effort: u32,
     now: u64,
     cost: impl Fn(&Endpoint) -> f64,
-) -> Option<&'a Arc<Endpoint>> {
+) -> Option<&Arc<Endpoint>> {
     let n = eps.len();
     let at = |i: usize| &eps[(start + i) % n];
     for _ in 0..max_effort.max(1) {
@@ -520,7 +531,7 @@ mod tests {
         };
         for n in 0..40 {
             let v = eq.nth_ms(n);
-            assert!(v <= 300_000 && v >= 2_500, "{n}: {v}");
+            assert!((2_500..=300_000).contains(&v), "{n}: {v}");
         }
         let j = Backoff::Jittered {
             min_ms: 10,

@@ -253,9 +253,7 @@ impl Binder {
             let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
             let before = paths.len();
             paths.retain(|_, e| now.saturating_sub(e.last_used.load(Relaxed)) <= ttl);
-            self.path_stats
-                .expires
-                .add((before - paths.len()) as u64);
+            self.path_stats.expires.add((before - paths.len()) as u64);
         }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let before = clients.len();

@@ -126,8 +126,16 @@ mod tests {
             assert_eq!(r.status().as_u16(), status, "{e:?}");
             assert_eq!(r.headers()[L5D_ERR].to_str().unwrap(), err, "{e:?}");
         };
-        check(RouteError::Unidentified("no host".into()), 400, "Unknown+destination%3A+no+host");
-        check(RouteError::CallDepth(10), 400, "Maximum+number+of+calls+%2810%29+has+been+exceeded.+Please+check+for+proxy+loops.");
+        check(
+            RouteError::Unidentified("no host".into()),
+            400,
+            "Unknown+destination%3A+no+host",
+        );
+        check(
+            RouteError::CallDepth(10),
+            400,
+            "Maximum+number+of+calls+%2810%29+has+been+exceeded.+Please+check+for+proxy+loops.",
+        );
         check(RouteError::Timeout("timeout".into()), 503, "timeout");
         check(RouteError::Connect("refused".into()), 502, "refused");
         assert_eq!(

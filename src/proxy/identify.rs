@@ -54,7 +54,11 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-fn identify_one<B>(id: &IdentifierKind, prefix: &Path, req: &Request<B>) -> Result<Identified, String> {
+fn identify_one<B>(
+    id: &IdentifierKind,
+    prefix: &Path,
+    req: &Request<B>,
+) -> Result<Identified, String> {
     let named = |p: Path| Identified {
         path: prefix.concat(&p),
         rewrite_uri: None,
@@ -95,7 +99,10 @@ fn identify_one<B>(id: &IdentifierKind, prefix: &Path, req: &Request<B>) -> Resu
             elems.extend(uri.into_iter().map(String::from));
             Ok(named(Path::utf8(elems.iter())))
         }
-        IdentifierKind::Path { segments: n, consume } => {
+        IdentifierKind::Path {
+            segments: n,
+            consume,
+        } => {
             let path = req.uri().path();
             let segs: Vec<&str> = segments(path).collect();
             if segs.len() < *n {
@@ -107,7 +114,11 @@ fn identify_one<B>(id: &IdentifierKind, prefix: &Path, req: &Request<B>) -> Resu
                     rest = rest.trim_start_matches('/');
                     rest = rest.find('/').map_or("", |i| &rest[i..]);
                 }
-                let mut out = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+                let mut out = if rest.is_empty() {
+                    "/".to_string()
+                } else {
+                    rest.to_string()
+                };
                 if let Some(q) = req.uri().query() {
                     out.push('?');
                     out.push_str(q);
@@ -119,9 +130,7 @@ fn identify_one<B>(id: &IdentifierKind, prefix: &Path, req: &Request<B>) -> Resu
                 rewrite_uri,
             })
         }
-        IdentifierKind::Static { path } => Path::read(path)
-            .map(named)
-            .map_err(|e| e.to_string()),
+        IdentifierKind::Static { path } => Path::read(path).map(named).map_err(|e| e.to_string()),
     }
 }
 
@@ -129,7 +138,12 @@ fn identify_one<B>(id: &IdentifierKind, prefix: &Path, req: &Request<B>) -> Resu
 mod tests {
     use super::*;
 
-    fn req(method: &str, uri: &str, version: http::Version, headers: &[(&str, &str)]) -> Request<()> {
+    fn req(
+        method: &str,
+        uri: &str,
+        version: http::Version,
+        headers: &[(&str, &str)],
+    ) -> Request<()> {
         let mut b = Request::builder().method(method).uri(uri).version(version);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -138,9 +152,11 @@ mod tests {
     }
 
     fn check(id: IdentifierKind, r: Request<()>, want: Result<(&str, Option<&str>), &str>) {
-        let got = identify(&[id.clone()], &Path::read("/svc").unwrap(), &r);
+        let got = identify(std::slice::from_ref(&id), &Path::read("/svc").unwrap(), &r);
         let got = got.map(|i| (i.path.show(), i.rewrite_uri));
-        let want = want.map(|(p, u)| (p.to_string(), u.map(String::from))).map_err(String::from);
+        let want = want
+            .map(|(p, u)| (p.to_string(), u.map(String::from)))
+            .map_err(String::from);
         assert_eq!(got, want, "{id:?} {r:?}");
     }
 
@@ -148,34 +164,121 @@ mod tests {
     fn rows() {
         use http::Version as V;
         use IdentifierKind as I;
-        let token = I::HeaderToken { header: "Host".into() };
-        check(token.clone(), req("GET", "/", V::HTTP_11, &[("host", "web")]), Ok(("/svc/web", None)));
-        check(token.clone(), req("GET", "/", V::HTTP_11, &[("host", "foo:8080")]), Ok(("/svc/foo:8080", None)));
-        check(token.clone(), req("GET", "http://abs.example/x", V::HTTP_11, &[]), Ok(("/svc/abs.example", None)));
-        check(token, req("GET", "/", V::HTTP_11, &[]), Err("Host header is absent"));
-        let custom = I::HeaderToken { header: "x-svc".into() };
-        check(custom, req("GET", "/", V::HTTP_11, &[("x-svc", "a.b")]), Ok(("/svc/a.b", None)));
-        let h = I::Header { header: "l5d-name".into() };
-        check(h.clone(), req("GET", "/", V::HTTP_11, &[("l5d-name", "/a/b")]), Ok(("/svc/a/b", None)));
-        check(h, req("GET", "/", V::HTTP_11, &[("l5d-name", "a")]), Err("l5d-name header is not a path: '/' expected but 'a' found at '[a]'"));
-        let mh = I::MethodAndHost { http_uri_in_dst: false };
-        check(mh.clone(), req("GET", "/x/y", V::HTTP_11, &[("host", "Web.Example")]), Ok(("/svc/1.1/GET/web.example", None)));
-        check(mh.clone(), req("POST", "/x", V::HTTP_10, &[]), Ok(("/svc/1.0/POST", None)));
-        check(mh, req("GET", "/", V::HTTP_11, &[]), Err("Host header is absent"));
-        let mhu = I::MethodAndHost { http_uri_in_dst: true };
-        check(mhu, req("GET", "/x/y?q=1", V::HTTP_11, &[("host", "web")]), Ok(("/svc/1.1/GET/web/x/y", None)));
-        let p1 = I::Path { segments: 1, consume: false };
-        check(p1.clone(), req("GET", "/users/42?a=b", V::HTTP_11, &[]), Ok(("/svc/users", None)));
-        check(p1, req("GET", "/", V::HTTP_11, &[]), Err("not enough segments in path"));
-        let p2 = I::Path { segments: 2, consume: true };
-        check(p2.clone(), req("GET", "/a/b/c/?x=1", V::HTTP_11, &[]), Ok(("/svc/a/b", Some("/c/?x=1"))));
-        check(p2, req("GET", "/a/b", V::HTTP_11, &[]), Ok(("/svc/a/b", Some("/"))));
-        let st = I::Static { path: "/fixed/name".into() };
-        check(st, req("GET", "/", V::HTTP_11, &[]), Ok(("/svc/fixed/name", None)));
+        let token = I::HeaderToken {
+            header: "Host".into(),
+        };
+        check(
+            token.clone(),
+            req("GET", "/", V::HTTP_11, &[("host", "web")]),
+            Ok(("/svc/web", None)),
+        );
+        check(
+            token.clone(),
+            req("GET", "/", V::HTTP_11, &[("host", "foo:8080")]),
+            Ok(("/svc/foo:8080", None)),
+        );
+        check(
+            token.clone(),
+            req("GET", "http://abs.example/x", V::HTTP_11, &[]),
+            Ok(("/svc/abs.example", None)),
+        );
+        check(
+            token,
+            req("GET", "/", V::HTTP_11, &[]),
+            Err("Host header is absent"),
+        );
+        let custom = I::HeaderToken {
+            header: "x-svc".into(),
+        };
+        check(
+            custom,
+            req("GET", "/", V::HTTP_11, &[("x-svc", "a.b")]),
+            Ok(("/svc/a.b", None)),
+        );
+        let h = I::Header {
+            header: "l5d-name".into(),
+        };
+        check(
+            h.clone(),
+            req("GET", "/", V::HTTP_11, &[("l5d-name", "/a/b")]),
+            Ok(("/svc/a/b", None)),
+        );
+        check(
+            h,
+            req("GET", "/", V::HTTP_11, &[("l5d-name", "a")]),
+            Err("l5d-name header is not a path: '/' expected but 'a' found at '[a]'"),
+        );
+        let mh = I::MethodAndHost {
+            http_uri_in_dst: false,
+        };
+        check(
+            mh.clone(),
+            req("GET", "/x/y", V::HTTP_11, &[("host", "Web.Example")]),
+            Ok(("/svc/1.1/GET/web.example", None)),
+        );
+        check(
+            mh.clone(),
+            req("POST", "/x", V::HTTP_10, &[]),
+            Ok(("/svc/1.0/POST", None)),
+        );
+        check(
+            mh,
+            req("GET", "/", V::HTTP_11, &[]),
+            Err("Host header is absent"),
+        );
+        let mhu = I::MethodAndHost {
+            http_uri_in_dst: true,
+        };
+        check(
+            mhu,
+            req("GET", "/x/y?q=1", V::HTTP_11, &[("host", "web")]),
+            Ok(("/svc/1.1/GET/web/x/y", None)),
+        );
+        let p1 = I::Path {
+            segments: 1,
+            consume: false,
+        };
+        check(
+            p1.clone(),
+            req("GET", "/users/42?a=b", V::HTTP_11, &[]),
+            Ok(("/svc/users", None)),
+        );
+        check(
+            p1,
+            req("GET", "/", V::HTTP_11, &[]),
+            Err("not enough segments in path"),
+        );
+        let p2 = I::Path {
+            segments: 2,
+            consume: true,
+        };
+        check(
+            p2.clone(),
+            req("GET", "/a/b/c/?x=1", V::HTTP_11, &[]),
+            Ok(("/svc/a/b", Some("/c/?x=1"))),
+        );
+        check(
+            p2,
+            req("GET", "/a/b", V::HTTP_11, &[]),
+            Ok(("/svc/a/b", Some("/"))),
+        );
+        let st = I::Static {
+            path: "/fixed/name".into(),
+        };
+        check(
+            st,
+            req("GET", "/", V::HTTP_11, &[]),
+            Ok(("/svc/fixed/name", None)),
+        );
         // A list: the first that identifies wins.
         let list = [
-            I::Path { segments: 3, consume: false },
-            I::HeaderToken { header: "Host".into() },
+            I::Path {
+                segments: 3,
+                consume: false,
+            },
+            I::HeaderToken {
+                header: "Host".into(),
+            },
         ];
         let r = req("GET", "/a", V::HTTP_11, &[("host", "web")]);
         let got = identify(&list, &Path::read("/svc").unwrap(), &r).unwrap();

@@ -129,7 +129,11 @@ impl ServicePolicy {
             .as_ref()
             .map(|c| c.value)
             .unwrap_or(ResponseClassifierKind::NonRetryable5XX);
-        let b = p.retries.as_ref().and_then(|r| r.budget.clone()).unwrap_or_default();
+        let b = p
+            .retries
+            .as_ref()
+            .and_then(|r| r.budget.clone())
+            .unwrap_or_default();
         let budget = Some(RetryBudget {
             percent: b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
             min_per_sec: b
@@ -174,7 +178,10 @@ impl ServicePolicy {
             R::AllSuccessful => false,
             _ => is_5xx,
         };
-        let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        let read = matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
         let idempotent = read || matches!(*method, Method::PUT | Method::DELETE);
         let by_kind = is_5xx
             && match self.classifier {
@@ -304,6 +311,12 @@ impl Router {
                         ));
                     }
                 }
+                if let Some(code) = switchboard_namer_core::system::status_code(&client.id) {
+                    let mut r = Response::new(RespBody::empty());
+                    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+                    let failure = r.status().is_server_error();
+                    return Ok((r, failure));
+                }
                 if client.endpoints().is_empty() {
                     return Err(self.no_brokers(&id.path, &local).await);
                 }
@@ -319,7 +332,9 @@ impl Router {
                     Ok((resp, _addr)) => {
                         let (failure, retry) =
                             policy.classify(&parts.method, resp.status(), resp.headers());
-                        client.stats.record(Some(resp.status().as_u16()), lat, !failure);
+                        client
+                            .stats
+                            .record(Some(resp.status().as_u16()), lat, !failure);
                         if retry && retryable_req && self.may_retry(&policy) {
                             retries += 1;
                             drop(resp);
@@ -408,7 +423,12 @@ impl Router {
             }
             _ => vec!["unknown".to_string()],
         };
-        RouteError::NoBrokers(rich_no_brokers(path, &resolutions, self.binder.base_dtab(), local))
+        RouteError::NoBrokers(rich_no_brokers(
+            path,
+            &resolutions,
+            self.binder.base_dtab(),
+            local,
+        ))
     }
 }
 
@@ -490,7 +510,10 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .iter()
             .any(|v| {
                 v.to_str()
-                    .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                    .map(|s| {
+                        s.split(',')
+                            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                    })
                     .unwrap_or(false)
             })
 }

@@ -91,9 +91,7 @@ impl BoundServer {
             .scope(&format!("{}/{}", addr.ip(), addr.port()));
         let ctx = Arc::new(ServerCtx {
             router,
-            limit: settings
-                .max_concurrent
-                .map(|n| Semaphore::new(n as usize)),
+            limit: settings.max_concurrent.map(|n| Semaphore::new(n as usize)),
             settings,
             stats: RequestStats::new(scope.clone()),
             connects: scope.counter("connects"),
@@ -184,11 +182,9 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBod
         },
         None => None,
     };
-    let route = ctx.router.route(
-        req,
-        ctx.settings.max_call_depth,
-        ctx.settings.clear_context,
-    );
+    let route = ctx
+        .router
+        .route(req, ctx.settings.max_call_depth, ctx.settings.clear_context);
     let result = match ctx.settings.timeout {
         Some(t) => match tokio::time::timeout(t, route).await {
             Ok(r) => r,
@@ -229,7 +225,10 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBod
 fn finish(ctx: &ServerCtx, resp: Response<RespBody>, start: Instant) -> Response<RespBody> {
     ctx.stats.pending.add(-1);
     let status = resp.status().as_u16();
-    ctx.stats
-        .record(Some(status), start.elapsed().as_millis() as u64, status < 500);
+    ctx.stats.record(
+        Some(status),
+        start.elapsed().as_millis() as u64,
+        status < 500,
+    );
     resp
 }

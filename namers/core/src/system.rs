@@ -18,6 +18,22 @@ use crate::var::{NamingError, State, Updater, Var};
 /// How often `/$/inet` re-resolves a host name (Finagle's `InetResolver` poll interval).
 pub const INET_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The status code a bound id of `io.buoyant.http.status` answers with, if it is one
+/// (`/$/io.buoyant.http.status/401`).
+pub fn status_code(id: &Path) -> Option<u16> {
+    if id.len() == 3
+        && id.elem_str(0) == Some("$")
+        && id.elem_str(1) == Some("io.buoyant.http.status")
+    {
+        id.elem_str(2)?
+            .parse()
+            .ok()
+            .filter(|c| (100..600).contains(c))
+    } else {
+        None
+    }
+}
+
 /// The error for an unknown `/$/<class>` (Linkerd's `UnknownNamer`).
 pub fn unknown_namer(path: &Path, class: &str) -> NamingError {
     NamingError::new(format!("Unknown namer: {class} for path: {path}"))
@@ -158,6 +174,20 @@ impl SystemNamer {
                     _ => State::Ok(NameTree::Neg),
                 }
             }
+            "io.buoyant.http.status" => {
+                // Linkerd's status service namer: /$/io.buoyant.http.status/<code>/rest binds to
+                // a client that answers every request with <code> (100..599), without endpoints.
+                match rest.elem_str(0).and_then(|c| c.parse::<u16>().ok()) {
+                    Some(code) if (100..600).contains(&code) => {
+                        State::Ok(NameTree::Leaf(Name::Bound(Bound::new(
+                            path.take(3),
+                            path.drop(3),
+                            Var::Const(Addr::bound(Vec::new())),
+                        ))))
+                    }
+                    _ => State::Ok(NameTree::Neg),
+                }
+            }
             "io.buoyant.hostportPfx" => State::Ok(host_port(&rest, false)),
             "io.buoyant.porthostPfx" => State::Ok(host_port(&rest, true)),
             c if c.starts_with("io.buoyant.http.") => {
@@ -223,8 +253,12 @@ fn is_host(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-'))
 }
 
+/// Drops a `:port`, but only when the colon is not the first character (Linkerd's `dropPort`).
 fn strip_port(host: &str) -> &str {
-    host.split_once(':').map(|(h, _)| h).unwrap_or(host)
+    match host.find(':') {
+        Some(i) if i > 0 => &host[..i],
+        _ => host,
+    }
 }
 
 /// The `io.buoyant.http.*` rewriters; `None` for an unknown one. Non-matches are Neg.
@@ -286,17 +320,26 @@ fn http_rewrite(kind: &str, rest: &Path) -> Option<NameTree<Name>> {
     Some(t)
 }
 
+/// Linkerd's `Match.subdomain`: both must look like hosts; a `:port` after the first
+/// character of the host is dropped; the host must end with `.<domain>`.
 fn subdomain<'a>(domain: &str, host: &'a str) -> Option<&'a str> {
+    if !is_host(domain) || !is_host(host) {
+        return None;
+    }
     let host = strip_port(host);
     let sub = host.strip_suffix(domain)?.strip_suffix('.')?;
     (!sub.is_empty()).then_some(sub)
 }
 
+/// `a.b.c` → `/c/b/a`, split as Java's `String.split` does (trailing empty parts dropped); the
+/// port, if any, stays on the last label, as in Linkerd.
 fn domain_path(host: &str) -> Option<Path> {
-    let host = strip_port(host);
-    if host.is_empty() {
+    if !is_host(host) {
         return None;
     }
-    let labels: Vec<&str> = host.split('.').filter(|l| !l.is_empty()).rev().collect();
-    (!labels.is_empty()).then(|| Path::utf8(labels))
+    let mut labels: Vec<&str> = host.split('.').collect();
+    while labels.last() == Some(&"") {
+        labels.pop();
+    }
+    (!labels.is_empty()).then(|| Path::utf8(labels.into_iter().rev()))
 }

@@ -1,0 +1,348 @@
+//! The admin server (default 127.0.0.1:9990): `/admin/ping`, `/admin/metrics.json` (flat,
+//! `?tree=1`, `?q=`), the Prometheus exposition of `io.l5d.prometheus`, `/config.json`,
+//! `/delegator.json` (GET and POST, the CLI's rendering), `/bound-names.json`,
+//! `/namer_state/<prefix>.json`, `/client_state.json`, `POST /admin/shutdown`, and an index at
+//! `/admin`. It reads the running state; the only thing it changes is shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use switchboard_namer_core::delegate::delegate_json;
+use switchboard_namer_core::{DefaultInterpreter, Dtab, Path, State};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::proxy::binder::Binder;
+use crate::proxy::body::RespBody;
+use crate::proxy::client::AddrState;
+use crate::proxy::server::Shutdown;
+
+/// How long `/delegator.json` waits for a tree to settle (Linkerd's 2 s).
+pub const DELEGATOR_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the admin server knows of a router.
+pub struct AdminRouter {
+    pub label: String,
+    pub dtab: Dtab,
+    pub binder: Arc<Binder>,
+}
+
+struct State0 {
+    metrics: Metrics,
+    interp: Arc<DefaultInterpreter>,
+    routers: Vec<AdminRouter>,
+    config: Value,
+    prometheus: Vec<(String, String)>,
+    shutdown: Shutdown,
+}
+
+pub struct Admin {
+    listener: TcpListener,
+    state: Arc<State0>,
+}
+
+const ENDPOINTS: [&str; 10] = [
+    "/admin/ping",
+    "/admin/metrics.json",
+    "/config.json",
+    "/delegator.json",
+    "/bound-names.json",
+    "/client_state.json",
+    "/namer_state/<prefix>.json",
+    "/admin/shutdown",
+    "/admin",
+    "/admin/index.txt",
+];
+
+impl Admin {
+    pub async fn bind(
+        addr: SocketAddr,
+        metrics: Metrics,
+        interp: Arc<DefaultInterpreter>,
+        routers: Vec<AdminRouter>,
+        config: Value,
+        prometheus: Vec<(String, String)>,
+        shutdown: Shutdown,
+    ) -> std::io::Result<Admin> {
+        Ok(Admin {
+            listener: TcpListener::bind(addr).await?,
+            state: Arc::new(State0 {
+                metrics,
+                interp,
+                routers,
+                config,
+                prometheus,
+                shutdown,
+            }),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub async fn serve(self, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                a = self.listener.accept() => {
+                    let Ok((stream, _)) = a else { continue };
+                    let st = Arc::clone(&self.state);
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let st = Arc::clone(&st);
+                            async move { Ok::<_, Infallible>(handle(&st, req).await) }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<RespBody> {
+    let mut r = Response::new(RespBody::text(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json_resp(v: &Value, pretty: bool) -> Response<RespBody> {
+    let body = if pretty {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    } else {
+        v.to_string()
+    };
+    let mut r = Response::new(RespBody::text(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (urldecode(k), urldecode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn urldecode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
+    let path = req.uri().path().to_string();
+    let q = query(&req);
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let pretty = param("pretty").is_some_and(|v| v != "0" && v != "false");
+    if let Some((_, prefix)) = st.prometheus.iter().find(|(p, _)| *p == path) {
+        let mut r = text(StatusCode::OK, st.metrics.prometheus(prefix));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return r;
+    }
+    match (req.method().clone(), path.as_str()) {
+        (_, "/admin/ping") => text(StatusCode::OK, "pong"),
+        (_, "/admin" | "/admin/" | "/admin/index.txt") => {
+            let mut list: Vec<String> = ENDPOINTS.iter().map(|s| s.to_string()).collect();
+            list.extend(st.prometheus.iter().map(|(p, _)| p.clone()));
+            text(StatusCode::OK, list.join("\n") + "\n")
+        }
+        (_, "/admin/metrics.json") => {
+            let tree = param("tree").is_some_and(|v| v != "0" && v != "false");
+            match param("q") {
+                Some(q) => {
+                    let full = st.metrics.tree_json();
+                    let mut cur = Some(&full);
+                    for seg in q.split('/').filter(|s| !s.is_empty()) {
+                        cur = cur.and_then(|n| n.get(seg));
+                    }
+                    match cur {
+                        Some(v) => json_resp(v, pretty),
+                        None => text(StatusCode::NOT_FOUND, format!("no metrics under {q}")),
+                    }
+                }
+                None if tree => json_resp(&st.metrics.tree_json(), pretty),
+                None => json_resp(&st.metrics.flat_json(), pretty),
+            }
+        }
+        (_, "/config.json") => json_resp(&st.config, pretty),
+        (Method::GET, "/delegator.json") => {
+            delegate(st, param("namespace"), param("path"), param("dtab")).await
+        }
+        (Method::POST, "/delegator.json") => {
+            let is_json = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            if !is_json {
+                return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
+            }
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+            match (get("path"), get("dtab")) {
+                (Some(p), Some(d)) => delegate(st, get("namespace"), Some(p), Some(d)).await,
+                _ => text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Malformed delegation request: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                ),
+            }
+        }
+        (_, "/delegator.json") => text(StatusCode::METHOD_NOT_ALLOWED, ""),
+        (_, "/bound-names.json") => {
+            let mut names: Vec<String> = st
+                .interp
+                .namers()
+                .flat_map(|n| n.namer.enumerate())
+                .map(|p| p.show())
+                .collect();
+            names.sort();
+            names.dedup();
+            json_resp(&json!(names), pretty)
+        }
+        (_, "/client_state.json") => json_resp(&client_state(st), pretty),
+        (Method::POST, "/admin/shutdown") => {
+            st.shutdown.trigger();
+            text(StatusCode::OK, "shutting down\n")
+        }
+        (_, "/admin/shutdown") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        (_, p) if p.starts_with("/namer_state/") && p.ends_with(".json") => {
+            let prefix = &p["/namer_state/".len()..p.len() - ".json".len()];
+            let want = format!("/#/{prefix}");
+            match st.interp.namers().find(|n| n.prefix.show() == want) {
+                Some(n) => json_resp(&n.namer.state(), pretty),
+                None => text(StatusCode::NOT_FOUND, format!("no namer {want}\n")),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, format!("not found: {path}\n")),
+    }
+}
+
+async fn delegate(
+    st: &State0,
+    namespace: Option<String>,
+    path: Option<String>,
+    dtab: Option<String>,
+) -> Response<RespBody> {
+    if let Some(ns) = &namespace {
+        if !ns.is_empty() && !st.routers.iter().any(|r| &r.label == ns) {
+            return text(StatusCode::NOT_FOUND, format!("unknown namespace {ns}\n"));
+        }
+    }
+    let Some(path) = path else {
+        return text(StatusCode::BAD_REQUEST, "Invalid path: path is required");
+    };
+    let path = match Path::read(&path) {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid path: {e}")),
+    };
+    let dtab = match Dtab::read(dtab.as_deref().unwrap_or("")) {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}")),
+    };
+    match st
+        .interp
+        .delegate_settled(&dtab, &path, DELEGATOR_TIMEOUT)
+        .await
+    {
+        (State::Ok(t), true) => json_resp(&delegate_json(&t), false),
+        (State::Ok(_), false) | (State::Pending, _) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out.")
+        }
+        (State::Failed(e), _) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn client_state(st: &State0) -> Value {
+    let mut out = serde_json::Map::new();
+    for r in &st.routers {
+        let mut clients = serde_json::Map::new();
+        let mut list = r.binder.clients();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        for c in list {
+            let eps: Vec<Value> = c
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    json!({
+                        "addr": e.addr.to_string(),
+                        "weight": e.weight(),
+                        "load": e.load.load(std::sync::atomic::Ordering::Relaxed),
+                        "available": e.available(crate::proxy::balancer::now_ns()),
+                        "connections": e.pool.open(),
+                    })
+                })
+                .collect();
+            let state = match c.addr_state() {
+                AddrState::Pending => "pending".to_string(),
+                AddrState::Neg => "neg".to_string(),
+                AddrState::Bound => "bound".to_string(),
+                AddrState::Failed(e) => format!("failed: {e}"),
+            };
+            clients.insert(c.id.show(), json!({"state": state, "endpoints": eps}));
+        }
+        out.insert(
+            r.label.clone(),
+            json!({"dtab": r.dtab.show(), "clients": clients}),
+        );
+    }
+    Value::Object(out)
+}

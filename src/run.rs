@@ -1,0 +1,171 @@
+//! Starting and stopping Switchboard: a checked config becomes namers, routers with their
+//! servers, and the admin server. Every socket is bound before anything serves, so a config
+//! that cannot start changes nothing. `Running::shutdown` stops accepting and drains in-flight
+//! requests up to `shutdownGraceMs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_namer_core::DefaultInterpreter;
+
+use crate::admin::{Admin, AdminRouter};
+use crate::build;
+use crate::config::model::{
+    DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT_MS, DEFAULT_IP, DEFAULT_SHUTDOWN_GRACE_MS,
+};
+use crate::config::plugins::TelemeterKind;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::binder::{Binder, DEFAULT_CACHE_CAPACITY, DEFAULT_IDLE_TTL_SECS};
+use crate::proxy::error::{DEFAULT_MAX_ERR_RESPONSE_KB, DEFAULT_MAX_HEADERS_KB};
+use crate::proxy::router::{Router, DEFAULT_MAX_CALL_DEPTH};
+use crate::proxy::server::{BoundServer, ServerSettings, Shutdown};
+
+/// A started Switchboard.
+pub struct Running {
+    /// `(router label, server address)` for every server, in config order.
+    pub servers: Vec<(String, SocketAddr)>,
+    pub admin: SocketAddr,
+    pub metrics: Metrics,
+    shutdown: Shutdown,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// A handle that stops everything when triggered.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown is triggered and every server has drained.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts everything `cfg` describes. `raw` is the config as JSON, for `/config.json`.
+pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Running> {
+    let metrics = Metrics::new();
+    let interp: Arc<DefaultInterpreter> = build::interpreter(&cfg)?;
+    let grace = Duration::from_millis(
+        cfg.admin
+            .shutdown_grace_ms
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+    );
+    let mut bound = Vec::new();
+    let mut admin_routers = Vec::new();
+    for r in &cfg.routers {
+        let scope = metrics.scope("rt").scope(&r.label);
+        let cache = r.http.binding_cache.clone().unwrap_or_default();
+        let binder = Binder::new(
+            Arc::clone(&interp),
+            r.dtab.clone(),
+            r.client.clone(),
+            scope.clone(),
+            cache.paths.unwrap_or(DEFAULT_CACHE_CAPACITY),
+            cache.clients.unwrap_or(DEFAULT_CACHE_CAPACITY),
+            Duration::from_secs(cache.idle_ttl_secs.unwrap_or(DEFAULT_IDLE_TTL_SECS)),
+        );
+        if r.http.originator == Some(true) {
+            scope.gauge("originator").set(1);
+        }
+        let identifiers = if r.identifiers.is_empty() {
+            vec![crate::config::plugins::IdentifierKind::HeaderToken {
+                header: crate::config::plugins::DEFAULT_TOKEN_HEADER.into(),
+            }]
+        } else {
+            r.identifiers.iter().map(|p| p.value.clone()).collect()
+        };
+        let service_cfg = r
+            .http
+            .service
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or(crate::config::model::PerPrefix::Global(Default::default()));
+        let router = Arc::new(Router::new(
+            r.label.clone(),
+            identifiers,
+            r.dst_prefix.clone(),
+            Arc::clone(&binder),
+            Duration::from_millis(
+                r.http
+                    .binding_timeout_ms
+                    .unwrap_or(DEFAULT_BINDING_TIMEOUT_MS),
+            ),
+            r.http.max_headers_kb.unwrap_or(DEFAULT_MAX_HEADERS_KB),
+            r.http
+                .max_err_response_kb
+                .unwrap_or(DEFAULT_MAX_ERR_RESPONSE_KB),
+            service_cfg,
+        ));
+        admin_routers.push(AdminRouter {
+            label: r.label.clone(),
+            dtab: r.dtab.clone(),
+            binder: Arc::clone(&binder),
+        });
+        for s in &r.servers {
+            let settings = ServerSettings {
+                max_concurrent: s.config.max_concurrent_requests,
+                max_call_depth: s.config.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
+                clear_context: s.config.clear_context.unwrap_or(false),
+                timeout: s.config.timeout_ms.map(Duration::from_millis),
+            };
+            let srv = BoundServer::bind(s.addr, Arc::clone(&router), settings, &scope)
+                .await
+                .with_context(|| format!("router {}: binding {}", r.label, s.addr))?;
+            bound.push((r.label.clone(), srv));
+        }
+    }
+    let admin_ip = cfg.admin.ip.clone().unwrap_or_else(|| DEFAULT_IP.into());
+    let admin_addr: SocketAddr = format!(
+        "{admin_ip}:{}",
+        cfg.admin.port.unwrap_or(DEFAULT_ADMIN_PORT)
+    )
+    .parse()
+    .or_else(|_| {
+        use std::net::ToSocketAddrs;
+        (
+            admin_ip.as_str(),
+            cfg.admin.port.unwrap_or(DEFAULT_ADMIN_PORT),
+        )
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| anyhow::anyhow!("admin ip `{admin_ip}` does not resolve"))
+    })?;
+    let prometheus = cfg.telemetry.iter().map(|t| match &t.value {
+        TelemeterKind::Prometheus { path, prefix } => (path.clone(), prefix.clone()),
+    });
+    let shutdown = Shutdown::new();
+    let admin = Admin::bind(
+        admin_addr,
+        metrics.clone(),
+        Arc::clone(&interp),
+        admin_routers,
+        raw,
+        prometheus.collect(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("admin: binding {admin_addr}"))?;
+    let admin_addr = admin.addr();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut servers = Vec::new();
+    for (label, srv) in bound {
+        tracing::info!(router = %label, addr = %srv.addr, "serving");
+        servers.push((label, srv.addr));
+        tasks.spawn(srv.serve(shutdown.clone(), grace));
+    }
+    tracing::info!(addr = %admin_addr, "admin serving");
+    tasks.spawn(admin.serve(shutdown.clone()));
+    Ok(Running {
+        servers,
+        admin: admin_addr,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
