@@ -69,9 +69,26 @@ struct RetryBudget {
 }
 
 impl RetryBudget {
+    fn reserve(&self) -> f64 {
+        self.min_per_sec * self.ttl.as_secs_f64()
+    }
+
+    fn new(percent: f64, min_per_sec: f64, ttl: Duration) -> RetryBudget {
+        let b = RetryBudget {
+            percent,
+            min_per_sec,
+            ttl,
+            state: Mutex::new((0.0, Instant::now())),
+        };
+        // Starts with the reserve, so a fresh service can retry at `minRetriesPerSec`.
+        b.state.lock().unwrap_or_else(|p| p.into_inner()).0 = b.reserve();
+        b
+    }
+
     fn deposit(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let cap = self.percent * 1000.0 + self.min_per_sec * self.ttl.as_secs_f64();
+        // Deposits cover at most one ttl's worth of a 1000 rps service.
+        let cap = self.reserve() + self.percent * 1000.0 * self.ttl.as_secs_f64();
         s.0 = (s.0 + self.percent).min(cap.max(1.0));
     }
 
@@ -79,8 +96,10 @@ impl RetryBudget {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = s.1.elapsed().as_secs_f64();
         s.1 = Instant::now();
-        let reserve = self.min_per_sec * self.ttl.as_secs_f64();
-        s.0 = (s.0 + self.min_per_sec * elapsed).min(reserve.max(s.0));
+        let reserve = self.reserve();
+        if s.0 < reserve {
+            s.0 = (s.0 + self.min_per_sec * elapsed).min(reserve);
+        }
         if s.0 >= 1.0 {
             s.0 -= 1.0;
             true
@@ -117,6 +136,10 @@ fn service_params(cfg: &PerPrefix<ServiceParams>, path: &Path) -> ServiceParams 
     }
 }
 
+/// A cap on retries of one request, beyond Linkerd (which retries while the budget lasts), so a
+/// persistently failing service cannot spend the whole reserve on one request.
+pub const MAX_RETRIES_PER_REQUEST: u32 = 25;
+
 /// Default retry budget parameters (Linkerd's).
 const DEFAULT_MIN_RETRIES_PER_SEC: f64 = 10.0;
 const DEFAULT_PERCENT_CAN_RETRY: f64 = 0.2;
@@ -134,15 +157,13 @@ impl ServicePolicy {
             .as_ref()
             .and_then(|r| r.budget.clone())
             .unwrap_or_default();
-        let budget = Some(RetryBudget {
-            percent: b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
-            min_per_sec: b
-                .min_retries_per_sec
+        let budget = Some(RetryBudget::new(
+            b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
+            b.min_retries_per_sec
                 .map(f64::from)
                 .unwrap_or(DEFAULT_MIN_RETRIES_PER_SEC),
-            ttl: Duration::from_secs(b.ttl_secs.unwrap_or(DEFAULT_BUDGET_TTL_SECS)),
-            state: Mutex::new((0.0, Instant::now())),
-        });
+            Duration::from_secs(b.ttl_secs.unwrap_or(DEFAULT_BUDGET_TTL_SECS)),
+        ));
         let backoff = match p
             .retries
             .as_ref()
@@ -335,7 +356,11 @@ impl Router {
                         client
                             .stats
                             .record(Some(resp.status().as_u16()), lat, !failure);
-                        if retry && retryable_req && self.may_retry(&policy) {
+                        if retry
+                            && retryable_req
+                            && retries < MAX_RETRIES_PER_REQUEST
+                            && self.may_retry(&policy)
+                        {
                             retries += 1;
                             drop(resp);
                             backoff(&policy.backoff, retries).await;
@@ -347,6 +372,7 @@ impl Router {
                     Err(e) => {
                         client.stats.record(None, lat, false);
                         let can = retryable_req
+                            && retries < MAX_RETRIES_PER_REQUEST
                             && matches!(e, RouteError::Connect(_) | RouteError::Upstream(_))
                             && self.may_retry(&policy);
                         if can {
