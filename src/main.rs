@@ -14,6 +14,11 @@ use switchboard::config::{self, model::DEFAULT_BINDING_TIMEOUT_MS, Config};
 use switchboard_namer_core::delegate::{bound_tree_json, delegate_json};
 use switchboard_namer_core::{DefaultInterpreter, Dtab, NameTree, Path, State};
 
+/// mimalloc: fewer cycles per allocation than glibc malloc on the request path (measured in
+/// BENCHMARKS.md), and less fragmentation in a long-running process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",
@@ -212,10 +217,16 @@ fn serve(name: &str, workers: Option<usize>, demo: bool) -> anyhow::Result<ExitC
         tracing::warn!("{name}: {w}");
     }
     let raw = config::source::parse(&text).unwrap_or(serde_json::Value::Null);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        rt.worker_threads(n.max(1));
-    }
+    // One worker runs on a current-thread runtime: no work-stealing machinery on the hot path.
+    let mut rt = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
         if demo {

@@ -31,6 +31,8 @@ pub type RouteTree = NameTree<RouteLeaf>;
 pub struct RouteLeaf {
     pub client: Arc<Client>,
     pub residual: Path,
+    /// `l5d-dst-residual`, when the residual is not empty.
+    pub residual_header: Option<http::HeaderValue>,
 }
 
 impl PartialEq for RouteLeaf {
@@ -65,6 +67,10 @@ pub struct PathEntry {
     state: watch::Receiver<Resolved>,
     /// Per-logical-name request stats (`rt/<router>/service/<svc>`).
     pub stats: Arc<RequestStats>,
+    /// `l5d-dst-service`.
+    pub header: http::HeaderValue,
+    /// The service policy, built on first use.
+    pub(crate) policy: std::sync::OnceLock<Arc<super::router::ServicePolicy>>,
     last_used: AtomicU64,
     task: tokio::task::AbortHandle,
 }
@@ -192,6 +198,9 @@ impl Binder {
                 self.scope.scope("service").scope(&svc_label),
             )),
             last_used: AtomicU64::new(now_ns()),
+            header: http::HeaderValue::from_str(&path.show())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+            policy: std::sync::OnceLock::new(),
             task,
         });
         paths.insert(key, Arc::clone(&e));
@@ -232,6 +241,9 @@ impl Binder {
         t.map(&mut |b: &Bound| RouteLeaf {
             client: self.client(b),
             residual: b.residual.clone(),
+            residual_header: (!b.residual.is_empty())
+                .then(|| http::HeaderValue::from_str(&b.residual.show()).ok())
+                .flatten(),
         })
     }
 

@@ -78,6 +78,8 @@ pub struct Client {
     pub id: Path,
     /// The id as metrics name it: shown without the leading `/`.
     pub label: String,
+    /// `l5d-dst-client`.
+    pub header: http::HeaderValue,
     endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
     state: watch::Sender<AddrState>,
     balancer: Balancer,
@@ -114,6 +116,8 @@ impl Client {
         let balancer = Balancer::new(params.load_balancer.as_ref().map(|p| &p.value));
         lb.scope("algorithm").gauge(balancer.algorithm()).set(1);
         let c = Arc::new(Client {
+            header: http::HeaderValue::from_str(&id.show())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             label,
             endpoints: RwLock::new(Arc::new(Vec::new())),
             state: watch::channel(AddrState::Pending).0,

@@ -38,9 +38,9 @@ pub enum RouteError {
 }
 
 /// Linkerd's `l5d-err` header.
-pub const L5D_ERR: &str = "l5d-err";
+pub const L5D_ERR: http::HeaderName = http::HeaderName::from_static("l5d-err");
 /// Marks a failure that is safe to retry (the request never reached the destination).
-pub const L5D_RETRYABLE: &str = "l5d-retryable";
+pub const L5D_RETRYABLE: http::HeaderName = http::HeaderName::from_static("l5d-retryable");
 /// Default `maxHeadersKB` of an http router.
 pub const DEFAULT_MAX_HEADERS_KB: u32 = 8;
 /// Default `maxErrResponseKB` of an http router.

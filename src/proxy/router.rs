@@ -15,7 +15,7 @@ use switchboard_namer_core::rewrite::PathMatcher;
 use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
 
 use super::balancer::Backoff;
-use super::binder::{choose, Binder, PathEntry, Resolved};
+use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
 use super::body::{ReqBody, RespBody};
 use super::client::AddrState;
 use super::error::RouteError;
@@ -24,13 +24,13 @@ use crate::config::model::{PerPrefix, ServiceParams};
 use crate::config::plugins::{IdentifierKind, ResponseClassifierKind};
 use crate::metrics::{Counter, Histogram, RequestStats};
 
-pub const L5D_DTAB: &str = "l5d-dtab";
-pub const L5D_CTX_DTAB: &str = "l5d-ctx-dtab";
-pub const L5D_DST_SERVICE: &str = "l5d-dst-service";
-pub const L5D_DST_CLIENT: &str = "l5d-dst-client";
-pub const L5D_DST_RESIDUAL: &str = "l5d-dst-residual";
-pub const L5D_REQID: &str = "l5d-reqid";
-pub const L5D_RETRYABLE: &str = "l5d-retryable";
+pub const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
+pub const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
+pub const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
+pub const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
+pub const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static("l5d-dst-residual");
+pub const L5D_REQID: HeaderName = HeaderName::from_static("l5d-reqid");
+pub const L5D_RETRYABLE: HeaderName = HeaderName::from_static("l5d-retryable");
 /// What Switchboard appends to `Via` (Linkerd's token, so mixed meshes count hops alike).
 pub const VIA_TOKEN_11: &str = "1.1 linkerd";
 const VIA_TOKEN_10: &str = "1.0 linkerd";
@@ -38,14 +38,14 @@ const VIA_TOKEN_10: &str = "1.0 linkerd";
 pub const DEFAULT_MAX_CALL_DEPTH: u32 = 1000;
 
 /// Hop-by-hop headers a proxy must not forward (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Per-logical-name policies.
@@ -228,7 +228,6 @@ pub struct Router {
     pub max_headers_kb: u32,
     pub max_err_kb: u32,
     service_cfg: PerPrefix<ServiceParams>,
-    policies: Mutex<std::collections::HashMap<Path, Arc<ServicePolicy>>>,
 }
 
 impl Router {
@@ -252,21 +251,16 @@ impl Router {
             max_headers_kb,
             max_err_kb,
             service_cfg,
-            policies: Mutex::new(Default::default()),
         }
     }
 
-    fn policy(&self, entry: &PathEntry) -> Arc<ServicePolicy> {
-        let mut m = self.policies.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = m.get(&entry.path) {
-            return Arc::clone(p);
-        }
-        let p = Arc::new(ServicePolicy::new(
-            &service_params(&self.service_cfg, &entry.path),
-            &entry.stats,
-        ));
-        m.insert(entry.path.clone(), Arc::clone(&p));
-        p
+    fn policy<'a>(&self, entry: &'a PathEntry) -> &'a Arc<ServicePolicy> {
+        entry.policy.get_or_init(|| {
+            Arc::new(ServicePolicy::new(
+                &service_params(&self.service_cfg, &entry.path),
+                &entry.stats,
+            ))
+        })
     }
 
     pub fn error_response(&self, e: &RouteError) -> Response<RespBody> {
@@ -302,7 +296,7 @@ impl Router {
             }
             Resolved::Failed(e) => return Err(RouteError::NamingFailed(e)),
         };
-        let policy = self.policy(&entry);
+        let policy = Arc::clone(self.policy(&entry));
         let start = Instant::now();
 
         // Requests without a body can be sent again; the others stream once.
@@ -311,6 +305,12 @@ impl Router {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         prepare_request(&mut parts, &local, id.rewrite_uri.as_deref(), upgrade);
+        let method = parts.method.clone();
+        let version = parts.version;
+        // A bodyless request keeps a copy of its head: any 5XX may come back marked
+        // `l5d-retryable`, whatever the classifier.
+        let keep = retryable_req;
+        let mut parts = Some(parts);
         let mut body = Some(ReqBody::Stream(body));
         if let Some(b) = &policy.budget {
             b.deposit();
@@ -341,18 +341,22 @@ impl Router {
                 if client.endpoints().is_empty() {
                     return Err(self.no_brokers(&id.path, &local).await);
                 }
-                let mut out = Request::from_parts(clone_parts(&parts), ReqBody::empty());
-                if let Some(b) = body.take() {
-                    *out.body_mut() = b;
-                }
-                set_dst_headers(out.headers_mut(), &id.path, &leaf.client.id, &leaf.residual);
+                let head = match (keep, parts.as_ref()) {
+                    (true, Some(p)) => clone_parts(p),
+                    _ => match parts.take() {
+                        Some(p) => p,
+                        None => return Err(RouteError::Upstream("request already sent".into())),
+                    },
+                };
+                let mut out = Request::from_parts(head, body.take().unwrap_or_else(ReqBody::empty));
+                set_dst_headers(out.headers_mut(), &entry.header, leaf);
                 let sent = Instant::now();
                 let result = client.send(out).await;
                 let lat = sent.elapsed().as_millis() as u64;
                 match result {
                     Ok((resp, _addr)) => {
                         let (failure, retry) =
-                            policy.classify(&parts.method, resp.status(), resp.headers());
+                            policy.classify(&method, resp.status(), resp.headers());
                         client
                             .stats
                             .record(Some(resp.status().as_u16()), lat, !failure);
@@ -370,16 +374,9 @@ impl Router {
                         return Ok((resp, failure));
                     }
                     Err(e) => {
+                        // Connection failures were already requeued by the client; other
+                        // errors are not retried (Linkerd's `ClassifiedRetries.Default`).
                         client.stats.record(None, lat, false);
-                        let can = retryable_req
-                            && retries < MAX_RETRIES_PER_REQUEST
-                            && matches!(e, RouteError::Connect(_) | RouteError::Upstream(_))
-                            && self.may_retry(&policy);
-                        if can {
-                            retries += 1;
-                            backoff(&policy.backoff, retries).await;
-                            continue;
-                        }
                         policy.per_request.add(retries as u64);
                         return Err(e);
                     }
@@ -410,7 +407,7 @@ impl Router {
                 } else {
                     strip_hop_by_hop(resp.headers_mut());
                 }
-                append_via(resp.headers_mut(), parts.version);
+                append_via(resp.headers_mut(), version);
                 Ok(resp)
             }
             Err(e) => {
@@ -574,12 +571,15 @@ fn append_via(h: &mut HeaderMap, version: http::Version) {
     } else {
         VIA_TOKEN_11
     };
-    let v = match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {token}"),
-        _ => token.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        h.insert(http::header::VIA, v);
+    match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {token}")) {
+                h.insert(http::header::VIA, v);
+            }
+        }
+        _ => {
+            h.insert(http::header::VIA, HeaderValue::from_static(token));
+        }
     }
 }
 
@@ -587,7 +587,7 @@ fn append_via(h: &mut HeaderMap, version: http::Version) {
 pub fn local_dtab(h: &HeaderMap) -> Result<Dtab, RouteError> {
     let mut d = Dtab::empty();
     for name in [L5D_CTX_DTAB, L5D_DTAB] {
-        for v in h.get_all(name) {
+        for v in h.get_all(&name) {
             let s = v
                 .to_str()
                 .map_err(|_| RouteError::BadDtab(format!("{name} is not text")))?;
@@ -603,7 +603,7 @@ fn strip_context(h: &mut HeaderMap) {
         .keys()
         .filter(|k| {
             let s = k.as_str();
-            s.starts_with("l5d-ctx-") || s == L5D_DTAB || s == "l5d-sample"
+            s.starts_with("l5d-ctx-") || s == L5D_DTAB.as_str() || s == "l5d-sample"
         })
         .cloned()
         .collect();
@@ -623,7 +623,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in listed {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -643,7 +643,7 @@ fn prepare_request(
     }
     if upgrade {
         // Keep `Connection: upgrade` and `Upgrade`; drop the rest of the hop-by-hop set.
-        for n in ["keep-alive", "proxy-connection", "te", "trailer"] {
+        for n in &HOP_BY_HOP[1..5] {
             h.remove(n);
         }
     } else {
@@ -654,10 +654,7 @@ fn prepare_request(
             h.insert(http::header::TRANSFER_ENCODING, te);
         }
     }
-    let reqid = format!("{:016x}", fastrand::u64(..));
-    if let Ok(v) = HeaderValue::from_str(&reqid) {
-        h.insert(L5D_REQID, v);
-    }
+    h.insert(L5D_REQID, request_id());
     append_via(h, parts.version);
     // Forward in origin form; an absolute-form URI keeps its authority in Host.
     let pq = match rewrite_uri {
@@ -680,17 +677,28 @@ fn prepare_request(
     }
 }
 
-fn set_dst_headers(h: &mut HeaderMap, service: &Path, client: &Path, residual: &Path) {
-    if let Ok(v) = HeaderValue::from_str(&service.show()) {
-        h.insert(L5D_DST_SERVICE, v);
+/// A random 64-bit request id in hex, formatted without allocating a `String`.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v = fastrand::u64(..);
+    let mut buf = [0u8; 16];
+    for b in buf.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
     }
-    if let Ok(v) = HeaderValue::from_str(&client.show()) {
-        h.insert(L5D_DST_CLIENT, v);
-    }
-    if residual.is_empty() {
-        h.remove(L5D_DST_RESIDUAL);
-    } else if let Ok(v) = HeaderValue::from_str(&residual.show()) {
-        h.insert(L5D_DST_RESIDUAL, v);
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn set_dst_headers(h: &mut HeaderMap, service: &HeaderValue, leaf: &RouteLeaf) {
+    h.insert(L5D_DST_SERVICE, service.clone());
+    h.insert(L5D_DST_CLIENT, leaf.client.header.clone());
+    match &leaf.residual_header {
+        Some(v) => {
+            h.insert(L5D_DST_RESIDUAL, v.clone());
+        }
+        None => {
+            h.remove(L5D_DST_RESIDUAL);
+        }
     }
 }
 

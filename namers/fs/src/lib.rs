@@ -97,6 +97,7 @@ struct AddrEntry {
 }
 
 struct Inner {
+    refreshes: std::sync::atomic::AtomicU64,
     root: PathBuf,
     prefix: Path,
     trees: Mutex<HashMap<Path, Updater<State<NameTree<Name>>>>>,
@@ -189,6 +190,8 @@ impl Inner {
 
     /// Re-reads everything watched after a change, and forgets what nobody watches any more.
     fn refresh_all(&self) {
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let keys: Vec<Path> = {
             let mut trees = lock(&self.trees);
             trees.retain(|_, up| up.observers() > 0);
@@ -222,6 +225,7 @@ impl FsNamer {
     /// called within a tokio runtime; outside one, lookups read the directory as it is.
     pub fn new(root: impl Into<PathBuf>, prefix: Path) -> FsNamer {
         let inner = Arc::new(Inner {
+            refreshes: Default::default(),
             root: root.into(),
             prefix,
             trees: Mutex::new(HashMap::new()),
@@ -231,6 +235,13 @@ impl FsNamer {
             rt.spawn(watch(Arc::downgrade(&inner), inner.root.clone()));
         }
         FsNamer { inner }
+    }
+
+    /// How many times the directory has been re-read after a change.
+    pub fn refreshes(&self) -> u64 {
+        self.inner
+            .refreshes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn root(&self) -> &FsPath {
@@ -244,8 +255,12 @@ async fn watch(inner: Weak<Inner>, root: PathBuf) {
     let mut watcher = loop {
         let tx = tx.clone();
         let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
-                let _ = tx.send(());
+            // Our own reads raise access events; reacting to them would refresh forever.
+            match res {
+                Ok(ev) if ev.kind.is_access() => {}
+                _ => {
+                    let _ = tx.send(());
+                }
             }
         });
         match w.and_then(|mut w| w.watch(&root, RecursiveMode::Recursive).map(|()| w)) {

@@ -249,3 +249,24 @@ async fn root_dir_created_later_is_picked_up() {
     write(&root.join("web"), "127.0.0.1 8080\n");
     until(&mut tree, |t| leaf(t).is_some()).await;
 }
+
+#[tokio::test]
+async fn reading_files_does_not_trigger_more_refreshes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("web"), "127.0.0.1 8080\n");
+    let n = namer(dir.path());
+    let mut tree = n.lookup(&Path::read("/web").unwrap());
+    tree.get();
+    // One change: the namer re-reads the file (an access event it must ignore).
+    write(&dir.path().join("web"), "127.0.0.1 8081\n");
+    let b = leaf(&tree.sample()).unwrap();
+    let mut addr = b.addr.clone();
+    until(&mut addr, |a| ports(a) == [8081]).await;
+    let settled = n.refreshes();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        n.refreshes(),
+        settled,
+        "the namer keeps refreshing with no change"
+    );
+}
