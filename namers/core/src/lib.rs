@@ -13,6 +13,7 @@ pub mod interpreter;
 pub mod namer;
 pub mod path;
 pub mod rewrite;
+pub mod service;
 pub mod syntax;
 pub mod system;
 pub mod tree;

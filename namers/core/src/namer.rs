@@ -93,6 +93,11 @@ pub trait Namer: Send + Sync {
     fn enumerate(&self) -> Vec<Path> {
         Vec::new()
     }
+
+    /// Counters and gauges for metrics, as `(name, value)` (`namer/<prefix>/<name>`).
+    fn stats(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
 }
 
 /// A tree of paths as a tree of names.
