@@ -563,6 +563,7 @@ class Store:
         self.agent_services = set()   # service ids registered through the agent
         self.agent_checks = {}        # check id -> {"ttl", "deadline", "last_output", "def"}
         self.fault = None
+        self.last_fault = None      # the last fault armed (still counting "fired" when done)
         self.dc_names = [cfg.dc] + [d for d in cfg.extra_dc if d != cfg.dc]
         with self.lock:
             self._populate()
@@ -608,6 +609,7 @@ class Store:
         if index is not None:
             self.index = index - 1
         self.fault = None
+        self.last_fault = None
         self.generation += 1
         old = self.dcs
         self._populate()
@@ -949,10 +951,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             with stats.lock:
                 stats.control += 1
-        with stats.lock:
-            stats.in_flight += 1
-            if self.is_blocking:
-                stats.blocking_in_flight += 1
+        if not control:
+            with stats.lock:
+                stats.in_flight += 1
+                if self.is_blocking:
+                    stats.blocking_in_flight += 1
         try:
             try:
                 if found is None:
@@ -973,13 +976,12 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            with stats.lock:
-                stats.in_flight -= 1
-                if self.is_blocking:
-                    stats.blocking_in_flight -= 1
             ms = (time.monotonic() - t0) * 1000
             if not control:
                 with stats.lock:
+                    stats.in_flight -= 1
+                    if self.is_blocking:
+                        stats.blocking_in_flight -= 1
                     stats.log.append({
                         "method": self.command, "path": self.raw_path,
                         "query": self.query_string, "status": self.resp_status,
@@ -1112,10 +1114,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise bad("Invalid max_stale value")
             if ms > 0:
                 q.stale = True
-        if "leader" in p:
-            q.stale = False
+        # ?leader only turns off discovery_max_stale defaults (none here); it does not undo
+        # ?stale, exactly as in Consul's parseConsistency.
+        q.cached = "cached" in p
         if q.stale and q.consistent:
             raise bad("Cannot specify ?stale with ?consistent, conflicting semantics.")
+        if q.cached and q.consistent:
+            raise bad("Cannot specify ?cached with ?consistent, conflicting semantics.")
         q.wait = None
         w = self.param("wait", "")
         if w != "":
@@ -1137,7 +1142,7 @@ class Handler(BaseHTTPRequestHandler):
         return q
 
     def meta_headers(self, q, index, known_leader=True):
-        return {
+        h = {
             "X-Consul-Default-Acl-Policy": "deny" if self.cfg.acl_token else "allow",
             "X-Consul-Effective-Consistency": q.consistency,
             "X-Consul-Index": index,
@@ -1145,6 +1150,12 @@ class Handler(BaseHTTPRequestHandler):
             "X-Consul-Lastcontact": "0",
             "Vary": "Accept-Encoding",
         }
+        if q.cached and self.raw_path.startswith(("/v1/catalog/service/",
+                                                  "/v1/health/service/",
+                                                  "/v1/catalog/services")):
+            h["X-Cache"] = "MISS"   # there is no agent cache here: every read is fresh
+            h["Age"] = "0"
+        return h
 
     def blocking_read(self, index_fn, body_fn):
         """Consul's blockingQuery: with ?index=N > 0, wait until the resource's index is > N or
@@ -1625,6 +1636,11 @@ class Handler(BaseHTTPRequestHandler):
             if not (skip and existing is not None):
                 if not address:
                     raise HTTPError(500, "Must provide address")
+            for c in chk_recs:     # validate first: a failed write changes nothing
+                csid = c["ServiceID"]
+                if csid and (node, csid) not in dc.services and \
+                        not (svc_rec is not None and svc_rec["ID"] == csid):
+                    raise HTTPError(500, "Missing service registration")
             tx = Txn(st, dc)
             if existing is None or not skip:
                 nid = f_str(body, "ID")
@@ -1784,7 +1800,10 @@ class Handler(BaseHTTPRequestHandler):
         st = self.st
         if self.command == "GET":
             with st.lock:
-                self.send_json(public_fault(st.fault))
+                out = public_fault(st.fault)
+                if st.last_fault is not None:
+                    out["last"] = public_fault(st.last_fault)
+                self.send_json(out)
             return
         body = self.body_json(required=False)
         mode = body.get("mode", "none")
@@ -1808,6 +1827,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.fault = {"mode": mode, "remaining": count if count > 0 else None,
                             "path": path, "blocking_only": blocking_only, "index": index,
                             "fired": 0}
+                st.last_fault = st.fault
             st.cond.notify_all()     # hanging queries take the fault at once
             self.send_json(public_fault(st.fault))
 

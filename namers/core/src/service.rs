@@ -301,12 +301,17 @@ mod tests {
         let State::Ok(NameTree::Leaf(Name::Bound(b))) = t.get() else {
             panic!()
         };
-        assert_eq!((b.id.show(), b.residual.show()), ("/#/x/web".into(), "/a".into()));
+        assert_eq!(
+            (b.id.show(), b.residual.show()),
+            ("/#/x/web".into(), "/a".into())
+        );
         c.set_endpoints(vec![ep(1), ep(2)]);
         assert!(!t.is_final());
         // The tree did not change: no new value to see.
         assert!(futures_util::FutureExt::now_or_never(t.changed()).is_none());
-        assert!(matches!(b.addr.sample(), Addr::Bound { ref endpoints, .. } if endpoints.len() == 2));
+        assert!(
+            matches!(b.addr.sample(), Addr::Bound { ref endpoints, .. } if endpoints.len() == 2)
+        );
         c.set_endpoints(vec![]);
         assert_eq!(t.get(), State::Ok(NameTree::Neg));
     }

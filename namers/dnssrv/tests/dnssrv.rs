@@ -47,7 +47,10 @@ async fn script(script: &str, args: &[&str]) {
 fn ports(a: &Addr) -> Vec<(u16, f64)> {
     match a {
         Addr::Bound { endpoints, .. } => {
-            let mut v: Vec<(u16, f64)> = endpoints.iter().map(|e| (e.addr.port(), e.weight)).collect();
+            let mut v: Vec<(u16, f64)> = endpoints
+                .iter()
+                .map(|e| (e.addr.port(), e.weight))
+                .collect();
             v.sort_by(|x, y| x.partial_cmp(y).unwrap());
             v
         }
@@ -81,23 +84,61 @@ async fn register_change_deregister() {
     let Some((dns, sh, zone)) = env() else { return };
     let _turn = TURN.lock().await;
     let name = format!("_web._tcp.{zone}");
-    script(&sh, &["dns-srv", "set", &name, "0", "10", "8081", "127.0.0.1", "0", "30", "8082", "127.0.0.1"]).await;
+    script(
+        &sh,
+        &[
+            "dns-srv",
+            "set",
+            &name,
+            "0",
+            "10",
+            "8081",
+            "127.0.0.1",
+            "0",
+            "30",
+            "8082",
+            "127.0.0.1",
+        ],
+    )
+    .await;
     let n = namer(dns);
     let mut tree = n.lookup(&Path::utf8([name.as_str(), "rest"]));
     let t = until(&mut tree, |t| matches!(t, State::Ok(NameTree::Leaf(_)))).await;
-    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else { unreachable!() };
+    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else {
+        unreachable!()
+    };
     assert_eq!(b.id.show(), format!("/#/io.l5d.dnssrv/{name}"));
     assert_eq!(b.residual.show(), "/rest");
     let mut addr = b.addr.clone();
     until(&mut addr, |a| ports(a) == [(8081, 10.0), (8082, 30.0)]).await;
 
     // Churn: the address set changes, the tree does not.
-    script(&sh, &["dns-srv", "set", &name, "0", "10", "8081", "127.0.0.1"]).await;
+    script(
+        &sh,
+        &["dns-srv", "set", &name, "0", "10", "8081", "127.0.0.1"],
+    )
+    .await;
     until(&mut addr, |a| ports(a) == [(8081, 10.0)]).await;
     assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
 
     // Only the best priority group.
-    script(&sh, &["dns-srv", "set", &name, "10", "1", "9001", "127.0.0.1", "0", "1", "9000", "127.0.0.1"]).await;
+    script(
+        &sh,
+        &[
+            "dns-srv",
+            "set",
+            &name,
+            "10",
+            "1",
+            "9001",
+            "127.0.0.1",
+            "0",
+            "1",
+            "9000",
+            "127.0.0.1",
+        ],
+    )
+    .await;
     until(&mut addr, |a| ports(a) == [(9000, 1.0)]).await;
 
     // Gone: NXDOMAIN is Neg, so a dtab falls back.
@@ -120,26 +161,47 @@ async fn server_outage_keeps_the_last_good_set() {
     let Some((dns, sh, zone)) = env() else { return };
     let _turn = TURN.lock().await;
     let name = format!("_outage._tcp.{zone}");
-    script(&sh, &["dns-srv", "set", &name, "0", "5", "7001", "127.0.0.1"]).await;
+    script(
+        &sh,
+        &["dns-srv", "set", &name, "0", "5", "7001", "127.0.0.1"],
+    )
+    .await;
     let n = namer(dns);
     let mut tree = n.lookup(&Path::utf8([name.as_str()]));
     let t = until(&mut tree, |t| matches!(t, State::Ok(NameTree::Leaf(_)))).await;
-    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else { unreachable!() };
+    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else {
+        unreachable!()
+    };
     let mut addr = b.addr.clone();
     until(&mut addr, |a| ports(a) == [(7001, 5.0)]).await;
 
     script(&sh, &["stop", "dns"]).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !n.state()["services"][name.as_str()]["stale"].as_bool().unwrap_or(false) {
-        assert!(tokio::time::Instant::now() < deadline, "never marked stale: {}", n.state());
+    while !n.state()["services"][name.as_str()]["stale"]
+        .as_bool()
+        .unwrap_or(false)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked stale: {}",
+            n.state()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(ports(&addr.get()), [(7001, 5.0)], "the last good set was dropped");
+    assert_eq!(
+        ports(&addr.get()),
+        [(7001, 5.0)],
+        "the last good set was dropped"
+    );
     assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
 
     // Back, with a change: it flows again and the set is fresh.
     script(&sh, &["start", "dns"]).await;
-    script(&sh, &["dns-srv", "set", &name, "0", "5", "7002", "127.0.0.1"]).await;
+    script(
+        &sh,
+        &["dns-srv", "set", &name, "0", "5", "7002", "127.0.0.1"],
+    )
+    .await;
     until(&mut addr, |a| ports(a) == [(7002, 5.0)]).await;
     assert_eq!(n.state()["services"][name.as_str()]["stale"], false);
 }

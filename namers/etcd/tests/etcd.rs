@@ -1,0 +1,283 @@
+//! `io.l5d.etcd` against real etcd: the server `integration/backends.sh start etcd` runs, and,
+//! for the outage and compaction cases, a private etcd this test starts and restarts on its own
+//! data directory (a restart that keeps data, as production restarts do). Keys are written with
+//! etcd-client. Tests that stop servers take a process-wide lock.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use etcd_client::{Client, PutOptions};
+use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State, Var};
+use switchboard_namer_etcd::EtcdNamer;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+static TURN: Mutex<()> = Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(20);
+
+fn shared_etcd() -> Option<String> {
+    match std::env::var("SWITCHBOARD_ETCD") {
+        Ok(e) => Some(e),
+        Err(_) => {
+            assert!(
+                std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+                "SWITCHBOARD_ETCD is not set; run integration/backends.sh start etcd"
+            );
+            eprintln!("etcd not running (integration/backends.sh start etcd); skipped");
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("/switchboard-test/{name}-{n}")
+}
+
+fn ports(a: &Addr) -> Vec<(u16, f64)> {
+    match a {
+        Addr::Bound { endpoints, .. } => {
+            let mut v: Vec<(u16, f64)> = endpoints
+                .iter()
+                .map(|e| (e.addr.port(), e.weight))
+                .collect();
+            v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+async fn until<T: Clone + std::fmt::Debug>(v: &mut Var<T>, pred: impl Fn(&T) -> bool) -> T {
+    match tokio::time::timeout(WAIT, async {
+        loop {
+            let x = v.get();
+            if pred(&x) {
+                return x;
+            }
+            assert!(v.changed().await, "watch ended");
+        }
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(_) => panic!("no matching value within {WAIT:?}; last {:?}", v.sample()),
+    }
+}
+
+async fn bound(n: &EtcdNamer, path: &str) -> (Var<State<NameTree<Name>>>, Var<Addr>) {
+    let mut tree = n.lookup(&Path::read(path).unwrap());
+    let t = until(&mut tree, |t| matches!(t, State::Ok(NameTree::Leaf(_)))).await;
+    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else {
+        unreachable!()
+    };
+    (tree, b.addr.clone())
+}
+
+#[tokio::test]
+async fn register_weights_leases_and_neg() {
+    let Some(etcd) = shared_etcd() else { return };
+    let root = unique("svc");
+    let mut c = Client::connect([etcd.as_str()], None).await.unwrap();
+    c.put(format!("{root}/web/a"), "127.0.0.1:8081", None)
+        .await
+        .unwrap();
+    let n = EtcdNamer::new(
+        vec![etcd.clone()],
+        &root,
+        Path::read("/#/io.l5d.etcd").unwrap(),
+    );
+    let (mut tree, mut addr) = bound(&n, "/web/x").await;
+    until(&mut addr, |a| ports(a) == [(8081, 1.0)]).await;
+
+    // The Go naming layout, with a weight; a malformed value is skipped.
+    c.put(
+        format!("{root}/web/b"),
+        r#"{"Addr":"127.0.0.1:8082","Metadata":{"weight":3}}"#,
+        None,
+    )
+    .await
+    .unwrap();
+    c.put(format!("{root}/web/c"), "not an address", None)
+        .await
+        .unwrap();
+    until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
+    assert!(
+        matches!(tree.get(), State::Ok(NameTree::Leaf(_))),
+        "churn rebuilt the tree"
+    );
+
+    // A leased key goes with its lease.
+    let lease = c.lease_grant(60, None).await.unwrap().id();
+    c.put(
+        format!("{root}/web/d"),
+        "127.0.0.1:8083",
+        Some(PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .unwrap();
+    until(&mut addr, |a| ports(a).len() == 3).await;
+    c.lease_revoke(lease).await.unwrap();
+    until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
+
+    // Deregistered: Neg, so a dtab falls back.
+    c.delete(
+        format!("{root}/web/"),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    until(&mut tree, |t| *t == State::Ok(NameTree::Neg)).await;
+    // An unknown service is Neg from the start.
+    let mut none = n.lookup(&Path::read("/nothing").unwrap());
+    until(&mut none, |t| *t == State::Ok(NameTree::Neg)).await;
+}
+
+/// A private etcd on its own ports and data directory, restartable with its data.
+struct PrivateEtcd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    client_port: u16,
+}
+
+impl PrivateEtcd {
+    async fn start() -> Option<PrivateEtcd> {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        if bin.is_none() {
+            assert!(
+                std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+                "etcd binary missing; run integration/backends.sh install"
+            );
+            eprintln!("etcd binary not installed; skipped");
+            return None;
+        }
+        let mut e = PrivateEtcd {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            client_port: 23795,
+        };
+        e.up().await;
+        Some(e)
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    async fn up(&mut self) {
+        let (c, p, m) = (
+            self.client_port,
+            self.client_port + 10,
+            self.client_port + 20,
+        );
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "t",
+                "--data-dir",
+                self.dir.path().join("data").to_str().unwrap(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+                "--initial-cluster",
+                &format!("t=http://127.0.0.1:{p}"),
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{m}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(mut cl) = Client::connect([self.addr()], None).await {
+                if cl.get("ready", None).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "private etcd not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compaction() {
+    let _turn = TURN.lock().await;
+    let Some(mut etcd) = PrivateEtcd::start().await else {
+        return;
+    };
+    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
+    c.put("/svc/web/a", "127.0.0.1:9001", None).await.unwrap();
+    let n = EtcdNamer::new(
+        vec![etcd.addr()],
+        "/svc",
+        Path::read("/#/io.l5d.etcd").unwrap(),
+    );
+    let (mut tree, mut addr) = bound(&n, "/web").await;
+    until(&mut addr, |a| ports(a) == [(9001, 1.0)]).await;
+
+    // Outage: still serving, marked stale.
+    etcd.down().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while n.state()["services"]["web"]["stale"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stale: {}",
+            n.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ports(&addr.get()), [(9001, 1.0)]);
+    assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
+
+    // Back with its data: changes flow again.
+    etcd.up().await;
+    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
+    c.put("/svc/web/b", "127.0.0.1:9002", None).await.unwrap();
+    until(&mut addr, |a| ports(a) == [(9001, 1.0), (9002, 1.0)]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while n.state()["services"]["web"]["stale"] != false {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still stale: {}",
+            n.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Another outage; meanwhile history is compacted past the namer's revision, so it must
+    // list again rather than resume.
+    etcd.down().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    etcd.up().await;
+    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
+    c.delete("/svc/web/a", None).await.unwrap();
+    let r = c.put("/svc/web/c", "127.0.0.1:9003", None).await.unwrap();
+    let rev = r.header().unwrap().revision();
+    c.compact(rev, None).await.unwrap();
+    until(&mut addr, |a| ports(a) == [(9002, 1.0), (9003, 1.0)]).await;
+    etcd.down().await;
+}
