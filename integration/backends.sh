@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # integration/backends.sh: install, start and stop the REAL discovery backends (etcd, ZooKeeper,
-# a DNS server) on loopback for Switchboard's integration tests (DESIGN.md, test tier 3).
-# Consul has no server package here; its namer is tested against a stand-in, not by this script.
+# a DNS server) on loopback for Switchboard's integration tests (DESIGN.md, test tier 3), and the
+# Consul stand-in: Consul has no server package here, so `consul` is integration/consul_standin.py,
+# a stdlib-only Python program serving Consul's documented HTTP API subset (see its --help).
 #
 # Usage:
 #   integration/backends.sh install        apt-installs what is missing (etcd-server etcd-client
 #                                          zookeeper dnsmasq-base bind9-dnsutils protobuf-compiler
-#                                          libprotobuf-dev); quiet; a no-op when all is there; uses
-#                                          sudo only when not root. apt output: target/backends/logs/.
-#   integration/backends.sh start [B...]   starts the backends B (etcd zk dns; default: all) with a
-#                                          fresh temp data dir each, waits until each one answers
-#                                          (bounded, $SWITCHBOARD_BACKENDS_TIMEOUT s, default 30),
+#                                          libprotobuf-dev python3); quiet; a no-op when all is
+#                                          there; uses sudo only when not root. apt output:
+#                                          target/backends/logs/.
+#   integration/backends.sh start [B...]   starts the backends B (etcd zk dns consul; default:
+#                                          all) with a fresh temp data dir each, waits until each
+#                                          one answers (bounded, $SWITCHBOARD_BACKENDS_TIMEOUT s,
+#                                          default 30),
 #                                          records PIDs in target/backends/. A backend that already
 #                                          runs healthy is kept (its data too); a dead or unhealthy
 #                                          one is cleaned up and started again.
@@ -32,9 +35,13 @@
 #                                                                        SWITCHBOARD_ETCD_PEER_PORT]
 #   ZooKeeper  127.0.0.1:21810 (admin server off, no JMX)             [SWITCHBOARD_ZK_PORT]
 #   DNS        127.0.0.1:25353 UDP and TCP (dnsmasq)                  [SWITCHBOARD_DNS_PORT]
+#   Consul     127.0.0.1:28500 HTTP (consul_standin.py)               [SWITCHBOARD_CONSUL_PORT]
+#              agent datacenter dc1, also knows dc2                  [SWITCHBOARD_CONSUL_DC,
+#                                                                     SWITCHBOARD_CONSUL_EXTRA_DCS]
 #
 # Environment printed by `env` (only for backends that are running):
 #   SWITCHBOARD_ETCD=127.0.0.1:23790   SWITCHBOARD_ZK=127.0.0.1:21810   SWITCHBOARD_DNS=127.0.0.1:25353
+#   SWITCHBOARD_CONSUL=127.0.0.1:28500
 #   SWITCHBOARD_DNS_ZONE=test.switchboard (a name under it with no record answers NXDOMAIN; a
 #   name outside it with no record answers REFUSED: nothing is forwarded off the machine)
 #   SWITCHBOARD_BACKENDS=<absolute path of this script>, so a test can call the helpers below.
@@ -63,6 +70,15 @@
 #     backends.sh dns-host set NAME IP [IP...] | dns-host clear [NAME] | dns-host list
 #   Record TTL is 1 s. Changes persist until `stop`/`restart`; all changes are serialized by a lock.
 #   The zone also holds TXT _switchboard-ready.<zone>, which the script uses as its readiness probe.
+#   Consul: Consul's own HTTP API on $SWITCHBOARD_CONSUL, e.g.
+#     curl -X PUT http://$SWITCHBOARD_CONSUL/v1/agent/service/register \
+#          -d '{"Name":"web","ID":"web1","Port":8080,"Check":{"TTL":"10m","Status":"passing"}}'
+#     curl -X PUT http://$SWITCHBOARD_CONSUL/v1/agent/check/fail/service:web1
+#     curl -X PUT http://$SWITCHBOARD_CONSUL/v1/catalog/register -d '{"Datacenter":"dc2",
+#          "Node":"n1","Address":"127.0.0.2","Service":{"Service":"web","Port":8080}}'
+#     curl -X PUT http://$SWITCHBOARD_CONSUL/v1/agent/service/deregister/web1
+#   plus its test-only control API (not Consul): PUT /_standin/fault, GET /_standin/stats,
+#   GET /_standin/requests, PUT /_standin/reset (`python3 integration/consul_standin.py --help`).
 #
 # State: target/backends/ under the repository (or $SWITCHBOARD_BACKENDS_DIR): NAME.pid, NAME.dir
 # (the temp data dir), NAME.addr, logs/NAME.log. Run `stop` before `cargo clean`.
@@ -80,13 +96,17 @@ ETCD_PEER_PORT="${SWITCHBOARD_ETCD_PEER_PORT:-23800}"
 ZK_PORT="${SWITCHBOARD_ZK_PORT:-21810}"
 DNS_PORT="${SWITCHBOARD_DNS_PORT:-25353}"
 DNS_ZONE="${SWITCHBOARD_DNS_ZONE:-test.switchboard}"
+CONSUL_PORT="${SWITCHBOARD_CONSUL_PORT:-28500}"
+CONSUL_DC="${SWITCHBOARD_CONSUL_DC:-dc1}"
+CONSUL_EXTRA_DCS="${SWITCHBOARD_CONSUL_EXTRA_DCS-dc2}"
 TIMEOUT="${SWITCHBOARD_BACKENDS_TIMEOUT:-30}"
-ALL_BACKENDS="etcd zk dns"
+ALL_BACKENDS="etcd zk dns consul"
 
 ZK_JAR=/usr/share/java/zookeeper.jar
 ZK_SLF4J_JAR=/usr/share/java/slf4j-simple.jar
 ZKCLI=/usr/share/zookeeper/bin/zkCli.sh
 PROTO_WKT=/usr/include/google/protobuf/descriptor.proto
+CONSUL_STANDIN="$SCRIPT_DIR/consul_standin.py"
 
 log() { printf 'backends: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -116,6 +136,7 @@ cmd_install() {
   find_bin curl >/dev/null || pkgs+=(curl)
   find_bin ss >/dev/null || pkgs+=(iproute2)
   find_bin flock >/dev/null || pkgs+=(util-linux)
+  find_bin python3 >/dev/null || pkgs+=(python3)
   if [ ${#pkgs[@]} -eq 0 ]; then
     log "install: everything is already installed"
     return 0
@@ -484,6 +505,41 @@ cmd_dns_host() {
   done
 }
 
+# ---------------------------------------------------------------- Consul (the stand-in)
+#
+# integration/consul_standin.py: one Python process, state in memory; the temp dir holds only
+# its ready file (the bound port), which also puts the dir on its command line for is_ours.
+
+# The real interpreter behind python3 (not a pyenv shim), so the recorded PID is the server's.
+python_bin() {
+  local py
+  py=$(need_bin python3)
+  "$py" -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)' 2>/dev/null ||
+    die "consul: $py is not Python 3.9 or newer"
+}
+
+consul_healthy() {
+  curl -sf --max-time 1 "http://$1/v1/agent/self" 2>/dev/null | grep -q '"Datacenter"'
+}
+
+start_consul() {
+  local py d dc args=()
+  py=$(python_bin)
+  [ -f "$CONSUL_STANDIN" ] || die "consul: $CONSUL_STANDIN not found"
+  check_port_free tcp "$CONSUL_PORT" consul
+  d=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-consul.XXXXXX")
+  for dc in $CONSUL_EXTRA_DCS; do args+=(--extra-dc "$dc"); done
+  : >"$LOG_DIR/consul.log"
+  spawn consul "$d" "$py" "$CONSUL_STANDIN" --port "$CONSUL_PORT" --dc "$CONSUL_DC" "${args[@]}" \
+    --ready-file "$d/ready"
+  echo "$HOST:$CONSUL_PORT" >"$STATE_DIR/consul.addr"
+}
+ready_consul() {
+  local dir
+  dir=$(state_get consul dir)
+  [ -s "$dir/ready" ] && consul_healthy "$(state_get consul addr)"
+}
+
 # ---------------------------------------------------------------- commands
 
 lock() {
@@ -497,7 +553,10 @@ backends_args() { # validates names; prints them (default: all)
   # shellcheck disable=SC2086 # a word list
   [ $# -gt 0 ] || set -- $ALL_BACKENDS
   for b in "$@"; do
-    case " $ALL_BACKENDS " in *" $b "*) echo "$b" ;; *) die "unknown backend '$b' (etcd zk dns)" ;; esac
+    case " $ALL_BACKENDS " in
+      *" $b "*) echo "$b" ;;
+      *) die "unknown backend '$b' ($ALL_BACKENDS)" ;;
+    esac
   done
 }
 
@@ -538,10 +597,10 @@ cmd_status() {
     if is_ours "$b"; then
       pid=$(state_get "$b" pid)
       if "ready_$b"; then health=healthy; else health=UNHEALTHY; rc=1; fi
-      printf '%-4s running %s  pid %s  addr %s  listening: %s data %s\n' "$b" "$health" "$pid" \
+      printf '%-6s running %s  pid %s  addr %s  listening: %s data %s\n' "$b" "$health" "$pid" \
         "$(state_get "$b" addr)" "$(listening "$pid")" "$(state_get "$b" dir)"
     else
-      printf '%-4s stopped\n' "$b"; rc=1
+      printf '%-6s stopped\n' "$b"; rc=1
     fi
   done
   return $rc
@@ -550,7 +609,10 @@ cmd_status() {
 cmd_env() {
   local b var
   for b in $ALL_BACKENDS; do
-    case $b in etcd) var=SWITCHBOARD_ETCD ;; zk) var=SWITCHBOARD_ZK ;; dns) var=SWITCHBOARD_DNS ;; esac
+    case $b in
+      etcd) var=SWITCHBOARD_ETCD ;; zk) var=SWITCHBOARD_ZK ;; dns) var=SWITCHBOARD_DNS ;;
+      consul) var=SWITCHBOARD_CONSUL ;;
+    esac
     if is_ours "$b"; then
       printf 'export %s=%q\n' "$var" "$(state_get "$b" addr)"
     else
@@ -571,6 +633,8 @@ cmd_versions() {
   b=$(find_bin dig) && echo "dig: $("$b" -v 2>&1 | head -n 1)"
   b=$(find_bin protoc) && echo "protoc: $("$b" --version 2>&1)"
   [ -f "$PROTO_WKT" ] && echo "libprotobuf-dev: $(dpkg-query -W -f '${Version}' libprotobuf-dev 2>/dev/null)"
+  b=$(find_bin python3) && [ -f "$CONSUL_STANDIN" ] &&
+    echo "consul: $("$b" "$CONSUL_STANDIN" --version 2>&1 | head -n 1)"
   return 0
 }
 

@@ -86,6 +86,30 @@ Control API, NOT part of Consul, under /_standin/ (no ACL token needed):
                              restore). Hanging blocking queries return at once (as on Consul's
                              state-store abandon).
   GET /_standin/state        the whole catalog, for debugging
+
+------------------------------------------------------------------------------------------------
+Where it differs from a real Consul (deliberately kept small):
+  * One process plays the agent and the servers of every datacenter: no gossip, raft or
+    anti-entropy. Agent registrations go straight into the catalog (visible at once); catalog
+    entries put on the agent's own node are kept (Consul's anti-entropy would remove them). One
+    index counter is shared by all datacenters (Consul has one raft index per datacenter).
+  * Health checks are never executed. HTTP/TCP/script/gRPC/... checks are validated like Consul
+    does, then keep their Status (default critical). Only TTL checks change: pass/warn/fail/update
+    and TTL expiry. As in Consul, re-registering a service keeps its existing checks' status;
+    an output-only TTL update is not published (Consul defers it by check_update_interval, 5 min).
+  * Catalog-registered nodes get no serfHealth check (as external nodes in Consul); register a
+    node-level check (no ServiceID), e.g. CheckID "serfHealth" Status "critical", to fail a node.
+  * ACLs: one all-powerful token. Without a token every /v1 call is 403 "Permission denied"
+    (Consul's anonymous token under default-deny would instead get filtered, empty reads).
+  * filter: a subset of go-bexpr; unknown selectors match nothing instead of giving a 400;
+    a selector through a list (Checks.Status) matches if any element does.
+  * near is ignored; ?cached is accepted but never served from a cache (X-Cache: MISS); no
+    namespaces or partitions (400 as in Consul CE); no KV, sessions, prepared queries, Connect,
+    DNS. X-Consul-LastContact is always 0. Missing Meta is rendered {} (Consul may send null).
+  * The index of a service that does not exist is the "last extinction" index, set at start,
+    so a blocking query waits for that service; on a brand-new real cluster that never saw a
+    deregistration, Consul falls back to the max table index and may return on unrelated writes.
+  * Agent deregister of an unknown ID is a 200 no-op, as the docs say (recent Consul: 404).
 """
 
 import argparse
@@ -927,6 +951,7 @@ class Handler(BaseHTTPRequestHandler):
         self.is_blocking = False
         self.pretty = "pretty" in self.params
         self.body_cache = None
+        self.raw_body = None
         control = self.raw_path.startswith("/_standin/")
         found = None
         allowed = None
@@ -995,6 +1020,10 @@ class Handler(BaseHTTPRequestHandler):
                     self.resp_index if self.resp_index is not None else "-", ms))
 
     def send_bytes(self, status, body, ctype, headers=None):
+        try:
+            self.read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
         self.resp_status = status
         self.send_response(status)
         if ctype:
@@ -1017,9 +1046,12 @@ class Handler(BaseHTTPRequestHandler):
     def send_empty(self):
         self.send_bytes(200, b"", None)
 
-    def body_json(self, required=True):
-        if self.body_cache is not None:
-            return self.body_cache
+    def read_body(self):
+        """The raw request body, read once (so an error answered before a handler reads the body
+        still consumes it and the keep-alive connection stays in sync)."""
+        if self.raw_body is not None:
+            return self.raw_body
+        self.raw_body = b""
         te = self.headers.get("Transfer-Encoding", "")
         if "chunked" in te.lower():
             chunks = []
@@ -1032,10 +1064,16 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
-            raw = b"".join(chunks)
+            self.raw_body = b"".join(chunks)
         else:
             n = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(n) if n > 0 else b""
+            self.raw_body = self.rfile.read(n) if n > 0 else b""
+        return self.raw_body
+
+    def body_json(self, required=True):
+        if self.body_cache is not None:
+            return self.body_cache
+        raw = self.read_body()
         if not raw.strip():
             if required:
                 raise decode_err("EOF")
@@ -1751,6 +1789,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @route(r"/v1/catalog/service/(?P<name>.*)", ["GET"], "/v1/catalog/service/:name")
     def catalog_service(self, name):
+        self.query_opts()     # Consul parses (and rejects) the query options first
         if not name:
             raise bad("Missing service name")
 
@@ -1760,6 +1799,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @route(r"/v1/health/service/(?P<name>.*)", ["GET"], "/v1/health/service/:name")
     def health_service(self, name):
+        self.query_opts()     # Consul parses (and rejects) the query options first
         if not name:
             raise bad("Missing service name")
         passing = False
@@ -1785,6 +1825,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @route(r"/v1/health/checks/(?P<name>.*)", ["GET"], "/v1/health/checks/:name")
     def health_checks(self, name):
+        self.query_opts()     # Consul parses (and rejects) the query options first
         if not name:
             raise bad("Missing service name")
         lname = name.lower()
@@ -1980,6 +2021,9 @@ def main(argv=None):
     ap.add_argument("--default-query-time", default="5m", help="default blocking wait")
     ap.add_argument("--max-query-time", default="10m", help="cap on blocking wait")
     ap.add_argument("--quiet", action="store_true", help="no per-request log on stderr")
+    ap.add_argument("--version", action="version",
+                    version="consul_standin.py %s (a Consul HTTP API stand-in; reports Consul %s)"
+                    % (STANDIN_VERSION, CONSUL_VERSION))
     cfg = ap.parse_args(argv)
     if cfg.start_index < 1:
         ap.error("--start-index must be > 0")

@@ -178,8 +178,23 @@ fn urldecode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Copies each namer's counters into the registry (`namer/<prefix>/<name>`), so metrics pages
+/// show current values.
+fn sync_namer_stats(st: &State0) {
+    for n in st.interp.namers() {
+        let label = n.prefix.show().trim_start_matches('/').to_string();
+        let scope = st.metrics.scope("namer").scope(&label);
+        for (name, v) in n.namer.stats() {
+            scope.gauge(&name).set(v);
+        }
+    }
+}
+
 async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path().to_string();
+    if path.starts_with("/admin/metrics") || st.prometheus.iter().any(|(p, _)| *p == path) {
+        sync_namer_stats(st);
+    }
     let q = query(&req);
     let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let pretty = param("pretty").is_some_and(|v| v != "0" && v != "false");

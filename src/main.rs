@@ -410,18 +410,8 @@ fn resolve(r: Resolve, delegate: bool) -> anyhow::Result<String> {
 fn pending_error(timeout: Duration, path: &Path) -> anyhow::Error {
     anyhow!(
         "Exceeded {} binding timeout while resolving name: {}",
-        humantime(timeout),
+        switchboard::proxy::router::twitter_duration(timeout),
         path.show()
     )
 }
 
-/// A duration as Twitter's `Duration.toString` prints whole units (`10.seconds`,
-/// `250.milliseconds`).
-fn humantime(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}.seconds", ms / 1000)
-    } else {
-        format!("{ms}.milliseconds")
-    }
-}

@@ -21,6 +21,30 @@ const NO_TRACING: &str = "tracing export is not built yet";
 pub enum NamerKind {
     Fs(FsNamerParams),
     Rewrite(RewriteNamerParams),
+    DnsSrv(DnsSrvNamerParams),
+    Etcd(EtcdNamerParams),
+}
+
+/// Linkerd's default `refreshIntervalSeconds` of `io.l5d.dnssrv`.
+pub const DEFAULT_DNSSRV_REFRESH_SECS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnsSrvNamerParams {
+    pub refresh_interval_seconds: Option<u64>,
+    /// `ip` or `ip:port`; the system resolver when absent.
+    #[serde(default)]
+    pub dns_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EtcdNamerParams {
+    /// `host:port` of the etcd members (default `127.0.0.1:2379`).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The key prefix services live under (default `/services`).
+    pub path_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,8 +77,32 @@ impl Family for Namers {
             ("io.l5d.consul", Entry::NotYet(DISCOVERY_LATER)),
             ("io.l5d.serversets", Entry::NotYet(DISCOVERY_LATER)),
             ("io.l5d.zkLeader", Entry::NotYet(DISCOVERY_LATER)),
-            ("io.l5d.dnssrv", Entry::NotYet(DISCOVERY_LATER)),
-            ("io.l5d.etcd", Entry::NotYet(DISCOVERY_LATER)),
+            (
+                "io.l5d.dnssrv",
+                Entry::Supported(|v| {
+                    let p = params::<DnsSrvNamerParams>(v)?;
+                    for (i, h) in p.dns_hosts.iter().enumerate() {
+                        switchboard_namer_dnssrv::parse_dns_host(h)
+                            .map_err(|e| nest(&format!("dnsHosts[{i}]"), &e))?;
+                    }
+                    if p.refresh_interval_seconds == Some(0) {
+                        return Err(nest("refreshIntervalSeconds", "must be at least 1"));
+                    }
+                    Ok(NamerKind::DnsSrv(p))
+                }),
+            ),
+            (
+                "io.l5d.etcd",
+                Entry::Supported(|v| {
+                    let p = params::<EtcdNamerParams>(v)?;
+                    if let Some(pp) = &p.path_prefix {
+                        if !pp.starts_with('/') {
+                            return Err(nest("pathPrefix", &format!("`{pp}` must start with `/`")));
+                        }
+                    }
+                    Ok(NamerKind::Etcd(p))
+                }),
+            ),
             ("io.l5d.k8s", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.ns", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.external", Entry::NotYet(NEEDS_K8S)),

@@ -500,7 +500,7 @@ pub fn rich_no_brokers(path: &Path, resolutions: &[String], base: &Dtab, local: 
 /// A duration as Twitter's `Duration.toString` prints it (`10.seconds`, `250.milliseconds`).
 pub fn twitter_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}.seconds", ms / 1000)
     } else {
         format!("{ms}.milliseconds")

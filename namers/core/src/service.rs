@@ -157,7 +157,7 @@ impl ServiceCell {
             self.publish(Known::Neg);
             return;
         }
-        eps.sort_by(|a, b| a.addr.cmp(&b.addr));
+        eps.sort_by_key(|e| e.addr);
         eps.dedup_by(|a, b| a.addr == b.addr);
         self.addr.set(Addr::bound(eps));
         self.publish(Known::Bound);
