@@ -50,6 +50,31 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
                     .map_err(fail)?,
             )
         }
+        NamerKind::Consul(p) => {
+            use switchboard_namer_consul::{Consistency, ConsulConfig, ConsulNamer};
+            let d = ConsulConfig::default();
+            let cfg = ConsulConfig {
+                host: p.host.clone().unwrap_or(d.host),
+                port: p.port.unwrap_or(d.port),
+                include_tag: p.include_tag,
+                use_health_check: p.use_health_check,
+                health_statuses: p.health_statuses.clone().unwrap_or(d.health_statuses),
+                token: p.token.clone(),
+                set_host: p.set_host,
+                consistency: match p.consistency_mode.as_deref() {
+                    Some("stale") => Consistency::Stale,
+                    Some("consistent") => Consistency::Consistent,
+                    _ => Consistency::Default,
+                },
+                prefer_service_address: p.prefer_service_address.unwrap_or(true),
+                weights: p
+                    .weights
+                    .iter()
+                    .map(|w| (w.tag.clone(), w.weight))
+                    .collect(),
+            };
+            Arc::new(ConsulNamer::new(cfg, n.prefix.clone()))
+        }
         NamerKind::Etcd(p) => Arc::new(switchboard_namer_etcd::EtcdNamer::new(
             p.endpoints.clone(),
             p.path_prefix

@@ -414,4 +414,3 @@ fn pending_error(timeout: Duration, path: &Path) -> anyhow::Error {
         path.show()
     )
 }
-

@@ -266,7 +266,7 @@ fn decode_namer(v: &Value, loc: &Loc, d: &mut Diags) -> Option<NamerConfig> {
             }
         }
         // Servers a namer talks to may be absent where `check` runs; they are not contacted.
-        NamerKind::DnsSrv(_) | NamerKind::Etcd(_) => {}
+        NamerKind::DnsSrv(_) | NamerKind::Etcd(_) | NamerKind::Consul(_) => {}
     }
     Some(NamerConfig {
         kind: plugin.kind,

@@ -23,6 +23,40 @@ pub enum NamerKind {
     Rewrite(RewriteNamerParams),
     DnsSrv(DnsSrvNamerParams),
     Etcd(EtcdNamerParams),
+    Consul(ConsulNamerParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsulWeight {
+    pub tag: String,
+    pub weight: f64,
+}
+
+/// `io.l5d.consul` (section 1.9). `failFast`, `fixedLengthStreamedAfterKB` and
+/// `transferMetadata` are accepted for compatibility and have no effect.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsulNamerParams {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub include_tag: bool,
+    #[serde(default)]
+    pub use_health_check: bool,
+    pub health_statuses: Option<Vec<String>>,
+    pub token: Option<String>,
+    #[serde(default)]
+    pub set_host: bool,
+    pub consistency_mode: Option<String>,
+    pub fail_fast: Option<bool>,
+    pub prefer_service_address: Option<bool>,
+    #[serde(default)]
+    pub weights: Vec<ConsulWeight>,
+    #[serde(rename = "fixedLengthStreamedAfterKB")]
+    pub fixed_length_streamed_after_kb: Option<u32>,
+    pub tls: Option<serde_json::Value>,
+    pub transfer_metadata: Option<bool>,
 }
 
 /// Linkerd's default `refreshIntervalSeconds` of `io.l5d.dnssrv`.
@@ -74,7 +108,37 @@ impl Family for Namers {
                 "io.l5d.rewrite",
                 Entry::Supported(|v| params(v).map(NamerKind::Rewrite)),
             ),
-            ("io.l5d.consul", Entry::NotYet(DISCOVERY_LATER)),
+            (
+                "io.l5d.consul",
+                Entry::Supported(|v| {
+                    let p = params::<ConsulNamerParams>(v)?;
+                    if p.tls.is_some() {
+                        return Err(nest("tls", "TLS to Consul is not supported yet"));
+                    }
+                    if let Some(m) = &p.consistency_mode {
+                        if !matches!(m.as_str(), "default" | "stale" | "consistent") {
+                            return Err(nest(
+                                "consistencyMode",
+                                &format!("`{m}`: expected default, stale or consistent"),
+                            ));
+                        }
+                    }
+                    for (i, s) in p.health_statuses.iter().flatten().enumerate() {
+                        if !matches!(
+                            s.as_str(),
+                            "passing" | "warning" | "critical" | "maintenance"
+                        ) {
+                            return Err(nest(
+                                &format!("healthStatuses[{i}]"),
+                                &format!(
+                                    "`{s}`: expected passing, warning, critical or maintenance"
+                                ),
+                            ));
+                        }
+                    }
+                    Ok(NamerKind::Consul(p))
+                }),
+            ),
             ("io.l5d.serversets", Entry::NotYet(DISCOVERY_LATER)),
             ("io.l5d.zkLeader", Entry::NotYet(DISCOVERY_LATER)),
             (

@@ -131,6 +131,8 @@ impl AccrualPolicy {
 /// An endpoint of a client: its address, weight, load, latency estimate, health and pool.
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// The Host to send, from the address metadata `authority` (Consul's `setHost`).
+    pub authority: Option<http::HeaderValue>,
     weight: AtomicU64,
     /// Requests in flight.
     pub load: AtomicUsize,
@@ -147,6 +149,7 @@ impl Endpoint {
     pub fn new(addr: SocketAddr, weight: f64, pool: Arc<Pool>) -> Endpoint {
         Endpoint {
             addr,
+            authority: None,
             weight: AtomicU64::new(weight.to_bits()),
             load: AtomicUsize::new(0),
             ewma_ns: AtomicU64::new(0),

@@ -197,16 +197,23 @@ impl Client {
                     if !seen.insert(ep.addr) {
                         continue;
                     }
+                    let authority = ep
+                        .meta
+                        .get("authority")
+                        .and_then(|v| v.as_str())
+                        .and_then(|a| http::HeaderValue::from_str(a).ok());
                     match by_addr.get(&ep.addr) {
-                        Some(e) => {
+                        Some(e) if e.authority == authority => {
                             e.set_weight(ep.weight);
                             out.push(Arc::clone(e));
                         }
-                        None => {
+                        _ => {
                             self.lb_adds.incr();
                             let pool =
                                 Pool::new(ep.addr, self.pool_cfg.clone(), self.pool_stats.clone());
-                            out.push(Arc::new(Endpoint::new(ep.addr, ep.weight, pool)));
+                            let mut e = Endpoint::new(ep.addr, ep.weight, pool);
+                            e.authority = authority;
+                            out.push(Arc::new(e));
                         }
                     }
                 }
@@ -263,6 +270,9 @@ impl Client {
                     continue;
                 }
             };
+            if let Some(a) = &ep.authority {
+                req.headers_mut().insert(http::header::HOST, a.clone());
+            }
             let Some(sender) = co.sender() else {
                 continue;
             };

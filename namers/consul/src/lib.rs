@@ -250,9 +250,7 @@ impl Inner {
         if let Some(t) = &self.cfg.token {
             req = req.header("X-Consul-Token", t.as_str());
         }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         // The server holds a blocking query for `wait` plus up to wait/16 of jitter.
         let limit = BLOCKING_WAIT + BLOCKING_WAIT / 16 + Duration::from_secs(10);
         let resp = tokio::time::timeout(limit, self.http.request(req))
@@ -427,7 +425,9 @@ impl Inner {
                 if text.contains("No path to datacenter") {
                     Err(PollError::NoDatacenter)
                 } else {
-                    Err(PollError::Other(format!("Consul answered {status}: {text}")))
+                    Err(PollError::Other(format!(
+                        "Consul answered {status}: {text}"
+                    )))
                 }
             }
         }
@@ -483,7 +483,11 @@ impl Namer for ConsulNamer {
         this.stats.lookups.fetch_add(1, Relaxed);
         let need = if this.cfg.include_tag { 3 } else { 2 };
         let elems: Option<Vec<String>> = (0..need)
-            .map(|i| path.elem_str(i).filter(|s| !s.is_empty()).map(str::to_lowercase))
+            .map(|i| {
+                path.elem_str(i)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_lowercase)
+            })
             .collect();
         let Some(elems) = elems else {
             return Var::Const(State::Ok(NameTree::Neg));

@@ -25,7 +25,9 @@ fn consul() -> Option<String> {
                 std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
                 "SWITCHBOARD_CONSUL is not set; run integration/backends.sh start consul"
             );
-            eprintln!("Consul stand-in not running (integration/backends.sh start consul); skipped");
+            eprintln!(
+                "Consul stand-in not running (integration/backends.sh start consul); skipped"
+            );
             None
         }
     }
@@ -45,11 +47,23 @@ async fn call(c: &str, method: &str, path: &str, body: Value) -> Value {
     let resp = client.request(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    assert!(status.is_success(), "{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
+    assert!(
+        status.is_success(),
+        "{method} {path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
-async fn register(c: &str, name: &str, id: &str, port: u16, tags: &[&str], status: &str, weights: Option<(u32, u32)>) {
+async fn register(
+    c: &str,
+    name: &str,
+    id: &str,
+    port: u16,
+    tags: &[&str],
+    status: &str,
+    weights: Option<(u32, u32)>,
+) {
     let mut svc = json!({
         "Name": name, "ID": id, "Tags": tags, "Address": "127.0.0.1", "Port": port,
         "Check": {"TTL": "10m", "Status": status},
@@ -74,7 +88,10 @@ fn namer(c: &str, f: impl FnOnce(&mut ConsulConfig)) -> ConsulNamer {
 fn ports(a: &Addr) -> Vec<(u16, f64)> {
     match a {
         Addr::Bound { endpoints, .. } => {
-            let mut v: Vec<(u16, f64)> = endpoints.iter().map(|e| (e.addr.port(), e.weight)).collect();
+            let mut v: Vec<(u16, f64)> = endpoints
+                .iter()
+                .map(|e| (e.addr.port(), e.weight))
+                .collect();
             v.sort_by(|x, y| x.partial_cmp(y).unwrap());
             v
         }
@@ -99,10 +116,15 @@ async fn until<T: Clone + std::fmt::Debug>(v: &mut Var<T>, pred: impl Fn(&T) -> 
     }
 }
 
-async fn bound(n: &ConsulNamer, path: &str) -> (Var<State<NameTree<Name>>>, switchboard_namer_core::Bound) {
+async fn bound(
+    n: &ConsulNamer,
+    path: &str,
+) -> (Var<State<NameTree<Name>>>, switchboard_namer_core::Bound) {
     let mut tree = n.lookup(&Path::read(path).unwrap());
     let t = until(&mut tree, |t| matches!(t, State::Ok(NameTree::Leaf(_)))).await;
-    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else { unreachable!() };
+    let State::Ok(NameTree::Leaf(Name::Bound(b))) = t else {
+        unreachable!()
+    };
     (tree, b)
 }
 
@@ -113,15 +135,42 @@ async fn catalog_register_churn_deregister() {
     register(&c, &web, &format!("{web}-1"), 8081, &[], "passing", None).await;
     let n = namer(&c, |_| {});
     let (mut tree, b) = bound(&n, &format!("/.local/{}/rest", web.to_uppercase())).await;
-    assert_eq!(b.id.show(), format!("/#/io.l5d.consul/.local/{}", web.to_uppercase()));
+    assert_eq!(
+        b.id.show(),
+        format!("/#/io.l5d.consul/.local/{}", web.to_uppercase())
+    );
     assert_eq!(b.residual.show(), "/rest");
     let mut addr = b.addr.clone();
     until(&mut addr, |a| ports(a) == [(8081, 1.0)]).await;
-    register(&c, &web, &format!("{web}-2"), 8082, &[], "passing", Some((3, 1))).await;
+    register(
+        &c,
+        &web,
+        &format!("{web}-2"),
+        8082,
+        &[],
+        "passing",
+        Some((3, 1)),
+    )
+    .await;
     until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
-    assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))), "churn rebuilt the tree");
-    call(&c, "PUT", &format!("/v1/agent/service/deregister/{web}-1"), Value::Null).await;
-    call(&c, "PUT", &format!("/v1/agent/service/deregister/{web}-2"), Value::Null).await;
+    assert!(
+        matches!(tree.get(), State::Ok(NameTree::Leaf(_))),
+        "churn rebuilt the tree"
+    );
+    call(
+        &c,
+        "PUT",
+        &format!("/v1/agent/service/deregister/{web}-1"),
+        Value::Null,
+    )
+    .await;
+    call(
+        &c,
+        "PUT",
+        &format!("/v1/agent/service/deregister/{web}-2"),
+        Value::Null,
+    )
+    .await;
     until(&mut tree, |t| *t == State::Ok(NameTree::Neg)).await;
     // The same via the explicit datacenter; an unknown datacenter is Neg.
     let mut dc1 = n.lookup(&Path::read(&format!("/dc1/{web}")).unwrap());
@@ -134,9 +183,36 @@ async fn catalog_register_churn_deregister() {
 async fn health_statuses_weights_tags_and_set_host() {
     let Some(c) = consul() else { return };
     let api = unique("api");
-    register(&c, &api, &format!("{api}-a"), 9001, &["prod", "canary"], "passing", Some((10, 1))).await;
-    register(&c, &api, &format!("{api}-b"), 9002, &["prod"], "critical", None).await;
-    register(&c, &api, &format!("{api}-c"), 9003, &["dev"], "warning", Some((10, 2))).await;
+    register(
+        &c,
+        &api,
+        &format!("{api}-a"),
+        9001,
+        &["prod", "canary"],
+        "passing",
+        Some((10, 1)),
+    )
+    .await;
+    register(
+        &c,
+        &api,
+        &format!("{api}-b"),
+        9002,
+        &["prod"],
+        "critical",
+        None,
+    )
+    .await;
+    register(
+        &c,
+        &api,
+        &format!("{api}-c"),
+        9003,
+        &["dev"],
+        "warning",
+        Some((10, 2)),
+    )
+    .await;
 
     // Health: only passing by default.
     let n = namer(&c, |cfg| cfg.use_health_check = true);
@@ -151,9 +227,21 @@ async fn health_statuses_weights_tags_and_set_host() {
     let (_, b2) = bound(&n2, &format!("/.local/{api}")).await;
     let mut addr2 = b2.addr.clone();
     until(&mut addr2, |a| ports(a) == [(9001, 10.0), (9003, 2.0)]).await;
-    call(&c, "PUT", &format!("/v1/agent/check/fail/service:{api}-a"), Value::Null).await;
+    call(
+        &c,
+        "PUT",
+        &format!("/v1/agent/check/fail/service:{api}-a"),
+        Value::Null,
+    )
+    .await;
     until(&mut addr2, |a| ports(a) == [(9003, 2.0)]).await;
-    call(&c, "PUT", &format!("/v1/agent/check/pass/service:{api}-a"), Value::Null).await;
+    call(
+        &c,
+        "PUT",
+        &format!("/v1/agent/check/pass/service:{api}-a"),
+        Value::Null,
+    )
+    .await;
     until(&mut addr, |a| ports(a) == [(9001, 10.0)]).await;
 
     // Tags in the path, the `weights` tag map, and setHost's authority.
@@ -165,16 +253,30 @@ async fn health_statuses_weights_tags_and_set_host() {
     let (_, b3) = bound(&n3, &format!("/dc1/prod/{api}")).await;
     let mut addr3 = b3.addr.clone();
     let a = until(&mut addr3, |a| ports(a) == [(9001, 20.0), (9002, 2.0)]).await;
-    let Addr::Bound { endpoints, .. } = a else { unreachable!() };
-    assert_eq!(endpoints[0].meta["authority"], format!("prod.{api}.service.dc1.consul"));
+    let Addr::Bound { endpoints, .. } = a else {
+        unreachable!()
+    };
+    assert_eq!(
+        endpoints[0].meta["authority"],
+        format!("prod.{api}.service.dc1.consul")
+    );
     for id in ["a", "b", "c"] {
-        call(&c, "PUT", &format!("/v1/agent/service/deregister/{api}-{id}"), Value::Null).await;
+        call(
+            &c,
+            "PUT",
+            &format!("/v1/agent/service/deregister/{api}-{id}"),
+            Value::Null,
+        )
+        .await;
     }
 }
 
 async fn standin_stats(c: &str) -> Value {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let resp = client.get(format!("http://{c}/_standin/stats").parse().unwrap()).await.unwrap();
+    let resp = client
+        .get(format!("http://{c}/_standin/stats").parse().unwrap())
+        .await
+        .unwrap();
     serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
@@ -194,24 +296,60 @@ async fn blocking_query_rules_and_outages() {
     // watch keeps working and does not storm the server.
     call(&c, "PUT", "/_standin/stats/reset", Value::Null).await;
     for mode in ["index_backwards", "index_zero", "early_return"] {
-        call(&c, "PUT", "/_standin/fault", json!({"mode": mode, "count": 3, "path": path})).await;
-        register(&c, &svc, &format!("{svc}-{mode}"), 7100, &[], "passing", None).await;
+        call(
+            &c,
+            "PUT",
+            "/_standin/fault",
+            json!({"mode": mode, "count": 3, "path": path}),
+        )
+        .await;
+        register(
+            &c,
+            &svc,
+            &format!("{svc}-{mode}"),
+            7100,
+            &[],
+            "passing",
+            None,
+        )
+        .await;
         until(&mut addr, |a| ports(a).iter().any(|p| p.0 == 7100)).await;
-        call(&c, "PUT", &format!("/v1/agent/service/deregister/{svc}-{mode}"), Value::Null).await;
+        call(
+            &c,
+            "PUT",
+            &format!("/v1/agent/service/deregister/{svc}-{mode}"),
+            Value::Null,
+        )
+        .await;
         until(&mut addr, |a| ports(a) == [(7001, 1.0)]).await;
     }
     // The watch's own requests: rate-limited (a bucket of 2, 5 per second), so even answers
     // that return at once cannot make it storm.
     let stats = standin_stats(&c).await;
     let mine = &stats["by_path"][format!("GET {path}")];
-    let max = mine["max_per_second"].as_u64().expect("stand-in stats per path");
-    assert!((1..=8).contains(&max), "the watch stormed the server: {mine}");
+    let max = mine["max_per_second"]
+        .as_u64()
+        .expect("stand-in stats per path");
+    assert!(
+        (1..=8).contains(&max),
+        "the watch stormed the server: {mine}"
+    );
 
     // Errors: the last good set stays (stale) and updates resume afterwards.
-    call(&c, "PUT", "/_standin/fault", json!({"mode": "error500", "count": 0, "path": path})).await;
+    call(
+        &c,
+        "PUT",
+        "/_standin/fault",
+        json!({"mode": "error500", "count": 0, "path": path}),
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while n.state()["services"][format!("dc1/{svc}")]["stale"] != true {
-        assert!(tokio::time::Instant::now() < deadline, "never stale: {}", n.state());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stale: {}",
+            n.state()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ports(&addr.get()), [(7001, 1.0)]);
@@ -220,6 +358,12 @@ async fn blocking_query_rules_and_outages() {
     until(&mut addr, |a| ports(a) == [(7001, 1.0), (7002, 1.0)]).await;
     assert_eq!(n.state()["services"][format!("dc1/{svc}")]["stale"], false);
     for id in ["1", "2"] {
-        call(&c, "PUT", &format!("/v1/agent/service/deregister/{svc}-{id}"), Value::Null).await;
+        call(
+            &c,
+            "PUT",
+            &format!("/v1/agent/service/deregister/{svc}-{id}"),
+            Value::Null,
+        )
+        .await;
     }
 }

@@ -72,7 +72,9 @@ pub fn parse_job(s: &str) -> Option<(String, Option<String>, Option<i32>)> {
     let shard = |s: &str| s.parse::<i32>().ok().filter(|n| *n >= 0);
     match toks.as_slice() {
         [Tok::Elem(name)] => Some((name.clone(), None, None)),
-        [Tok::Elem(name), Tok::Colon, Tok::Elem(ep)] => Some((name.clone(), Some(ep.clone()), None)),
+        [Tok::Elem(name), Tok::Colon, Tok::Elem(ep)] => {
+            Some((name.clone(), Some(ep.clone()), None))
+        }
         [Tok::Elem(name), Tok::Hash, Tok::Elem(n)] => Some((name.clone(), None, Some(shard(n)?))),
         [Tok::Elem(name), Tok::Colon, Tok::Elem(ep), Tok::Hash, Tok::Elem(n)] => {
             Some((name.clone(), Some(ep.clone()), Some(shard(n)?)))
@@ -260,7 +262,9 @@ mod tests {
             parse_job("web:http#0"),
             Some(("web".into(), Some("http".into()), Some(0)))
         );
-        for bad in ["web:a:b", ":http", "web#x", "web#-1", "web:", "web#", "web#1#2", "a#1:b"] {
+        for bad in [
+            "web:a:b", ":http", "web#x", "web#-1", "web:", "web#", "web#1#2", "a#1:b",
+        ] {
             assert_eq!(parse_job(bad), None, "{bad}");
         }
     }
@@ -289,7 +293,10 @@ mod tests {
             Ok(Some(("127.0.0.2".into(), 8081)))
         );
         assert_eq!(m.select(Some("admin"), None), Ok(None));
-        assert_eq!(m.select(None, Some(2)), Ok(Some(("127.0.0.1".into(), 8080))));
+        assert_eq!(
+            m.select(None, Some(2)),
+            Ok(Some(("127.0.0.1".into(), 8080)))
+        );
         assert_eq!(m.select(None, Some(1)), Ok(None));
 
         let dead = parse_member(FULL.replace("ALIVE", "DEAD").as_bytes()).unwrap();

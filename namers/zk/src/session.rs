@@ -207,7 +207,10 @@ mod tests {
     fn backoff_is_bounded_and_grows() {
         let mut b = Backoff::new();
         let first = b.next_delay();
-        assert!(first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN, "{first:?}");
+        assert!(
+            first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN,
+            "{first:?}"
+        );
         let mut last = first;
         for _ in 0..20 {
             last = b.next_delay();

@@ -1,0 +1,169 @@
+//! End to end through the router with the backend namers: register → routable, deregister →
+//! 502, against the real etcd and DNS servers and the Consul API stand-in started by
+//! `integration/backends.sh` (skipped when they are not running, unless
+//! SWITCHBOARD_REQUIRE_BACKENDS is set).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+fn env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            assert!(
+                std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+                "{var} is not set; run integration/backends.sh start"
+            );
+            eprintln!("{var} not set; skipped");
+            None
+        }
+    }
+}
+
+/// Retries `f` until it returns true, for at most 15 s (a bound, not a measurement).
+async fn eventually(mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn consul_put(c: &str, path: &str, body: &str) {
+    let req = http::Request::put(path)
+        .header("host", c)
+        .body(body_of(body))
+        .unwrap();
+    let r = send(c.parse().unwrap(), req).await;
+    assert_eq!(r.status, 200, "{path}: {r:?}");
+}
+
+fn body_of(
+    s: &str,
+) -> http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible> {
+    body(s.to_string())
+}
+
+#[tokio::test]
+async fn consul_register_route_set_host_deregister() {
+    let Some(c) = env("SWITCHBOARD_CONSUL") else {
+        return;
+    };
+    let b = backend("consul-web").await;
+    let svc = format!("shop{}", fastrand::u32(..));
+    let (host, port) = c.split_once(':').unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.consul\n  host: {host}\n  port: {port}\n  setHost: true\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.consul/dc1;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    consul_put(
+        &c,
+        "/v1/agent/service/register",
+        &format!(
+            r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{}}}"#,
+            b.addr.port()
+        ),
+    )
+    .await;
+    eventually(async || get(p.addr, &svc, "/", &[]).await.status == 200).await;
+    let r = get(p.addr, &svc, "/echo", &[]).await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["headers"]["host"], format!("{svc}.service.dc1.consul"));
+    assert_eq!(
+        v["headers"]["l5d-dst-client"],
+        format!("/#/io.l5d.consul/dc1/{svc}")
+    );
+    consul_put(&c, &format!("/v1/agent/service/deregister/{svc}-1"), "").await;
+    eventually(async || get(p.addr, &svc, "/", &[]).await.status == 502).await;
+}
+
+#[tokio::test]
+async fn etcd_register_route_deregister() {
+    let Some(e) = env("SWITCHBOARD_ETCD") else {
+        return;
+    };
+    let Some(sh) = env("SWITCHBOARD_BACKENDS") else {
+        return;
+    };
+    let b = backend("etcd-web").await;
+    let root = format!("/e2e{}", fastrand::u32(..));
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.etcd\n  endpoints: [{e}]\n  pathPrefix: {root}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.etcd;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.status, 502);
+    let etcdctl = |args: Vec<String>| {
+        let sh = sh.clone();
+        async move {
+            let out = tokio::process::Command::new(&sh)
+                .arg("etcdctl")
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    etcdctl(vec![
+        "put".into(),
+        format!("{root}/web/1"),
+        b.addr.to_string(),
+    ])
+    .await;
+    eventually(async || get(p.addr, "web", "/", &[]).await.body == "etcd-web").await;
+    etcdctl(vec!["del".into(), format!("{root}/web/1")]).await;
+    eventually(async || get(p.addr, "web", "/", &[]).await.status == 502).await;
+}
+
+#[tokio::test]
+async fn dns_srv_route() {
+    let Some(dns) = env("SWITCHBOARD_DNS") else {
+        return;
+    };
+    let Some(sh) = env("SWITCHBOARD_BACKENDS") else {
+        return;
+    };
+    let zone = std::env::var("SWITCHBOARD_DNS_ZONE").unwrap_or_else(|_| "test.switchboard".into());
+    let b = backend("dns-web").await;
+    let name = format!("_e2e{}._tcp.{zone}", fastrand::u32(..));
+    let out = tokio::process::Command::new(&sh)
+        .args([
+            "dns-srv",
+            "set",
+            &name,
+            "0",
+            "1",
+            &b.addr.port().to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.dnssrv\n  refreshIntervalSeconds: 1\n  dnsHosts: ['{dns}']\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.dnssrv;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    eventually(async || get(p.addr, &name, "/", &[]).await.body == "dns-web").await;
+    let _ = tokio::process::Command::new(&sh)
+        .args(["dns-srv", "clear", &name])
+        .output()
+        .await;
+}
