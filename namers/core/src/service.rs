@@ -77,6 +77,9 @@ pub struct ServiceCell {
     last_error: Mutex<Option<String>>,
     last_update: Mutex<Option<SystemTime>>,
     updates: AtomicU64,
+    /// Set from creation until the first `tree`: the watch task may start (and ask whether
+    /// anyone observes the cell) before the lookup that created it has taken its tree.
+    held: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +99,7 @@ impl ServiceCell {
             last_error: Mutex::new(None),
             last_update: Mutex::new(None),
             updates: AtomicU64::new(0),
+            held: AtomicBool::new(true),
         })
     }
 
@@ -119,6 +123,7 @@ impl ServiceCell {
     /// The tree a lookup of this service with `residual` left over returns.
     pub fn tree(&self, residual: &Path) -> Activity<NameTree<Name>> {
         let mut trees = lock(&self.trees);
+        self.held.store(false, Relaxed);
         if let Some(u) = trees.get(residual) {
             return u.var();
         }
@@ -188,9 +193,16 @@ impl ServiceCell {
         self.stale.load(Relaxed)
     }
 
-    /// Whether anyone still watches this service (a tree or an address set).
+    /// Whether anyone still watches this service (a tree or an address set). Trees nobody
+    /// observes are dropped first: their values hold the address set themselves, so they must
+    /// not count as observers of it.
     pub fn observed(&self) -> bool {
-        self.addr.observers() > 0 || lock(&self.trees).values().any(|u| u.observers() > 0)
+        let mut trees = lock(&self.trees);
+        if self.held.load(Relaxed) {
+            return true;
+        }
+        trees.retain(|_, u| u.observers() > 0);
+        !trees.is_empty() || self.addr.observers() > 0
     }
 
     /// The current address set.
@@ -314,6 +326,24 @@ mod tests {
         );
         c.set_endpoints(vec![]);
         assert_eq!(t.get(), State::Ok(NameTree::Neg));
+    }
+
+    #[test]
+    fn a_bound_cell_is_released_when_nobody_observes_it() {
+        let c = ServiceCell::new(Path::read("/#/x/web").unwrap());
+        // Held until its creator takes a tree.
+        assert!(c.observed());
+        let t = c.tree(&Path::empty());
+        c.set_endpoints(vec![ep(1)]);
+        assert!(c.observed());
+        let State::Ok(NameTree::Leaf(Name::Bound(b))) = t.sample() else {
+            panic!()
+        };
+        drop(t);
+        // A client still holds the address set.
+        assert!(c.observed());
+        drop(b);
+        assert!(!c.observed());
     }
 
     #[test]

@@ -196,13 +196,15 @@ pub fn sequence_of(name: &str) -> Option<u64> {
     digits.parse::<u64>().ok()
 }
 
-/// The leader of an election group: the child with the lowest sequence number (ties, which
-/// ZooKeeper does not make under one parent, go to the smaller name). Children without a
-/// sequence number take no part.
+/// The leader of an election group (Twitter's `Group`/`CandidateImpl`, which Linkerd's
+/// `io.l5d.zkLeader` uses): among the children named `member_*`, the one with the lowest
+/// sequence number (ties, which ZooKeeper does not make under one parent, and members without
+/// a number go by name, after the numbered ones).
 pub fn leader_of(children: &[String]) -> Option<&str> {
     children
         .iter()
-        .filter_map(|c| sequence_of(c).map(|s| (s, c.as_str())))
+        .filter(|c| c.starts_with(MEMBER_PREFIX))
+        .map(|c| (sequence_of(c).unwrap_or(u64::MAX), c.as_str()))
         .min()
         .map(|(_, c)| c)
 }
@@ -323,9 +325,11 @@ mod tests {
             Some("member_0000000001")
         );
         assert_eq!(
-            leader_of(&ch(&["_c_x-latch-0000000010", "_c_y-latch-0000000009"])),
-            Some("_c_y-latch-0000000009")
+            leader_of(&ch(&["member_10", "member_9", "t-1-0"])),
+            Some("member_9")
         );
+        assert_eq!(leader_of(&ch(&["member_x", "member_2"])), Some("member_2"));
+        assert_eq!(leader_of(&ch(&["_c_x-latch-0000000001"])), None);
         assert_eq!(leader_of(&ch(&["a", "b"])), None);
         assert_eq!(leader_of(&[]), None);
 

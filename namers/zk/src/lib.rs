@@ -27,11 +27,13 @@
 //! resolver when the member is read (an unresolvable one is left out with a warning).
 //!
 //! **`io.l5d.zkLeader`**: a lookup path is `/<zk path...>`, with the same longest-prefix
-//! fallback. The node's children are leader-election candidates (sequential nodes such as
-//! `member_0000000007`); the one with the lowest sequence number is the leader, and its data,
+//! fallback. The node's children named `member_*` are leader-election candidates (Twitter's
+//! `Group`, which Linkerd uses; sequential nodes such as `member_0000000007`); the one with the
+//! lowest sequence number is the leader, and its data,
 //! `host:port` (several may be separated by commas or spaces, as Linkerd reads them) or
 //! serverset JSON (its `serviceEndpoint`), is the address set. No candidate is Neg; leader data
-//! that does not parse fails the name (or keeps the last good set, stale).
+//! that does not parse fails the name (or keeps the last good set, stale). Linkerd picks the
+//! prefix once, when the lookup starts; here it is re-evaluated as for serversets.
 //!
 //! Watching: each watched node has a task (one per consumed path, so `/a/b` and `/a/b:http`
 //! watch the same node twice) that lists the children with a watch and reads each relevant

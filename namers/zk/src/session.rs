@@ -87,10 +87,14 @@ impl Session {
 async fn run(weak: Weak<Session>) {
     let mut backoff = Backoff::new();
     let mut gen = 0u64;
+    // While connecting fails, the status keeps saying so (not a bare "connecting").
+    let mut failing = false;
     loop {
         let (kind, connect, timeout) = match weak.upgrade() {
             Some(s) => {
-                s.set_status("connecting");
+                if !failing {
+                    s.set_status("connecting");
+                }
                 (s.kind, s.connect.clone(), s.session_timeout)
             }
             None => return,
@@ -105,6 +109,7 @@ async fn run(weak: Weak<Session>) {
         match res {
             Ok(client) => {
                 backoff.reset();
+                failing = false;
                 gen += 1;
                 let mut states = client.state_watcher();
                 let id = client.session_id();
@@ -148,8 +153,13 @@ async fn run(weak: Weak<Session>) {
             Err(e) => {
                 gen += 1;
                 let msg = format!("cannot connect to ZooKeeper at {connect}: {e}");
-                tracing::warn!(namer = kind, error = %msg, "ZooKeeper unavailable; retrying");
-                s.set_status(format!("failed: {msg}"));
+                if failing {
+                    tracing::debug!(namer = kind, error = %msg, "ZooKeeper still unavailable; retrying");
+                } else {
+                    tracing::warn!(namer = kind, error = %msg, "ZooKeeper unavailable; retrying");
+                }
+                failing = true;
+                s.set_status(format!("failed: {msg}; retrying"));
                 s.tx.send_replace(Conn {
                     gen,
                     client: None,

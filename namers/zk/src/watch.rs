@@ -173,7 +173,7 @@ impl ServiceWatch {
                 }
             }
             let mut wait = LIVENESS_CHECK;
-            if let Some(at) = self.retry_at {
+            if let (Some(at), Some(_), false) = (self.retry_at, &self.client, self.disconnected) {
                 wait = wait.min(at.saturating_duration_since(Instant::now()));
             }
             tokio::select! {
@@ -198,7 +198,7 @@ impl ServiceWatch {
             }
         }
         self.inner.stats.watch_closes.fetch_add(1, Relaxed);
-        tracing::debug!(namer = kind, service = %self.key, "watch stopped: no observers");
+        tracing::debug!(namer = kind, service = %self.key, "watch stopped");
     }
 
     fn should_sync(&self) -> bool {
@@ -419,10 +419,14 @@ impl ServiceWatch {
                     let watch = self.spawn_watch(w, Watched::Child(name.clone()));
                     self.members.insert(name, Child { addrs, watch });
                 }
-                // Deleted since the listing; the children watch reports it.
-                Err(zk::Error::NoNode) => {}
+                // Deleted since the listing: list again rather than publish a state that
+                // never was (a vanished leader is not "no leader").
+                Err(zk::Error::NoNode) => self.list_dirty = true,
                 Err(e) => return Err(e),
             }
+        }
+        if self.list_dirty {
+            return Ok(());
         }
 
         self.publish(&wanted);
@@ -493,7 +497,7 @@ impl ServiceWatch {
             }
             Target::Leader { .. } => {
                 match wanted.first().and_then(|leader| self.members.get(leader)) {
-                    // No leader (or it went away while being read: its watch reports that).
+                    // No leader.
                     None => self.cell.set_neg(),
                     Some(Child { addrs: Ok(a), .. }) => {
                         self.cell
