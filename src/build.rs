@@ -22,6 +22,18 @@ pub struct BuildError {
     pub message: String,
 }
 
+fn zk_addrs(p: &crate::config::plugins::ZkNamerParams) -> Vec<(String, u16)> {
+    p.zk_addrs
+        .iter()
+        .map(|a| {
+            (
+                a.host.clone(),
+                a.port.unwrap_or(crate::config::plugins::DEFAULT_ZK_PORT),
+            )
+        })
+        .collect()
+}
+
 /// Builds one configured namer.
 pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
     let fail = |message: String| BuildError {
@@ -74,6 +86,12 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
                     .collect(),
             };
             Arc::new(ConsulNamer::new(cfg, n.prefix.clone()))
+        }
+        NamerKind::Serversets(p) => {
+            switchboard_namer_zk::ServersetsNamer::new(zk_addrs(p), n.prefix.clone())
+        }
+        NamerKind::ZkLeader(p) => {
+            switchboard_namer_zk::ZkLeaderNamer::new(zk_addrs(p), n.prefix.clone())
         }
         NamerKind::Etcd(p) => Arc::new(switchboard_namer_etcd::EtcdNamer::new(
             p.endpoints.clone(),

@@ -266,7 +266,11 @@ fn decode_namer(v: &Value, loc: &Loc, d: &mut Diags) -> Option<NamerConfig> {
             }
         }
         // Servers a namer talks to may be absent where `check` runs; they are not contacted.
-        NamerKind::DnsSrv(_) | NamerKind::Etcd(_) | NamerKind::Consul(_) => {}
+        NamerKind::DnsSrv(_)
+        | NamerKind::Etcd(_)
+        | NamerKind::Consul(_)
+        | NamerKind::Serversets(_)
+        | NamerKind::ZkLeader(_) => {}
     }
     Some(NamerConfig {
         kind: plugin.kind,

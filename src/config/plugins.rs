@@ -10,7 +10,6 @@ use super::registry::{nest, params, Entry, Family, Plugin};
 
 const NEEDS_K8S: &str = "Kubernetes discovery is not part of Switchboard yet";
 const NEEDS_NAMERD: &str = "namerd is not supported: configure the namers in Switchboard itself";
-const DISCOVERY_LATER: &str = "this discovery backend is planned but not built yet";
 const NO_TRACING: &str = "tracing export is not built yet";
 
 // ---------------------------------------------------------------------------------------------
@@ -24,6 +23,37 @@ pub enum NamerKind {
     DnsSrv(DnsSrvNamerParams),
     Etcd(EtcdNamerParams),
     Consul(ConsulNamerParams),
+    Serversets(ZkNamerParams),
+    ZkLeader(ZkNamerParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZkAddr {
+    pub host: String,
+    /// ZooKeeper's default client port when absent.
+    pub port: Option<u16>,
+}
+
+/// Default ZooKeeper client port.
+pub const DEFAULT_ZK_PORT: u16 = 2181;
+
+/// `io.l5d.serversets` and `io.l5d.zkLeader`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZkNamerParams {
+    pub zk_addrs: Vec<ZkAddr>,
+}
+
+fn zk_params(v: serde_json::Value) -> Result<ZkNamerParams, String> {
+    let p = params::<ZkNamerParams>(v)?;
+    if p.zk_addrs.is_empty() {
+        return Err(nest(
+            "zkAddrs",
+            "at least one ZooKeeper address is required",
+        ));
+    }
+    Ok(p)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -139,8 +169,14 @@ impl Family for Namers {
                     Ok(NamerKind::Consul(p))
                 }),
             ),
-            ("io.l5d.serversets", Entry::NotYet(DISCOVERY_LATER)),
-            ("io.l5d.zkLeader", Entry::NotYet(DISCOVERY_LATER)),
+            (
+                "io.l5d.serversets",
+                Entry::Supported(|v| zk_params(v).map(NamerKind::Serversets)),
+            ),
+            (
+                "io.l5d.zkLeader",
+                Entry::Supported(|v| zk_params(v).map(NamerKind::ZkLeader)),
+            ),
             (
                 "io.l5d.dnssrv",
                 Entry::Supported(|v| {

@@ -354,8 +354,42 @@ fn namer_rows() {
         Ok(&[]),
     );
     check(
-        &n("- kind: io.l5d.consul\n  host: 127.0.0.1\n"),
-        Err(&["namers[0] (io.l5d.consul): namer kind `io.l5d.consul` is not supported yet"]),
+        &n("- kind: io.l5d.k8s\n  host: 127.0.0.1\n"),
+        Err(&["namers[0] (io.l5d.k8s): namer kind `io.l5d.k8s` is not supported yet"]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  host: 127.0.0.1\n  includeTag: true\n  useHealthCheck: true\n  healthStatuses: [passing, warning]\n  weights: [{tag: canary, weight: 0.1}]\n  consistencyMode: stale\n"),
+        Ok(&[]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  consistencyMode: eventual\n"),
+        Err(&["namers[0] (io.l5d.consul).consistencyMode: `eventual`: expected default, stale or consistent"]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  healthStatuses: [ok]\n"),
+        Err(&["namers[0] (io.l5d.consul).healthStatuses[0]: `ok`: expected passing, warning, critical or maintenance"]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  tls: {disableValidation: true}\n"),
+        Err(&["namers[0] (io.l5d.consul).tls: TLS to Consul is not supported yet"]),
+    );
+    check(
+        &n("- kind: io.l5d.etcd\n  endpoints: [127.0.0.1:2379]\n  pathPrefix: services\n"),
+        Err(&["namers[0] (io.l5d.etcd).pathPrefix: `services` must start with `/`"]),
+    );
+    check(
+        &n("- kind: io.l5d.dnssrv\n  dnsHosts: [127.0.0.1:53, 'dns.example']\n"),
+        Err(&[
+            "namers[0] (io.l5d.dnssrv).dnsHosts[1]: `dns.example` is not an IP address or IP:port",
+        ]),
+    );
+    check(
+        &n("- kind: io.l5d.serversets\n  zkAddrs: []\n"),
+        Err(&["namers[0] (io.l5d.serversets).zkAddrs: at least one ZooKeeper address is required"]),
+    );
+    check(
+        &n("- kind: io.l5d.zkLeader\n  zkAddrs: [{host: zk1}]\n"),
+        Ok(&[]),
     );
     check(
         &n("- rootDir: /tmp\n"),

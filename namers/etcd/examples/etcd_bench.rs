@@ -37,8 +37,14 @@ async fn etcd_metric(etcd: &str, name: &str) -> Option<f64> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let etcd = std::env::var("SWITCHBOARD_ETCD").unwrap_or_else(|_| "127.0.0.1:23790".into());
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (services, per) = (args.first().copied().unwrap_or(10_000), args.get(1).copied().unwrap_or(10));
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (services, per) = (
+        args.first().copied().unwrap_or(10_000),
+        args.get(1).copied().unwrap_or(10),
+    );
     let mut c = Client::connect([etcd.as_str()], None).await?;
     let root = format!("/bench{}", std::process::id());
 
@@ -54,7 +60,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut lat = Vec::new();
     for i in 1..=200u16 {
-        c.put(format!("{root}/lat/0"), format!("127.0.0.1:{}", i + 1), None).await?;
+        c.put(
+            format!("{root}/lat/0"),
+            format!("127.0.0.1:{}", i + 1),
+            None,
+        )
+        .await?;
         let acked = Instant::now();
         loop {
             if let Addr::Bound { endpoints, .. } = addr.get() {
@@ -68,7 +79,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     lat.sort();
     let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
-    println!("etcd change → address set, 200 writes: p50 {:?}  p99 {:?}  max {:?}", p(50), p(99), lat[lat.len() - 1]);
+    println!(
+        "etcd change → address set, 200 writes: p50 {:?}  p99 {:?}  max {:?}",
+        p(50),
+        p(99),
+        lat[lat.len() - 1]
+    );
 
     // 2. Many services watched.
     let rss0 = rss_mb();
@@ -89,7 +105,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !ops.is_empty() {
         c.txn(Txn::new().and_then(ops)).await?;
     }
-    println!("registered {services} services x {per} endpoints in {:?}", t0.elapsed());
+    println!(
+        "registered {services} services x {per} endpoints in {:?}",
+        t0.elapsed()
+    );
     let t1 = Instant::now();
     let mut vars = Vec::with_capacity(services);
     for s in 0..services {
@@ -100,12 +119,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::timeout(Duration::from_secs(60), v.changed()).await?;
         }
     }
-    println!("all {services} bound in {:?}; namer process RSS {:.1} MB (+{:.1} MB)", t1.elapsed(), rss_mb(), rss_mb() - rss0);
+    println!(
+        "all {services} bound in {:?}; namer process RSS {:.1} MB (+{:.1} MB)",
+        t1.elapsed(),
+        rss_mb(),
+        rss_mb() - rss0
+    );
     println!(
         "etcd: watchers {:?}, watch streams {:?}, RSS {:.1} MB",
         etcd_metric(&etcd, "etcd_debugging_mvcc_watcher_total").await,
         etcd_metric(&etcd, "etcd_debugging_mvcc_watch_stream_total").await,
-        etcd_metric(&etcd, "process_resident_memory_bytes").await.unwrap_or(0.0) / 1e6
+        etcd_metric(&etcd, "process_resident_memory_bytes")
+            .await
+            .unwrap_or(0.0)
+            / 1e6
     );
     // One endpoint change among them costs one event for one service.
     let t2 = Instant::now();
@@ -115,14 +142,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut a = b.addr.clone();
         loop {
             if let Addr::Bound { endpoints, .. } = a.get() {
-                if endpoints.iter().any(|e| e.addr.to_string() == "10.9.9.9:8080") {
+                if endpoints
+                    .iter()
+                    .any(|e| e.addr.to_string() == "10.9.9.9:8080")
+                {
                     break;
                 }
             }
             tokio::time::timeout(Duration::from_secs(5), a.changed()).await?;
         }
     }
-    println!("one change among {services} watched services seen in {:?}", t2.elapsed());
-    c.delete(root.clone(), Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    println!(
+        "one change among {services} watched services seen in {:?}",
+        t2.elapsed()
+    );
+    c.delete(
+        root.clone(),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
     Ok(())
 }
