@@ -105,8 +105,21 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             dtab: r.dtab.clone(),
             binder: Arc::clone(&binder),
         });
+        let access_log = match &r.http.http_access_log {
+            Some(path) => Some(
+                crate::proxy::access_log::AccessLog::open(
+                    path,
+                    r.http.http_access_log_append.unwrap_or(true),
+                    scope.scope("access_log").counter("dropped"),
+                )
+                .await
+                .with_context(|| format!("router {}: httpAccessLog {}", r.label, path.display()))?,
+            ),
+            None => None,
+        };
         for s in &r.servers {
             let settings = ServerSettings {
+                access_log: access_log.clone(),
                 max_concurrent: s.config.max_concurrent_requests,
                 max_call_depth: s.config.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 clear_context: s.config.clear_context.unwrap_or(false),

@@ -562,3 +562,39 @@ async fn admin_endpoints() {
         .contains("/admin/metrics.json"));
     assert_eq!(get(a, "a", "/admin/shutdown", &[]).await.status, 405);
 }
+
+#[tokio::test]
+async fn access_log_records_requests() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let log = disco.dir.path().join("access.log");
+    let extra = format!("  httpAccessLog: {}\n", log.display());
+    let p = proxy(&config(FS_DTAB, &extra), &disco.path()).await;
+    assert_eq!(
+        get(p.addr, "web", "/hello?x=1", &[("user-agent", "curl/8")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(p.addr, "nope", "/", &[]).await.status, 502);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(lines[0].starts_with("127.0.0.1 - - ["), "{text}");
+            assert!(
+                lines[0].ends_with("\"GET /hello?x=1 HTTP/1.1\" 200 3 \"-\" \"curl/8\""),
+                "{text}"
+            );
+            assert!(lines[1].contains("\"GET / HTTP/1.1\" 502 "), "{text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "access log: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

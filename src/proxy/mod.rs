@@ -2,6 +2,7 @@
 //! and binds them, clients balance them over endpoint pools. Naming itself lives in
 //! `switchboard-namer-core`; configuration in `config`.
 
+pub mod access_log;
 pub mod balancer;
 pub mod binder;
 pub mod body;

@@ -22,8 +22,9 @@ use super::router::Router;
 use crate::metrics::{Counter, Gauge, RequestStats, Scope};
 
 /// A server's settings, from its config.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerSettings {
+    pub access_log: Option<super::access_log::AccessLog>,
     pub max_concurrent: Option<u32>,
     pub max_call_depth: u32,
     pub clear_context: bool,
@@ -130,7 +131,7 @@ impl BoundServer {
                         let svc_ctx = Arc::clone(&ctx);
                         let svc = service_fn(move |req| {
                             let ctx = Arc::clone(&svc_ctx);
-                            async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                            async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
                         });
                         let conn = http1::Builder::new()
                             .keep_alive(true)
@@ -168,7 +169,45 @@ impl BoundServer {
     }
 }
 
-async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBody> {
+async fn handle(
+    ctx: Arc<ServerCtx>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<RespBody> {
+    let logged = ctx.settings.access_log.as_ref().map(|_| {
+        let h = |n: http::header::HeaderName| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        (
+            req.method().to_string(),
+            req.uri().to_string(),
+            req.version(),
+            h(http::header::REFERER),
+            h(http::header::USER_AGENT),
+        )
+    });
+    let resp = handle_inner(&ctx, req).await;
+    if let (Some(log), Some((method, uri, version, referer, ua))) =
+        (&ctx.settings.access_log, logged)
+    {
+        log.log(&super::access_log::Entry {
+            remote: peer,
+            method: &method,
+            uri: &uri,
+            version,
+            status: resp.status().as_u16(),
+            size: http_body::Body::size_hint(resp.body()).exact(),
+            referer: referer.as_deref(),
+            user_agent: ua.as_deref(),
+        });
+    }
+    resp
+}
+
+async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBody> {
     let start = Instant::now();
     ctx.stats.pending.add(1);
     let _permit = match &ctx.limit {
@@ -177,7 +216,7 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBod
             Err(_) => {
                 let max = ctx.settings.max_concurrent.unwrap_or(0);
                 let resp = ctx.router.error_response(&RouteError::Overloaded(max));
-                return finish(&ctx, resp, start);
+                return finish(ctx, resp, start);
             }
         },
         None => None,
@@ -219,7 +258,7 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBod
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
-    finish(&ctx, resp, start)
+    finish(ctx, resp, start)
 }
 
 fn finish(ctx: &ServerCtx, resp: Response<RespBody>, start: Instant) -> Response<RespBody> {
