@@ -6,8 +6,9 @@
 //!
 //! Each service has one long-poll watch shared by all users, done by Consul's blocking-query
 //! rules: `index` + `wait`; the index is reset to 0 when it goes backwards and raised to 1 when
-//! it is below 1; requests are rate-limited (a token bucket, burst 2); errors back off with
-//! jitter (10 ms to 5 s). No instances, or an unknown datacenter (`No path to datacenter`), is
+//! it is below 1; answers that do not move the index are rate-limited (a token bucket, burst 2,
+//! 5 per second) so a misbehaving server cannot make the loop spin; errors back off with jitter
+//! (10 ms to 5 s). No instances, or an unknown datacenter (`No path to datacenter`), is
 //! Neg so a dtab falls back; any other failure keeps the last good set, marked stale.
 //!
 //! It talks HTTP itself (hyper) because the Consul crates time out long polls and drop
@@ -438,11 +439,17 @@ impl Inner {
         let mut index = 0u64;
         let mut backoff = BACKOFF_MIN;
         let mut bucket = Bucket::new();
+        // Answers that move the index are real changes and are followed at once; answers that
+        // do not (early returns, timeouts, a stuck index) spend a token, so they cannot loop hot.
+        let mut advanced = false;
         loop {
             if self.services.release_if_unobserved(&key) {
                 break;
             }
-            bucket.take().await;
+            if !advanced {
+                bucket.take().await;
+            }
+            advanced = false;
             match self.poll(&key, index).await {
                 Ok((eps, new_index)) => {
                     backoff = BACKOFF_MIN;
@@ -451,6 +458,7 @@ impl Inner {
                     if cell.addr() != before {
                         self.stats.updates.fetch_add(1, Relaxed);
                     }
+                    advanced = new_index.is_some_and(|n| n > index && index > 0);
                     index = match new_index {
                         // Consul's rules: backwards resets to 0, below 1 counts as 1.
                         Some(n) if n < index => 0,
