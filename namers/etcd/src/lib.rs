@@ -8,9 +8,9 @@
 //! neither is skipped with a warning; it does not fail the service. Keys attached to a lease
 //! vanish when it expires, and so do their endpoints.
 //!
-//! Watching: a prefix get, then a watch from the next revision. After a disconnect the watch is
-//! resumed from the last revision seen; if that revision was compacted away, the service is
-//! listed again. While etcd cannot be reached the last good set keeps serving, marked stale.
+//! Watching: a prefix get, then a watch from the next revision, on one watch stream shared by
+//! all of the namer's services (`hub`). After a disconnect the watch is resumed from the last
+//! revision seen; if that revision was compacted away, the service is listed again. While etcd cannot be reached the last good set keeps serving, marked stale.
 //! It only names; it does not route.
 
 use std::collections::BTreeMap;
@@ -19,11 +19,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions};
 use serde_json::{json, Value};
 use switchboard_namer_core::service::{NamerStats, ServiceCell, Services};
 use switchboard_namer_core::{Activity, Endpoint, Name, NameTree, Namer, Path, State, Var};
 use tokio::sync::Mutex;
+
+mod hub;
+use hub::{Hub, WatchMsg};
 
 /// The namer's `kind` in config.
 pub const KIND: &str = "io.l5d.etcd";
@@ -66,6 +69,7 @@ struct Inner {
     path_prefix: String,
     prefix: Path,
     client: Mutex<Option<Client>>,
+    hub: std::sync::OnceLock<Hub>,
     services: Services<String>,
     stats: NamerStats,
 }
@@ -84,6 +88,7 @@ impl EtcdNamer {
                 path_prefix: path_prefix.trim_end_matches('/').to_string(),
                 prefix,
                 client: Mutex::new(None),
+                hub: std::sync::OnceLock::new(),
                 services: Services::default(),
                 stats: NamerStats::default(),
             }),
@@ -168,74 +173,77 @@ impl Inner {
         Ok((kvs, rev))
     }
 
-    /// Watches from `rev + 1`, applying events to `kvs`, until the stream ends.
+    /// The namer's shared watch stream, started on first use.
+    fn hub(self: &Arc<Self>) -> &Hub {
+        self.hub.get_or_init(|| {
+            let me = Arc::downgrade(self);
+            Hub::start(move || {
+                let me = me.clone();
+                async move {
+                    match me.upgrade() {
+                        Some(i) => i.client().await,
+                        None => Err("the namer is gone".to_string()),
+                    }
+                }
+            })
+        })
+    }
+
+    /// Watches from `rev + 1` on the shared stream, applying events to `kvs`, until the watch
+    /// ends.
     async fn watch(
-        &self,
+        self: &Arc<Self>,
         service: &str,
         key: &str,
         cell: &ServiceCell,
         kvs: &mut BTreeMap<Vec<u8>, Endpoint>,
         rev: &mut i64,
     ) -> WatchEnd {
-        let mut client = match self.client().await {
-            Ok(c) => c,
-            Err(e) => return WatchEnd::Broken(e),
-        };
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(*rev + 1);
-        let mut stream = match client.watch(key, Some(opts)).await {
-            Ok(s) => s,
-            Err(e) => return WatchEnd::Broken(e.to_string()),
-        };
+        let hub = self.hub().clone();
+        let mut rx = hub.watch(key, *rev + 1);
+        let mut id = None;
         loop {
             let msg = tokio::select! {
-                m = stream.message() => m,
+                m = rx.recv() => m,
                 _ = tokio::time::sleep(RELEASE_CHECK) => {
                     if self.services.release_if_unobserved(&service.to_string()) {
+                        if let Some(id) = id {
+                            hub.cancel(id);
+                        }
                         return WatchEnd::Released;
                     }
                     continue;
                 }
             };
-            let resp = match msg {
-                Ok(Some(r)) => r,
-                Ok(None) => return WatchEnd::Broken("watch stream ended".into()),
-                Err(e) => return WatchEnd::Broken(e.to_string()),
-            };
-            if resp.canceled() {
-                if resp.compact_revision() > 0 {
-                    return WatchEnd::Compacted;
+            match msg {
+                None => return WatchEnd::Broken("the watch hub stopped".into()),
+                Some(WatchMsg::Created(i)) => {
+                    // Watching again: what we serve is current.
+                    id = Some(i);
+                    self.publish(cell, kvs);
                 }
-                return WatchEnd::Broken(format!("watch canceled: {}", resp.cancel_reason()));
-            }
-            if resp.created() {
-                // Connected again: what we serve is current.
-                self.publish(cell, kvs);
-            }
-            for ev in resp.events() {
-                let Some(kv) = ev.kv() else { continue };
-                *rev = (*rev).max(kv.mod_revision());
-                match ev.event_type() {
-                    EventType::Put => match parse_value(kv.value()) {
-                        Some(ep) => {
-                            kvs.insert(kv.key().to_vec(), ep);
+                Some(WatchMsg::Compacted) => return WatchEnd::Compacted,
+                Some(WatchMsg::Broken(e)) => return WatchEnd::Broken(e),
+                Some(WatchMsg::Events(changes, header_rev)) => {
+                    for c in changes {
+                        *rev = (*rev).max(c.mod_revision);
+                        if !c.put {
+                            kvs.remove(&c.key);
+                            continue;
                         }
-                        None => {
-                            kvs.remove(kv.key());
-                            tracing::warn!(namer = KIND, key = %String::from_utf8_lossy(kv.key()), "value is neither host:port nor an etcd naming endpoint; skipped");
+                        match parse_value(&c.value) {
+                            Some(ep) => {
+                                kvs.insert(c.key, ep);
+                            }
+                            None => {
+                                tracing::warn!(namer = KIND, key = %String::from_utf8_lossy(&c.key), "value is neither host:port nor an etcd naming endpoint; skipped");
+                                kvs.remove(&c.key);
+                            }
                         }
-                    },
-                    EventType::Delete => {
-                        kvs.remove(kv.key());
                     }
+                    *rev = (*rev).max(header_rev);
+                    self.publish(cell, kvs);
                 }
-            }
-            if let Some(h) = resp.header() {
-                *rev = (*rev).max(h.revision());
-            }
-            if !resp.events().is_empty() {
-                self.publish(cell, kvs);
             }
         }
     }
