@@ -520,20 +520,14 @@ impl Namer for ConsulNamer {
 
     fn state(&self) -> Value {
         let this = &self.inner;
-        let services: serde_json::Map<String, Value> = this
-            .services
-            .snapshot()
-            .into_iter()
-            .map(|(k, c)| {
-                let name = format!(
-                    "{}/{}{}",
-                    k.dc.as_deref().unwrap_or(".local"),
-                    k.tag.map(|t| format!("{t}/")).unwrap_or_default(),
-                    k.service
-                );
-                (name, c.state_json())
-            })
-            .collect();
+        let services = this.services.states(|k| {
+            format!(
+                "{}/{}{}",
+                k.dc.as_deref().unwrap_or(".local"),
+                k.tag.as_ref().map(|t| format!("{t}/")).unwrap_or_default(),
+                k.service
+            )
+        });
         json!({
             "kind": KIND,
             "host": this.cfg.host,
@@ -544,16 +538,6 @@ impl Namer for ConsulNamer {
     }
 
     fn stats(&self) -> Vec<(String, i64)> {
-        let this = &self.inner;
-        let mut v = this.stats.pairs();
-        let stale = this
-            .services
-            .snapshot()
-            .iter()
-            .filter(|(_, c)| c.is_stale())
-            .count();
-        v.push(("stale".into(), stale as i64));
-        v.push(("watched".into(), this.services.len() as i64));
-        v
+        self.inner.services.stats_with(&self.inner.stats)
     }
 }

@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use switchboard_namer_consul::{ConsulConfig, ConsulNamer};
+use switchboard_namer_core::testing::ports;
 use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State, Var};
 use tokio::sync::Mutex;
 
@@ -85,35 +86,8 @@ fn namer(c: &str, f: impl FnOnce(&mut ConsulConfig)) -> ConsulNamer {
     ConsulNamer::new(cfg, Path::read("/#/io.l5d.consul").unwrap())
 }
 
-fn ports(a: &Addr) -> Vec<(u16, f64)> {
-    match a {
-        Addr::Bound { endpoints, .. } => {
-            let mut v: Vec<(u16, f64)> = endpoints
-                .iter()
-                .map(|e| (e.addr.port(), e.weight))
-                .collect();
-            v.sort_by(|x, y| x.partial_cmp(y).unwrap());
-            v
-        }
-        _ => Vec::new(),
-    }
-}
-
 async fn until<T: Clone + std::fmt::Debug>(v: &mut Var<T>, pred: impl Fn(&T) -> bool) -> T {
-    match tokio::time::timeout(WAIT, async {
-        loop {
-            let x = v.get();
-            if pred(&x) {
-                return x;
-            }
-            assert!(v.changed().await, "watch ended");
-        }
-    })
-    .await
-    {
-        Ok(x) => x,
-        Err(_) => panic!("no matching value within {WAIT:?}; last {:?}", v.sample()),
-    }
+    switchboard_namer_core::testing::until(v, WAIT, pred).await
 }
 
 async fn bound(

@@ -16,6 +16,7 @@ pub mod rewrite;
 pub mod service;
 pub mod syntax;
 pub mod system;
+pub mod testing;
 pub mod tree;
 pub mod var;
 

@@ -290,6 +290,25 @@ impl<K: std::hash::Hash + Eq + Clone> Services<K> {
         lock(&self.cells).len()
     }
 
+    /// A namer's metrics: its counters, plus how many services it watches and how many of
+    /// them are stale.
+    pub fn stats_with(&self, stats: &NamerStats) -> Vec<(String, i64)> {
+        let cells = self.snapshot();
+        let stale = cells.iter().filter(|(_, c)| c.is_stale()).count();
+        let mut v = stats.pairs();
+        v.push(("stale".into(), stale as i64));
+        v.push(("watched".into(), cells.len() as i64));
+        v
+    }
+
+    /// `/namer_state` JSON of every service, named by `name`.
+    pub fn states(&self, name: impl Fn(&K) -> String) -> serde_json::Map<String, Value> {
+        self.snapshot()
+            .into_iter()
+            .map(|(k, c)| (name(&k), c.state_json()))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

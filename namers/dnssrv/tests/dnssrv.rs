@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State, Var};
+use switchboard_namer_core::testing::ports;
+use switchboard_namer_core::{Name, NameTree, Namer, Path, State, Var};
 use switchboard_namer_dnssrv::DnsSrvNamer;
 use tokio::sync::Mutex;
 
@@ -44,35 +45,8 @@ async fn script(script: &str, args: &[&str]) {
     );
 }
 
-fn ports(a: &Addr) -> Vec<(u16, f64)> {
-    match a {
-        Addr::Bound { endpoints, .. } => {
-            let mut v: Vec<(u16, f64)> = endpoints
-                .iter()
-                .map(|e| (e.addr.port(), e.weight))
-                .collect();
-            v.sort_by(|x, y| x.partial_cmp(y).unwrap());
-            v
-        }
-        _ => Vec::new(),
-    }
-}
-
 async fn until<T: Clone + std::fmt::Debug>(v: &mut Var<T>, pred: impl Fn(&T) -> bool) -> T {
-    match tokio::time::timeout(WAIT, async {
-        loop {
-            let x = v.get();
-            if pred(&x) {
-                return x;
-            }
-            assert!(v.changed().await, "watch ended");
-        }
-    })
-    .await
-    {
-        Ok(x) => x,
-        Err(_) => panic!("no matching value within {WAIT:?}; last {:?}", v.sample()),
-    }
+    switchboard_namer_core::testing::until(v, WAIT, pred).await
 }
 
 fn namer(dns: SocketAddr) -> DnsSrvNamer {

@@ -316,12 +316,7 @@ impl Namer for EtcdNamer {
 
     fn state(&self) -> Value {
         let this = &self.inner;
-        let services: serde_json::Map<String, Value> = this
-            .services
-            .snapshot()
-            .into_iter()
-            .map(|(k, c)| (k, c.state_json()))
-            .collect();
+        let services = this.services.states(String::clone);
         json!({
             "kind": KIND,
             "endpoints": this.endpoints,
@@ -332,17 +327,7 @@ impl Namer for EtcdNamer {
     }
 
     fn stats(&self) -> Vec<(String, i64)> {
-        let this = &self.inner;
-        let mut v = this.stats.pairs();
-        let stale = this
-            .services
-            .snapshot()
-            .iter()
-            .filter(|(_, c)| c.is_stale())
-            .count();
-        v.push(("stale".into(), stale as i64));
-        v.push(("watched".into(), this.services.len() as i64));
-        v
+        self.inner.services.stats_with(&self.inner.stats)
     }
 }
 
