@@ -167,3 +167,83 @@ async fn dns_srv_route() {
         .output()
         .await;
 }
+
+#[tokio::test]
+async fn consul_empty_falls_back_through_the_dtab() {
+    let Some(c) = env("SWITCHBOARD_CONSUL") else {
+        return;
+    };
+    let (consul_be, fs_be) = (backend("from-consul").await, backend("from-fs").await);
+    let svc = format!("fb{}", fastrand::u32(..));
+    let disco = Disco::new();
+    disco.set_backends(&svc, &[&fs_be]);
+    let (host, port) = c.split_once(':').unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {{disco}}\n- kind: io.l5d.consul\n  host: {host}\n  port: {port}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.consul/dc1 | /#/io.l5d.fs;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let p = proxy(&cfg, &disco.path()).await;
+    // Nothing in Consul: Neg, so the dtab falls back to the file.
+    eventually(async || get(p.addr, &svc, "/", &[]).await.body == "from-fs").await;
+    consul_put(
+        &c,
+        "/v1/agent/service/register",
+        &format!(
+            r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{}}}"#,
+            consul_be.addr.port()
+        ),
+    )
+    .await;
+    eventually(async || get(p.addr, &svc, "/", &[]).await.body == "from-consul").await;
+    consul_put(&c, &format!("/v1/agent/service/deregister/{svc}-1"), "").await;
+    eventually(async || get(p.addr, &svc, "/", &[]).await.body == "from-fs").await;
+}
+
+#[tokio::test]
+async fn zookeeper_serverset_register_route_deregister() {
+    let Some(zk) = env("SWITCHBOARD_ZK") else {
+        return;
+    };
+    let Some(sh) = env("SWITCHBOARD_BACKENDS") else {
+        return;
+    };
+    let b = backend("zk-web").await;
+    let root = format!("/e2e{}", fastrand::u32(..));
+    let zkcli = |cmds: String| {
+        let sh = sh.clone();
+        async move {
+            let mut child = tokio::process::Command::new(&sh)
+                .arg("zkcli")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin
+                .write_all(format!("{cmds}quit\n").as_bytes())
+                .await
+                .unwrap();
+            drop(stdin);
+            assert!(child.wait().await.unwrap().success());
+        }
+    };
+    let member = format!(
+        r#"{{"serviceEndpoint":{{"host":"127.0.0.1","port":{}}},"additionalEndpoints":{{}},"status":"ALIVE"}}"#,
+        b.addr.port()
+    );
+    zkcli(format!(
+        "create {root} x\ncreate {root}/web x\ncreate {root}/web/member_0000000001 {member}\n"
+    ))
+    .await;
+    let (host, port) = zk.split_once(':').unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.serversets\n  zkAddrs: [{{host: {host}, port: {port}}}]\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.serversets{root};\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    eventually(async || get(p.addr, "web", "/", &[]).await.body == "zk-web").await;
+    zkcli(format!("delete {root}/web/member_0000000001\n")).await;
+    eventually(async || get(p.addr, "web", "/", &[]).await.status == 502).await;
+    zkcli(format!("deleteall {root}\n")).await;
+}
