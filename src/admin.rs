@@ -43,6 +43,7 @@ struct State0 {
     routers: Vec<AdminRouter>,
     config: Value,
     prometheus: Vec<(String, String)>,
+    recent: Option<crate::proxy::recent::RecentRequests>,
     shutdown: Shutdown,
 }
 
@@ -51,7 +52,8 @@ pub struct Admin {
     state: Arc<State0>,
 }
 
-const ENDPOINTS: [&str; 10] = [
+const ENDPOINTS: [&str; 11] = [
+    "/requests.json",
     "/admin/ping",
     "/admin/metrics.json",
     "/config.json",
@@ -72,6 +74,7 @@ impl Admin {
         routers: Vec<AdminRouter>,
         config: Value,
         prometheus: Vec<(String, String)>,
+        recent: Option<crate::proxy::recent::RecentRequests>,
         shutdown: Shutdown,
     ) -> std::io::Result<Admin> {
         Ok(Admin {
@@ -82,6 +85,7 @@ impl Admin {
                 routers,
                 config,
                 prometheus,
+                recent,
                 shutdown,
             }),
         })
@@ -274,6 +278,13 @@ async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
             json_resp(&json!(names), pretty)
         }
         (_, "/client_state.json") => json_resp(&client_state(st), pretty),
+        (_, "/requests.json" | "/requests") => match &st.recent {
+            Some(r) => json_resp(&r.json(), pretty || path == "/requests"),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "recent requests are not recorded: configure the io.l5d.recentRequests telemeter\n",
+            ),
+        },
         (Method::POST, "/admin/shutdown") => {
             st.shutdown.trigger();
             text(StatusCode::OK, "shutting down\n")

@@ -54,6 +54,16 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             .shutdown_grace_ms
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
     );
+    let recent = cfg.telemetry.iter().find_map(|t| match &t.value {
+        TelemeterKind::RecentRequests {
+            sample_rate,
+            capacity,
+        } => Some(crate::proxy::recent::RecentRequests::new(
+            *sample_rate,
+            *capacity,
+        )),
+        _ => None,
+    });
     let mut bound = Vec::new();
     let mut admin_routers = Vec::new();
     for r in &cfg.routers {
@@ -120,6 +130,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         for s in &r.servers {
             let settings = ServerSettings {
                 access_log: access_log.clone(),
+                recent: recent.clone(),
                 max_concurrent: s.config.max_concurrent_requests,
                 max_call_depth: s.config.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 clear_context: s.config.clear_context.unwrap_or(false),
@@ -148,8 +159,9 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             .and_then(|mut a| a.next())
             .ok_or_else(|| anyhow::anyhow!("admin ip `{admin_ip}` does not resolve"))
     })?;
-    let prometheus = cfg.telemetry.iter().map(|t| match &t.value {
-        TelemeterKind::Prometheus { path, prefix } => (path.clone(), prefix.clone()),
+    let prometheus = cfg.telemetry.iter().filter_map(|t| match &t.value {
+        TelemeterKind::Prometheus { path, prefix } => Some((path.clone(), prefix.clone())),
+        TelemeterKind::RecentRequests { .. } => None,
     });
     let shutdown = Shutdown::new();
     let admin = Admin::bind(
@@ -159,6 +171,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         admin_routers,
         raw,
         prometheus.collect(),
+        recent,
         shutdown.clone(),
     )
     .await

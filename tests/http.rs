@@ -598,3 +598,30 @@ async fn access_log_records_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn recent_requests_are_sampled_for_the_admin() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let cfg = config(FS_DTAB, "").replace(
+        "telemetry:\n- kind: io.l5d.prometheus\n",
+        "telemetry:\n- kind: io.l5d.prometheus\n- kind: io.l5d.recentRequests\n  sampleRate: 1.0\n  capacity: 2\n",
+    );
+    let p = proxy(&cfg, &disco.path()).await;
+    for path in ["/one", "/two", "/three"] {
+        assert_eq!(get(p.addr, "web", path, &[]).await.status, 200);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&get(p.admin, "a", "/requests.json", &[]).await.body).unwrap();
+    let uris: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(uris, ["/three", "/two"]);
+    assert_eq!(v[0]["status"], 200);
+    assert_eq!(v[0]["host"], "web");
+    assert_eq!(v[0]["router"], "http");
+}

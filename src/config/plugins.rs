@@ -756,6 +756,14 @@ pub const DEFAULT_PROMETHEUS_PATH: &str = "/admin/metrics/prometheus";
 #[derive(Debug, Clone, PartialEq)]
 pub enum TelemeterKind {
     Prometheus { path: String, prefix: String },
+    RecentRequests { sample_rate: f64, capacity: usize },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RecentRequestsParams {
+    sample_rate: f64,
+    capacity: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -788,7 +796,19 @@ impl Family for Telemeters {
             ),
             (
                 "io.l5d.recentRequests",
-                Entry::NotYet("the recent-requests admin page is not built yet"),
+                Entry::Supported(|v| {
+                    let p = params::<RecentRequestsParams>(v)?;
+                    if !(0.0..=1.0).contains(&p.sample_rate) {
+                        return Err(nest(
+                            "sampleRate",
+                            &format!("must be between 0 and 1, found {}", p.sample_rate),
+                        ));
+                    }
+                    Ok(TelemeterKind::RecentRequests {
+                        sample_rate: p.sample_rate,
+                        capacity: p.capacity.unwrap_or(crate::proxy::recent::DEFAULT_CAPACITY),
+                    })
+                }),
             ),
             ("io.l5d.zipkin", Entry::NotYet(NO_TRACING)),
             ("io.l5d.tracelog", Entry::NotYet(NO_TRACING)),

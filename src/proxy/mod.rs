@@ -10,5 +10,6 @@ pub mod client;
 pub mod error;
 pub mod identify;
 pub mod pool;
+pub mod recent;
 pub mod router;
 pub mod server;

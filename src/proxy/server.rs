@@ -25,6 +25,7 @@ use crate::metrics::{Counter, Gauge, RequestStats, Scope};
 #[derive(Clone)]
 pub struct ServerSettings {
     pub access_log: Option<super::access_log::AccessLog>,
+    pub recent: Option<super::recent::RecentRequests>,
     pub max_concurrent: Option<u32>,
     pub max_call_depth: u32,
     pub clear_context: bool,
@@ -174,7 +175,10 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<RespBody> {
-    let logged = ctx.settings.access_log.as_ref().map(|_| {
+    let sampled = ctx.settings.recent.as_ref().is_some_and(|r| r.sample());
+    let wanted = ctx.settings.access_log.is_some() || sampled;
+    let started = Instant::now();
+    let logged = wanted.then(|| {
         let h = |n: http::header::HeaderName| {
             req.headers()
                 .get(n)
@@ -189,20 +193,40 @@ async fn handle(
             h(http::header::USER_AGENT),
         )
     });
+    let host = sampled
+        .then(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        })
+        .flatten();
     let resp = handle_inner(&ctx, req).await;
-    if let (Some(log), Some((method, uri, version, referer, ua))) =
-        (&ctx.settings.access_log, logged)
-    {
-        log.log(&super::access_log::Entry {
-            remote: peer,
-            method: &method,
-            uri: &uri,
-            version,
-            status: resp.status().as_u16(),
-            size: http_body::Body::size_hint(resp.body()).exact(),
-            referer: referer.as_deref(),
-            user_agent: ua.as_deref(),
-        });
+    if let Some((method, uri, version, referer, ua)) = logged {
+        if let Some(log) = &ctx.settings.access_log {
+            log.log(&super::access_log::Entry {
+                remote: peer,
+                method: &method,
+                uri: &uri,
+                version,
+                status: resp.status().as_u16(),
+                size: http_body::Body::size_hint(resp.body()).exact(),
+                referer: referer.as_deref(),
+                user_agent: ua.as_deref(),
+            });
+        }
+        if let (true, Some(recent)) = (sampled, &ctx.settings.recent) {
+            recent.record(super::recent::Record {
+                at_ms: 0,
+                router: ctx.router.label.clone(),
+                remote: peer.to_string(),
+                method,
+                uri,
+                host,
+                status: resp.status().as_u16(),
+                latency_ms: started.elapsed().as_millis() as u64,
+            });
+        }
     }
     resp
 }
