@@ -37,6 +37,19 @@ pub struct AdminRouter {
     pub binder: Arc<Binder>,
 }
 
+/// What the admin server reads (and, for shutdown, triggers).
+pub struct AdminParts {
+    pub metrics: Metrics,
+    pub interp: Arc<DefaultInterpreter>,
+    pub routers: Vec<AdminRouter>,
+    /// The config as JSON, for `/config.json`.
+    pub config: Value,
+    /// `(path, prefix)` of each Prometheus exposition.
+    pub prometheus: Vec<(String, String)>,
+    pub recent: Option<crate::proxy::recent::RecentRequests>,
+    pub shutdown: Shutdown,
+}
+
 struct State0 {
     metrics: Metrics,
     interp: Arc<DefaultInterpreter>,
@@ -67,26 +80,17 @@ const ENDPOINTS: [&str; 11] = [
 ];
 
 impl Admin {
-    pub async fn bind(
-        addr: SocketAddr,
-        metrics: Metrics,
-        interp: Arc<DefaultInterpreter>,
-        routers: Vec<AdminRouter>,
-        config: Value,
-        prometheus: Vec<(String, String)>,
-        recent: Option<crate::proxy::recent::RecentRequests>,
-        shutdown: Shutdown,
-    ) -> std::io::Result<Admin> {
+    pub async fn bind(addr: SocketAddr, parts: AdminParts) -> std::io::Result<Admin> {
         Ok(Admin {
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(State0 {
-                metrics,
-                interp,
-                routers,
-                config,
-                prometheus,
-                recent,
-                shutdown,
+                metrics: parts.metrics,
+                interp: parts.interp,
+                routers: parts.routers,
+                config: parts.config,
+                prometheus: parts.prometheus,
+                recent: parts.recent,
+                shutdown: parts.shutdown,
             }),
         })
     }

@@ -166,13 +166,15 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
     let shutdown = Shutdown::new();
     let admin = Admin::bind(
         admin_addr,
-        metrics.clone(),
-        Arc::clone(&interp),
-        admin_routers,
-        raw,
-        prometheus.collect(),
-        recent,
-        shutdown.clone(),
+        crate::admin::AdminParts {
+            metrics: metrics.clone(),
+            interp: Arc::clone(&interp),
+            routers: admin_routers,
+            config: raw,
+            prometheus: prometheus.collect(),
+            recent,
+            shutdown: shutdown.clone(),
+        },
     )
     .await
     .with_context(|| format!("admin: binding {admin_addr}"))?;
