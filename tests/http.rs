@@ -625,3 +625,25 @@ async fn recent_requests_are_sampled_for_the_admin() {
     assert_eq!(v[0]["host"], "web");
     assert_eq!(v[0]["router"], "http");
 }
+
+#[tokio::test]
+async fn evicted_names_take_their_metrics_with_them() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    for n in ["a", "b", "c"] {
+        disco.set_backends(n, &[&web]);
+    }
+    let p = proxy(
+        &config(FS_DTAB, "  bindingCache: {paths: 2}\n"),
+        &disco.path(),
+    )
+    .await;
+    for n in ["a", "b", "c"] {
+        assert_eq!(get(p.addr, n, "/", &[]).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let m = metrics(p.admin).await;
+    assert!(m.get("rt/http/service/svc/a/requests").is_none(), "{m}");
+    assert_eq!(m["rt/http/service/svc/c/requests"], 1);
+    assert_eq!(m["rt/http/bindcache/path/evicts"], 1);
+}

@@ -181,7 +181,9 @@ impl Binder {
                 .min_by_key(|(_, e)| e.last_used.load(Relaxed))
                 .map(|(k, _)| k.clone())
             {
-                paths.remove(&k);
+                if let Some(gone) = paths.remove(&k) {
+                    forget_service_metrics(&paths, &gone);
+                }
                 self.path_stats.evicts.incr();
             }
         }
@@ -264,7 +266,16 @@ impl Binder {
         {
             let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
             let before = paths.len();
-            paths.retain(|_, e| now.saturating_sub(e.last_used.load(Relaxed)) <= ttl);
+            let expired: Vec<(Path, String)> = paths
+                .iter()
+                .filter(|(_, e)| now.saturating_sub(e.last_used.load(Relaxed)) > ttl)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                if let Some(gone) = paths.remove(&k) {
+                    forget_service_metrics(&paths, &gone);
+                }
+            }
             self.path_stats.expires.add((before - paths.len()) as u64);
         }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,6 +289,14 @@ impl Binder {
                 e.pool.expire_idle();
             }
         }
+    }
+}
+
+/// Drops the metrics of a logical name whose last binding left the cache, so names made up by
+/// clients (any Host header is a name) cannot grow the registry without bound.
+fn forget_service_metrics(paths: &HashMap<(Path, String), Arc<PathEntry>>, gone: &PathEntry) {
+    if !paths.values().any(|e| e.path == gone.path) {
+        gone.stats.scope().remove();
     }
 }
 
