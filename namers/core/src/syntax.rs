@@ -36,13 +36,20 @@ fn is_java_whitespace(c: char) -> bool {
 struct Parser {
     s: Vec<char>,
     idx: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
+
+/// Deepest parenthesis nesting a tree may have. Finagle has no limit; a parser that recursed
+/// without one would let a header such as `l5d-dtab` overflow the stack.
+pub const MAX_NESTING: usize = 100;
 
 type R<T> = Result<T, ParseError>;
 
 impl Parser {
     fn new(s: &str) -> Parser {
         Parser {
+            depth: 0,
             s: s.chars().collect(),
             idx: 0,
         }
@@ -275,8 +282,17 @@ impl Parser {
         self.eat_whitespace();
         match self.peek() {
             '(' => {
+                if self.depth >= MAX_NESTING {
+                    return Err(ParseError(format!(
+                        "parentheses nested deeper than {MAX_NESTING} at offset {}",
+                        self.idx
+                    )));
+                }
                 self.next();
-                let t = self.parse_tree()?;
+                self.depth += 1;
+                let t = self.parse_tree();
+                self.depth -= 1;
+                let t = t?;
                 self.eat_whitespace();
                 self.eat(')')?;
                 Ok(t)

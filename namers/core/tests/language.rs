@@ -364,3 +364,12 @@ fn round_trip_random_trees() {
         assert_eq!(NameTree::read(&t.show()).unwrap(), t, "{}", t.show());
     }
 }
+
+#[test]
+fn nesting_is_bounded() {
+    let nested = |n: usize| format!("{}/b{}", "(".repeat(n), ")".repeat(n));
+    assert_eq!(NameTree::read(&nested(50)).unwrap().show(), "/b");
+    let deep = format!("/a=>{}", nested(200_000));
+    let err = Dtab::read(&deep).unwrap_err().to_string();
+    assert!(err.starts_with("parentheses nested deeper than 100"), "{err}");
+}
