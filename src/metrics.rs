@@ -198,7 +198,15 @@ impl Metrics {
     /// Drops every metric under `prefix` (an expired client or service scope).
     pub fn remove_prefix(&self, prefix: &[String]) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|k, _| !k.starts_with(prefix));
+        // Keys under a prefix sort together, right from the prefix itself.
+        let doomed: Vec<Vec<String>> = m
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            m.remove(&k);
+        }
     }
 
     fn snapshot(&self) -> Vec<(Vec<String>, Metric)> {

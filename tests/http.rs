@@ -647,3 +647,48 @@ async fn evicted_names_take_their_metrics_with_them() {
     assert_eq!(m["rt/http/service/svc/c/requests"], 1);
     assert_eq!(m["rt/http/bindcache/path/evicts"], 1);
 }
+
+#[tokio::test]
+async fn a_client_hanging_up_leaves_no_pending_request() {
+    use tokio::io::AsyncWriteExt;
+    let b = backend("slow").await;
+    let disco = Disco::new();
+    disco.set_backends("slow", &[&b]);
+    let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /slow/500 HTTP/1.1\r\nHost: slow\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    let key = format!("rt/http/server/127.0.0.1/{}/pending", p.addr.port());
+    let failures = format!("rt/http/server/127.0.0.1/{}/failures", p.addr.port());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(p.admin).await;
+        if m[key.as_str()] == 0 && m[failures.as_str()] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn http_1_0_clients_get_http_1_0_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&b]);
+    let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.to_lowercase().contains("via: 1.0 linkerd"), "{text}");
+    assert!(text.ends_with("web"), "{text}");
+}

@@ -71,6 +71,7 @@ pub struct PathEntry {
     pub header: http::HeaderValue,
     /// The service policy, built on first use.
     pub(crate) policy: std::sync::OnceLock<Arc<super::router::ServicePolicy>>,
+    live: LiveNames,
     last_used: AtomicU64,
     task: tokio::task::AbortHandle,
 }
@@ -78,8 +79,22 @@ pub struct PathEntry {
 impl Drop for PathEntry {
     fn drop(&mut self) {
         self.task.abort();
+        // The last binding of this name (after its in-flight requests) takes the name's
+        // metrics with it, so names made up by clients (any Host header is one) cannot grow
+        // the registry without bound.
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = live.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.path);
+                self.stats.scope().remove();
+            }
+        }
     }
 }
+
+/// Live bindings per logical name (one per local dtab in use).
+type LiveNames = Arc<Mutex<HashMap<Path, usize>>>;
 
 impl PathEntry {
     /// Waits until the binding leaves Pending, up to `timeout`.
@@ -121,6 +136,7 @@ pub struct Binder {
     client_cfg: PerPrefix<ClientParams>,
     scope: Scope,
     paths: Mutex<HashMap<(Path, String), Arc<PathEntry>>>,
+    live: LiveNames,
     clients: Mutex<HashMap<Path, Arc<Client>>>,
     path_capacity: usize,
     client_capacity: usize,
@@ -146,6 +162,7 @@ impl Binder {
             base,
             client_cfg,
             paths: Mutex::new(HashMap::new()),
+            live: Arc::new(Mutex::new(HashMap::new())),
             clients: Mutex::new(HashMap::new()),
             path_capacity: path_capacity.max(1),
             client_capacity: client_capacity.max(1),
@@ -181,9 +198,7 @@ impl Binder {
                 .min_by_key(|(_, e)| e.last_used.load(Relaxed))
                 .map(|(k, _)| k.clone())
             {
-                if let Some(gone) = paths.remove(&k) {
-                    forget_service_metrics(&paths, &gone);
-                }
+                paths.remove(&k);
                 self.path_stats.evicts.incr();
             }
         }
@@ -203,8 +218,15 @@ impl Binder {
             header: http::HeaderValue::from_str(&path.show())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             policy: std::sync::OnceLock::new(),
+            live: Arc::clone(&self.live),
             task,
         });
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.clone())
+            .or_insert(0) += 1;
         paths.insert(key, Arc::clone(&e));
         e
     }
@@ -272,9 +294,7 @@ impl Binder {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in expired {
-                if let Some(gone) = paths.remove(&k) {
-                    forget_service_metrics(&paths, &gone);
-                }
+                paths.remove(&k);
             }
             self.path_stats.expires.add((before - paths.len()) as u64);
         }
@@ -289,14 +309,6 @@ impl Binder {
                 e.pool.expire_idle();
             }
         }
-    }
-}
-
-/// Drops the metrics of a logical name whose last binding left the cache, so names made up by
-/// clients (any Host header is a name) cannot grow the registry without bound.
-fn forget_service_metrics(paths: &HashMap<(Path, String), Arc<PathEntry>>, gone: &PathEntry) {
-    if !paths.values().any(|e| e.path == gone.path) {
-        gone.stats.scope().remove();
     }
 }
 

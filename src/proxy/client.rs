@@ -23,6 +23,10 @@ use super::pool::{Pool, PoolConfig, PoolStats};
 use crate::config::model::{ClientParams, PerPrefix};
 use crate::metrics::{Counter, Gauge, RequestStats, Scope};
 
+/// How long a connection to an endpoint may take (Finagle's default connect timeout), so a
+/// blackholed endpoint fails a request quickly and is requeued.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How many times a request whose connection failed is sent to another endpoint.
 pub const MAX_REQUEUES: usize = 2;
 
@@ -103,6 +107,9 @@ impl Drop for Client {
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }
+        for e in self.endpoints().iter() {
+            e.pool.retire();
+        }
         self.scope.remove();
     }
 }
@@ -128,7 +135,7 @@ impl Client {
                 max_size: pool.max_size,
                 max_waiters: pool.max_waiters,
                 idle_time: pool.idle_time_ms.map(Duration::from_millis),
-                connect_timeout: None,
+                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             },
             pool_stats: PoolStats {
                 connects: scope.counter("connects"),
@@ -232,7 +239,7 @@ impl Client {
             for e in old.iter() {
                 if !now.iter().any(|n| Arc::ptr_eq(n, e)) {
                     self.lb_removes.incr();
-                    e.pool.close_idle();
+                    e.pool.retire();
                 }
             }
             self.lb_size.set(now.len() as i64);
@@ -252,6 +259,8 @@ impl Client {
         self.touch();
         let eps = self.endpoints();
         let mut last_err = None;
+        // A requeue to another endpoint starts from the client's own Host again.
+        let original_host = req.headers().get(http::header::HOST).cloned();
         for attempt in 0..=MAX_REQUEUES {
             let Some(ep) = self.balancer.pick(&eps) else {
                 return Err(RouteError::NoBrokers(String::new()));
@@ -264,14 +273,25 @@ impl Client {
             let start = Instant::now();
             let mut co = match ep.pool.checkout().await {
                 Ok(c) => c,
+                // A full pool says nothing about the endpoint's health.
+                Err(e @ super::pool::PoolError::TooManyWaiters { .. }) => {
+                    last_err = Some(RouteError::PoolExhausted(e.to_string()));
+                    continue;
+                }
                 Err(e) => {
                     ep.observe_outcome(false, &self.accrual);
                     last_err = Some(RouteError::Connect(e.to_string()));
                     continue;
                 }
             };
-            if let Some(a) = &ep.authority {
-                req.headers_mut().insert(http::header::HOST, a.clone());
+            match (&ep.authority, &original_host) {
+                (Some(a), _) => {
+                    req.headers_mut().insert(http::header::HOST, a.clone());
+                }
+                (None, Some(h)) => {
+                    req.headers_mut().insert(http::header::HOST, h.clone());
+                }
+                (None, None) => {}
             }
             let Some(sender) = co.sender() else {
                 continue;

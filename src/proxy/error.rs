@@ -32,6 +32,9 @@ pub enum RouteError {
     /// Anything else between Switchboard and the endpoint.
     #[error("{0}")]
     Upstream(String),
+    /// An endpoint's pool is at `maxSize` with `maxWaiters` already waiting.
+    #[error("{0}")]
+    PoolExhausted(String),
     /// `maxConcurrentRequests` reached.
     #[error("Too many concurrent requests (maxConcurrentRequests {0})")]
     Overloaded(u32),
@@ -53,7 +56,9 @@ impl RouteError {
                 StatusCode::BAD_REQUEST
             }
             RouteError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Overloaded(_) | RouteError::PoolExhausted(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RouteError::NoBrokers(_)
             | RouteError::BindingTimeout(..)
             | RouteError::NamingFailed(_)

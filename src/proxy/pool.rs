@@ -59,6 +59,9 @@ pub struct Pool {
     waiters: AtomicUsize,
     released: Notify,
     stats: PoolStats,
+    /// Set when the endpoint left its client's set or the client is gone: connections
+    /// coming back are closed instead of kept.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// One open connection; dropping it closes the connection.
@@ -67,13 +70,17 @@ pub struct Conn {
     _open: OpenGuard,
 }
 
-struct OpenGuard(Arc<Pool>);
+/// Counts a connection as open until it closes. It holds the pool weakly: an idle connection
+/// lives in its pool, and a strong reference back would keep both alive forever.
+struct OpenGuard(std::sync::Weak<Pool>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Relaxed);
-        self.0.stats.connections.add(-1);
-        self.0.released.notify_one();
+        if let Some(p) = self.0.upgrade() {
+            p.open.fetch_sub(1, Relaxed);
+            p.stats.connections.add(-1);
+            p.released.notify_one();
+        }
     }
 }
 
@@ -101,6 +108,7 @@ impl Pool {
             waiters: AtomicUsize::new(0),
             released: Notify::new(),
             stats,
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -114,7 +122,7 @@ impl Pool {
     }
 
     fn put(self: &Arc<Self>, c: Conn) {
-        if c.sender.is_closed() {
+        if c.sender.is_closed() || self.retired.load(Relaxed) {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,8 +150,10 @@ impl Pool {
         }
     }
 
-    /// Closes every idle connection (the endpoint left the address set).
-    pub fn close_idle(&self) {
+    /// Closes every idle connection, and every busy one as it comes back: the endpoint left
+    /// the address set, or its client is gone.
+    pub fn retire(&self) {
+        self.retired.store(true, Relaxed);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -166,7 +176,7 @@ impl Pool {
                 .is_ok();
             if reserved {
                 self.stats.connections.add(1);
-                let guard = OpenGuard(Arc::clone(self));
+                let guard = OpenGuard(Arc::downgrade(self));
                 let conn = self.connect(guard).await?;
                 return Ok(Checkin {
                     pool: Arc::clone(self),

@@ -38,12 +38,12 @@ const VIA_TOKEN_10: &str = "1.0 linkerd";
 pub const DEFAULT_MAX_CALL_DEPTH: u32 = 1000;
 
 /// Hop-by-hop headers a proxy must not forward (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// (`Trailer` is end to end: it declares the trailer fields hyper then forwards.)
+const HOP_BY_HOP: [HeaderName; 6] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     http::header::TE,
-    http::header::TRAILER,
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];
@@ -304,9 +304,10 @@ impl Router {
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
+        let version = parts.version;
         prepare_request(&mut parts, &local, id.rewrite_uri.as_deref(), upgrade);
         let method = parts.method.clone();
-        let version = parts.version;
         // A bodyless request keeps a copy of its head: any 5XX may come back marked
         // `l5d-retryable`, whatever the classifier.
         let keep = retryable_req;
@@ -405,7 +406,13 @@ impl Router {
                         tunnel(on_client, hyper::upgrade::on(&mut resp));
                     }
                 } else {
+                    // hyper decoded any chunking; a Content-Length sent beside it is wrong now.
+                    if resp.headers().contains_key(http::header::TRANSFER_ENCODING) {
+                        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+                    }
                     strip_hop_by_hop(resp.headers_mut());
+                    // Answer in the client's HTTP version, whatever the endpoint spoke.
+                    *resp.version_mut() = version;
                 }
                 append_via(resp.headers_mut(), version);
                 Ok(resp)
@@ -571,15 +578,17 @@ fn append_via(h: &mut HeaderMap, version: http::Version) {
     } else {
         VIA_TOKEN_11
     };
-    match h.get(http::header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {token}")) {
-                h.insert(http::header::VIA, v);
-            }
-        }
-        _ => {
-            h.insert(http::header::VIA, HeaderValue::from_static(token));
-        }
+    // Every Via line counts toward loop detection: keep them all, in order, in one value.
+    let prev: Vec<&str> = h
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if prev.is_empty() {
+        h.insert(http::header::VIA, HeaderValue::from_static(token));
+    } else if let Ok(v) = HeaderValue::from_str(&format!("{}, {token}", prev.join(", "))) {
+        h.insert(http::header::VIA, v);
     }
 }
 
@@ -643,7 +652,7 @@ fn prepare_request(
     }
     if upgrade {
         // Keep `Connection: upgrade` and `Upgrade`; drop the rest of the hop-by-hop set.
-        for n in &HOP_BY_HOP[1..5] {
+        for n in &HOP_BY_HOP[1..4] {
             h.remove(n);
         }
     } else {
@@ -656,6 +665,8 @@ fn prepare_request(
     }
     h.insert(L5D_REQID, request_id());
     append_via(h, parts.version);
+    // Endpoints are spoken to in HTTP/1.1 (pooled, keep-alive), whatever the client used.
+    parts.version = http::Version::HTTP_11;
     // Forward in origin form; an absolute-form URI keeps its authority in Host.
     let pq = match rewrite_uri {
         Some(u) => u.to_string(),
@@ -740,7 +751,8 @@ mod tests {
         h.append("via", HeaderValue::from_static("1.1 c"));
         assert_eq!(via_entries(&h), 3);
         append_via(&mut h, http::Version::HTTP_11);
-        assert_eq!(h["via"], "1.1 a, 1.1 b, 1.1 linkerd");
+        assert_eq!(h["via"], "1.1 a, 1.1 b, 1.1 c, 1.1 linkerd");
+        assert_eq!(via_entries(&h), 4);
     }
 
     #[test]

@@ -231,16 +231,40 @@ async fn handle(
     resp
 }
 
+/// Counts a request as pending until it answers; a request abandoned mid-way (the client
+/// went away, or the shutdown grace ran out) is recorded as a failure when dropped.
+struct Pending<'a> {
+    ctx: &'a ServerCtx,
+    start: Instant,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.ctx.stats.pending.add(-1);
+        if !self.done {
+            self.ctx
+                .stats
+                .record(None, self.start.elapsed().as_millis() as u64, false);
+        }
+    }
+}
+
 async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBody> {
     let start = Instant::now();
     ctx.stats.pending.add(1);
+    let mut pending = Pending {
+        ctx,
+        start,
+        done: false,
+    };
     let _permit = match &ctx.limit {
         Some(s) => match s.try_acquire() {
             Ok(p) => Some(p),
             Err(_) => {
                 let max = ctx.settings.max_concurrent.unwrap_or(0);
                 let resp = ctx.router.error_response(&RouteError::Overloaded(max));
-                return finish(ctx, resp, start);
+                return finish(&mut pending, resp);
             }
         },
         None => None,
@@ -282,16 +306,16 @@ async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
-    finish(ctx, resp, start)
+    finish(&mut pending, resp)
 }
 
-fn finish(ctx: &ServerCtx, resp: Response<RespBody>, start: Instant) -> Response<RespBody> {
-    ctx.stats.pending.add(-1);
+fn finish(p: &mut Pending<'_>, resp: Response<RespBody>) -> Response<RespBody> {
     let status = resp.status().as_u16();
-    ctx.stats.record(
+    p.ctx.stats.record(
         Some(status),
-        start.elapsed().as_millis() as u64,
+        p.start.elapsed().as_millis() as u64,
         status < 500,
     );
+    p.done = true;
     resp
 }

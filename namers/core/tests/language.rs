@@ -371,5 +371,8 @@ fn nesting_is_bounded() {
     assert_eq!(NameTree::read(&nested(50)).unwrap().show(), "/b");
     let deep = format!("/a=>{}", nested(200_000));
     let err = Dtab::read(&deep).unwrap_err().to_string();
-    assert!(err.starts_with("parentheses nested deeper than 100"), "{err}");
+    assert!(
+        err.starts_with("parentheses nested deeper than 100"),
+        "{err}"
+    );
 }
