@@ -181,6 +181,7 @@ fn decode(v: &Value, d: &mut Diags) -> Option<Config> {
     check_labels(&raw_routers, d);
     let ok_routers: Vec<Router> = routers.into_iter().flatten().collect();
     check_ports(&ok_routers, &raw_routers, d);
+    check_namer_references(&ok_routers, &raw_routers, &namers, d);
     Some(Config {
         admin: admin?,
         routers: ok_routers,
@@ -514,6 +515,53 @@ fn raw_label(v: &Value) -> Option<String> {
         (Some(Value::String(l)), _) => Some(l.clone()),
         (None, Some(Value::String(p))) => Some(p.clone()),
         _ => None,
+    }
+}
+
+/// A dtab that sends names to `/#/<prefix>` where no namer answers is legal (such names are
+/// Neg), but almost always a typo or a forgotten namer: a warning.
+fn check_namer_references(
+    routers: &[Router],
+    raw: &[(Loc, &Value)],
+    namers: &[NamerConfig],
+    d: &mut Diags,
+) {
+    let hash = Path::read("/#").ok();
+    for r in routers {
+        let Some((loc, _)) = raw
+            .iter()
+            .find(|(_, v)| raw_label(v).as_deref() == Some(r.label.as_str()))
+        else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for dentry in &r.dtab.dentries {
+            dentry.dst.for_each_leaf(&mut |p: &Path| {
+                let under_hash = hash
+                    .as_ref()
+                    .is_some_and(|h| p.starts_with(h) && p.len() > 1);
+                let known = namers
+                    .iter()
+                    .any(|n| p.starts_with(&n.prefix) || n.prefix.starts_with(p));
+                if under_hash && !known {
+                    seen.insert(p.take(2).show());
+                }
+            });
+        }
+        for p in seen {
+            let configured: Vec<String> = namers.iter().map(|n| n.prefix.show()).collect();
+            d.warn(
+                &loc.key("dtab"),
+                format!(
+                    "`{p}` names no configured namer, so names sent there are Neg (configured: {})",
+                    if configured.is_empty() {
+                        "none".to_string()
+                    } else {
+                        configured.join(", ")
+                    }
+                ),
+            );
+        }
     }
 }
 

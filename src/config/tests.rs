@@ -402,6 +402,25 @@ fn namer_rows() {
 }
 
 #[test]
+fn dtab_references_to_missing_namers_are_warnings() {
+    use Want::*;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    check(
+        &format!("namers:\n- kind: io.l5d.fs\n  rootDir: {root}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs | /#/io.l5d.consul/dc1 | /$/inet/127.1/80;\n"),
+        Ok(&["routers[0].dtab: `/#/io.l5d.consul` names no configured namer, so names sent there are Neg (configured: /#/io.l5d.fs)"]),
+    );
+    check(
+        &format!("namers:\n- kind: io.l5d.fs\n  prefix: /disco\n  rootDir: {root}\nrouters:\n- protocol: http\n  dtab: /svc => /#/disco;\n"),
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n",
+        Ok(&["`/#/io.l5d.fs` names no configured namer, so names sent there are Neg (configured: none)"]),
+    );
+}
+
+#[test]
 fn checked_values_carry_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
