@@ -211,12 +211,11 @@ fn read_config(name: &str) -> anyhow::Result<String> {
 /// `switchboard run` and `switchboard demo`.
 fn serve(name: &str, workers: Option<usize>, demo: bool) -> anyhow::Result<ExitCode> {
     let text = read_config(name)?;
-    let (cfg, warnings) =
-        config::load(&text).map_err(|e| anyhow!("{name}: invalid config:\n{e}"))?;
+    let (cfg, warnings, raw) =
+        config::load_with_source(&text).map_err(|e| anyhow!("{name}: invalid config:\n{e}"))?;
     for w in &warnings {
         tracing::warn!("{name}: {w}");
     }
-    let raw = config::source::parse(&text).unwrap_or(serde_json::Value::Null);
     // One worker runs on a current-thread runtime: no work-stealing machinery on the hot path.
     let mut rt = match workers {
         Some(1) => tokio::runtime::Builder::new_current_thread(),

@@ -35,6 +35,20 @@ async fn eventually(mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Runs `integration/backends.sh ARGS` and insists that it worked.
+async fn backends_sh(sh: &str, args: &[&str]) {
+    let out = tokio::process::Command::new(sh)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backends.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn consul_put(c: &str, path: &str, body: &str) {
     let req = http::Request::put(path)
         .header("host", c)
@@ -100,30 +114,18 @@ async fn etcd_register_route_deregister() {
     let disco = Disco::new();
     let p = proxy(&cfg, &disco.path()).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.status, 502);
-    let etcdctl = |args: Vec<String>| {
-        let sh = sh.clone();
-        async move {
-            let out = tokio::process::Command::new(&sh)
-                .arg("etcdctl")
-                .args(&args)
-                .output()
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    };
-    etcdctl(vec![
-        "put".into(),
-        format!("{root}/web/1"),
-        b.addr.to_string(),
-    ])
+    backends_sh(
+        &sh,
+        &[
+            "etcdctl",
+            "put",
+            &format!("{root}/web/1"),
+            &b.addr.to_string(),
+        ],
+    )
     .await;
     eventually(async || get(p.addr, "web", "/", &[]).await.body == "etcd-web").await;
-    etcdctl(vec!["del".into(), format!("{root}/web/1")]).await;
+    backends_sh(&sh, &["etcdctl", "del", &format!("{root}/web/1")]).await;
     eventually(async || get(p.addr, "web", "/", &[]).await.status == 502).await;
 }
 
@@ -138,24 +140,12 @@ async fn dns_srv_route() {
     let zone = std::env::var("SWITCHBOARD_DNS_ZONE").unwrap_or_else(|_| "test.switchboard".into());
     let b = backend("dns-web").await;
     let name = format!("_e2e{}._tcp.{zone}", fastrand::u32(..));
-    let out = tokio::process::Command::new(&sh)
-        .args([
-            "dns-srv",
-            "set",
-            &name,
-            "0",
-            "1",
-            &b.addr.port().to_string(),
-            "127.0.0.1",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let port = b.addr.port().to_string();
+    backends_sh(
+        &sh,
+        &["dns-srv", "set", &name, "0", "1", &port, "127.0.0.1"],
+    )
+    .await;
     let cfg = format!(
         "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.dnssrv\n  refreshIntervalSeconds: 1\n  dnsHosts: ['{dns}']\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.dnssrv;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
     );

@@ -101,6 +101,11 @@ impl std::error::Error for Invalid {}
 
 /// Parses and checks config text. On success, the config and its warnings.
 pub fn load(text: &str) -> Result<(Config, Vec<Diag>), Invalid> {
+    load_with_source(text).map(|(c, w, _)| (c, w))
+}
+
+/// `load`, also returning the config as JSON (what `/config.json` serves), parsed once.
+pub fn load_with_source(text: &str) -> Result<(Config, Vec<Diag>, Value), Invalid> {
     let mut d = Diags::default();
     let value = match source::parse(text) {
         Ok(v) => v,
@@ -111,7 +116,7 @@ pub fn load(text: &str) -> Result<(Config, Vec<Diag>), Invalid> {
     };
     let cfg = decode(&value, &mut d);
     match cfg {
-        Some(c) if d.errors.is_empty() => Ok((c, d.warnings)),
+        Some(c) if d.errors.is_empty() => Ok((c, d.warnings, value)),
         _ => Err(Invalid { diags: d }),
     }
 }

@@ -63,7 +63,6 @@ pub enum Resolved {
 /// One live binding of a logical name.
 pub struct PathEntry {
     pub path: Path,
-    pub local: Dtab,
     state: watch::Receiver<Resolved>,
     /// Per-logical-name request stats (`rt/<router>/service/<svc>`).
     pub stats: Arc<RequestStats>,
@@ -209,7 +208,6 @@ impl Binder {
         let svc_label = path.show().trim_start_matches('/').to_string();
         let e = Arc::new(PathEntry {
             path: path.clone(),
-            local: local.clone(),
             state: rx,
             stats: Arc::new(RequestStats::new(
                 self.scope.scope("service").scope(&svc_label),

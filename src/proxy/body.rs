@@ -12,6 +12,15 @@ use hyper::body::Incoming;
 
 use super::pool::Checkin;
 
+/// A buffered body: its one frame, then the end.
+fn poll_full(b: &mut Option<Bytes>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
+}
+
+fn full_hint(b: &Option<Bytes>) -> SizeHint {
+    SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+}
+
 /// A request body on its way to an endpoint.
 pub enum ReqBody {
     Stream(Incoming),
@@ -34,7 +43,7 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
-            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            ReqBody::Full(b) => poll_full(b),
         }
     }
 
@@ -48,8 +57,7 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Stream(b) => b.size_hint(),
-            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ReqBody::Full(None) => SizeHint::with_exact(0),
+            ReqBody::Full(b) => full_hint(b),
         }
     }
 }
@@ -105,7 +113,7 @@ impl Body for RespBody {
                 }
                 r
             }
-            RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RespBody::Full(b) => poll_full(b),
         }
     }
 
@@ -119,8 +127,7 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RespBody::Proxied { body, .. } => body.size_hint(),
-            RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RespBody::Full(None) => SizeHint::with_exact(0),
+            RespBody::Full(b) => full_hint(b),
         }
     }
 }

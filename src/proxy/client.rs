@@ -259,8 +259,8 @@ impl Client {
         self.touch();
         let eps = self.endpoints();
         let mut last_err = None;
-        // A requeue to another endpoint starts from the client's own Host again.
-        let original_host = req.headers().get(http::header::HOST).cloned();
+        // Set once an attempt rewrote Host, so a requeue can start from the client's own again.
+        let mut original_host: Option<Option<http::HeaderValue>> = None;
         for attempt in 0..=MAX_REQUEUES {
             let Some(ep) = self.balancer.pick(&eps) else {
                 return Err(RouteError::NoBrokers(String::new()));
@@ -286,10 +286,14 @@ impl Client {
             };
             match (&ep.authority, &original_host) {
                 (Some(a), _) => {
-                    req.headers_mut().insert(http::header::HOST, a.clone());
+                    let prev = req.headers_mut().insert(http::header::HOST, a.clone());
+                    original_host.get_or_insert(prev);
                 }
-                (None, Some(h)) => {
+                (None, Some(Some(h))) => {
                     req.headers_mut().insert(http::header::HOST, h.clone());
+                }
+                (None, Some(None)) => {
+                    req.headers_mut().remove(http::header::HOST);
                 }
                 (None, None) => {}
             }

@@ -112,10 +112,6 @@ impl Pool {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Open connections (idle and busy).
     pub fn open(&self) -> usize {
         self.open.load(Relaxed)

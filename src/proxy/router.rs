@@ -52,7 +52,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 pub struct ServicePolicy {
     total_timeout: Option<Duration>,
     classifier: ResponseClassifierKind,
-    budget: Option<RetryBudget>,
+    budget: RetryBudget,
     backoff: Backoff,
     retries_total: Counter,
     budget_exhausted: Counter,
@@ -157,13 +157,13 @@ impl ServicePolicy {
             .as_ref()
             .and_then(|r| r.budget.clone())
             .unwrap_or_default();
-        let budget = Some(RetryBudget::new(
+        let budget = RetryBudget::new(
             b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
             b.min_retries_per_sec
                 .map(f64::from)
                 .unwrap_or(DEFAULT_MIN_RETRIES_PER_SEC),
             Duration::from_secs(b.ttl_secs.unwrap_or(DEFAULT_BUDGET_TTL_SECS)),
-        ));
+        );
         let backoff = match p
             .retries
             .as_ref()
@@ -313,9 +313,7 @@ impl Router {
         let keep = retryable_req;
         let mut parts = Some(parts);
         let mut body = Some(ReqBody::Stream(body));
-        if let Some(b) = &policy.budget {
-            b.deposit();
-        }
+        policy.budget.deposit();
 
         let attempt_loop = async {
             let mut retries = 0u32;
@@ -425,15 +423,12 @@ impl Router {
     }
 
     fn may_retry(&self, policy: &ServicePolicy) -> bool {
-        match &policy.budget {
-            Some(b) if b.try_withdraw() => {
-                policy.retries_total.incr();
-                true
-            }
-            _ => {
-                policy.budget_exhausted.incr();
-                false
-            }
+        if policy.budget.try_withdraw() {
+            policy.retries_total.incr();
+            true
+        } else {
+            policy.budget_exhausted.incr();
+            false
         }
     }
 

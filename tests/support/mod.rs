@@ -182,8 +182,8 @@ pub struct Proxy {
 /// and the admin server should use port 0.
 pub async fn proxy(yaml: &str, disco: &Path) -> Proxy {
     let text = yaml.replace("{disco}", &disco.display().to_string());
-    let (cfg, _) = switchboard::config::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let raw = switchboard::config::source::parse(&text).unwrap();
+    let (cfg, _, raw) =
+        switchboard::config::load_with_source(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let running = switchboard::run::start(cfg, raw).await.unwrap();
     let servers = running.servers.clone();
     let admin = running.admin;

@@ -11,7 +11,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use switchboard_namer_consul::{ConsulConfig, ConsulNamer};
-use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State};
+use switchboard_namer_core::testing::{latency_summary, until_first_port};
+use switchboard_namer_core::{Name, NameTree, Namer, Path, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,23 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 2..202u16 {
         http.request(register(i)?).await?;
         let acked = Instant::now();
-        loop {
-            if let Addr::Bound { endpoints, .. } = a.get() {
-                if endpoints.first().map(|e| e.addr.port()) == Some(i) {
-                    break;
-                }
-            }
-            tokio::time::timeout(Duration::from_secs(5), a.changed()).await?;
-        }
+        until_first_port(&mut a, i).await;
         lat.push(acked.elapsed());
     }
-    lat.sort();
-    let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
     println!(
-        "Consul change → address set, 200 registrations: p50 {:?}  p99 {:?}  max {:?}",
-        p(50),
-        p(99),
-        lat[lat.len() - 1]
+        "Consul change → address set, 200 registrations: {}",
+        latency_summary(&mut lat)
     );
     Ok(())
 }

@@ -45,3 +45,26 @@ pub fn ports(a: &Addr) -> Vec<(u16, f64)> {
         _ => Vec::new(),
     }
 }
+
+/// Waits until the first endpoint of `addr` has `port` (the discovery benchmarks' probe).
+pub async fn until_first_port(addr: &mut Var<Addr>, port: u16) {
+    until(addr, Duration::from_secs(5), |a| {
+        ports(a).first().map(|p| p.0) == Some(port)
+    })
+    .await;
+}
+
+/// `p50 .. p99 .. max` of latency samples, as the discovery benchmarks print them.
+pub fn latency_summary(lat: &mut [Duration]) -> String {
+    if lat.is_empty() {
+        return "no samples".into();
+    }
+    lat.sort();
+    let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
+    format!(
+        "p50 {:?}  p99 {:?}  max {:?}",
+        p(50),
+        p(99),
+        lat[lat.len() - 1]
+    )
+}

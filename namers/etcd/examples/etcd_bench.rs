@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Txn, TxnOp};
+use switchboard_namer_core::testing::{latency_summary, until_first_port};
 use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State};
 use switchboard_namer_etcd::EtcdNamer;
 
@@ -67,23 +68,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
         let acked = Instant::now();
-        loop {
-            if let Addr::Bound { endpoints, .. } = addr.get() {
-                if endpoints.first().map(|e| e.addr.port()) == Some(i + 1) {
-                    break;
-                }
-            }
-            tokio::time::timeout(Duration::from_secs(5), addr.changed()).await?;
-        }
+        until_first_port(&mut addr, i + 1).await;
         lat.push(acked.elapsed());
     }
-    lat.sort();
-    let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
     println!(
-        "etcd change → address set, 200 writes: p50 {:?}  p99 {:?}  max {:?}",
-        p(50),
-        p(99),
-        lat[lat.len() - 1]
+        "etcd change → address set, 200 writes: {}",
+        latency_summary(&mut lat)
     );
 
     // 2. Many services watched.

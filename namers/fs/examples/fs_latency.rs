@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State};
+use switchboard_namer_core::testing::{latency_summary, until_first_port};
+use switchboard_namer_core::{Name, NameTree, Namer, Path, State};
 use switchboard_namer_fs::FsNamer;
 
 const EDITS: u16 = 200;
@@ -26,23 +27,9 @@ async fn main() -> anyhow::Result<()> {
     for port in 2..EDITS + 2 {
         let start = Instant::now();
         std::fs::write(&file, format!("127.0.0.1 {port}\n"))?;
-        loop {
-            tokio::time::timeout(Duration::from_secs(5), addr.changed()).await?;
-            if let Addr::Bound { endpoints, .. } = addr.get() {
-                if endpoints.first().map(|e| e.addr.port()) == Some(port) {
-                    break;
-                }
-            }
-        }
+        until_first_port(&mut addr, port).await;
         lat.push(start.elapsed());
     }
-    lat.sort();
-    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
-    println!(
-        "{EDITS} edits: p50 {:?}  p99 {:?}  max {:?}",
-        pct(50),
-        pct(99),
-        lat[lat.len() - 1]
-    );
+    println!("{EDITS} edits: {}", latency_summary(&mut lat));
     Ok(())
 }

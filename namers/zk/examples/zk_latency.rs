@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State};
+use switchboard_namer_core::testing::{latency_summary, until_first_port};
+use switchboard_namer_core::{Name, NameTree, Namer, Path, State};
 use switchboard_namer_zk::ServersetsNamer;
 use zookeeper_client as zk;
 
@@ -40,23 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 2..202u16 {
         c.set_data(&node, member(i).as_bytes(), None).await?;
         let acked = Instant::now();
-        loop {
-            if let Addr::Bound { endpoints, .. } = a.get() {
-                if endpoints.first().map(|e| e.addr.port()) == Some(i) {
-                    break;
-                }
-            }
-            tokio::time::timeout(Duration::from_secs(5), a.changed()).await?;
-        }
+        until_first_port(&mut a, i).await;
         lat.push(acked.elapsed());
     }
-    lat.sort();
-    let p = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
     println!(
-        "ZooKeeper change → address set, 200 writes: p50 {:?}  p99 {:?}  max {:?}",
-        p(50),
-        p(99),
-        lat[lat.len() - 1]
+        "ZooKeeper change → address set, 200 writes: {}",
+        latency_summary(&mut lat)
     );
     c.delete(&node, None).await?;
     Ok(())
