@@ -6,8 +6,8 @@
 #
 # Usage:
 #   integration/backends.sh install        apt-installs what is missing (etcd-server etcd-client
-#                                          zookeeper dnsmasq-base bind9-dnsutils protobuf-compiler
-#                                          libprotobuf-dev python3); quiet; a no-op when all is
+#                                          zookeeper dnsmasq-base bind9-dnsutils curl python3);
+#                                          nothing here is needed to build Switchboard; quiet; a no-op when all is
 #                                          there; uses sudo only when not root. apt output:
 #                                          target/backends/logs/.
 #   integration/backends.sh start [B...]   starts the backends B (etcd zk dns consul; default:
@@ -105,7 +105,6 @@ ALL_BACKENDS="etcd zk dns consul"
 ZK_JAR=/usr/share/java/zookeeper.jar
 ZK_SLF4J_JAR=/usr/share/java/slf4j-simple.jar
 ZKCLI=/usr/share/zookeeper/bin/zkCli.sh
-PROTO_WKT=/usr/include/google/protobuf/descriptor.proto
 CONSUL_STANDIN="$SCRIPT_DIR/consul_standin.py"
 
 log() { printf 'backends: %s\n' "$*" >&2; }
@@ -131,8 +130,6 @@ cmd_install() {
   find_bin java >/dev/null || pkgs+=(default-jre-headless)
   find_bin dnsmasq >/dev/null || pkgs+=(dnsmasq-base)
   find_bin dig >/dev/null || pkgs+=(bind9-dnsutils)
-  find_bin protoc >/dev/null || pkgs+=(protobuf-compiler)
-  [ -f "$PROTO_WKT" ] || pkgs+=(libprotobuf-dev)
   find_bin curl >/dev/null || pkgs+=(curl)
   find_bin ss >/dev/null || pkgs+=(iproute2)
   find_bin flock >/dev/null || pkgs+=(util-linux)
@@ -631,8 +628,6 @@ cmd_versions() {
   b=$(find_bin java) && echo "java: $("$b" -version 2>&1 | head -n 1)"
   b=$(find_bin dnsmasq) && echo "dnsmasq: $("$b" --version 2>&1 | head -n 1)"
   b=$(find_bin dig) && echo "dig: $("$b" -v 2>&1 | head -n 1)"
-  b=$(find_bin protoc) && echo "protoc: $("$b" --version 2>&1)"
-  [ -f "$PROTO_WKT" ] && echo "libprotobuf-dev: $(dpkg-query -W -f '${Version}' libprotobuf-dev 2>/dev/null)"
   b=$(find_bin python3) && [ -f "$CONSUL_STANDIN" ] &&
     echo "consul: $("$b" "$CONSUL_STANDIN" --version 2>&1 | head -n 1)"
   return 0

@@ -261,7 +261,7 @@ fn serve(name: &str, workers: Option<usize>, demo: bool) -> anyhow::Result<ExitC
             println!("  curl -H 'Host: web' -H 'l5d-dtab: /svc/web=>/svc/api' http://{addr}/");
             println!("  curl http://{}/admin/metrics.json", running.admin);
             println!(
-                "  curl 'http://{}/delegator.json?path=/svc/www&dtab=/svc=>/%23/io.l5d.fs;/svc/www=>/svc/web'",
+                "  curl -G --data-urlencode path=/svc/www --data-urlencode 'dtab=/svc=>/#/io.l5d.fs;/svc/www=>/svc/web' http://{}/delegator.json",
                 running.admin
             );
             println!("Edit config/disco/web and the routing follows. Ctrl-C stops.");

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Txn, TxnOp};
 use switchboard_namer_core::testing::{latency_summary, until_first_port};
 use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State};
+use switchboard_namer_etcd::client::{pb, Client, ConnectOptions};
 use switchboard_namer_etcd::EtcdNamer;
 
 fn rss_mb() -> f64 {
@@ -46,12 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.first().copied().unwrap_or(10_000),
         args.get(1).copied().unwrap_or(10),
     );
-    let mut c = Client::connect([etcd.as_str()], None).await?;
+    let mut c = Client::connect(&[etcd.as_str()], &ConnectOptions::default()).await?;
     let root = format!("/bench{}", std::process::id());
 
     // 1. Change → address set latency.
     let n = EtcdNamer::new(vec![etcd.clone()], &root, Path::read("/#/io.l5d.etcd")?);
-    c.put(format!("{root}/lat/0"), "127.0.0.1:1", None).await?;
+    c.put(format!("{root}/lat/0"), "127.0.0.1:1", 0).await?;
     let mut tree = n.lookup(&Path::read("/lat")?);
     let mut addr = loop {
         if let State::Ok(NameTree::Leaf(Name::Bound(b))) = tree.get() {
@@ -61,12 +61,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut lat = Vec::new();
     for i in 1..=200u16 {
-        c.put(
-            format!("{root}/lat/0"),
-            format!("127.0.0.1:{}", i + 1),
-            None,
-        )
-        .await?;
+        c.put(format!("{root}/lat/0"), format!("127.0.0.1:{}", i + 1), 0)
+            .await?;
         let acked = Instant::now();
         until_first_port(&mut addr, i + 1).await;
         lat.push(acked.elapsed());
@@ -82,18 +78,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ops = Vec::new();
     for s in 0..services {
         for e in 0..per {
-            ops.push(TxnOp::put(
-                format!("{root}/s{s}/{e}"),
-                format!("10.{}.{}.{}:8080", (s >> 8) & 255, s & 255, e),
-                None,
-            ));
+            ops.push(pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                    key: format!("{root}/s{s}/{e}").into_bytes(),
+                    value: format!("10.{}.{}.{}:8080", (s >> 8) & 255, s & 255, e).into_bytes(),
+                    ..Default::default()
+                })),
+            });
             if ops.len() == 100 {
-                c.txn(Txn::new().and_then(std::mem::take(&mut ops))).await?;
+                c.txn(pb::TxnRequest {
+                    success: std::mem::take(&mut ops),
+                    ..Default::default()
+                })
+                .await?;
             }
         }
     }
     if !ops.is_empty() {
-        c.txn(Txn::new().and_then(ops)).await?;
+        c.txn(pb::TxnRequest {
+            success: ops,
+            ..Default::default()
+        })
+        .await?;
     }
     println!(
         "registered {services} services x {per} endpoints in {:?}",
@@ -126,7 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // One endpoint change among them costs one event for one service.
     let t2 = Instant::now();
-    c.put(format!("{root}/s7/0"), "10.9.9.9:8080", None).await?;
+    c.put(format!("{root}/s7/0"), "10.9.9.9:8080", 0).await?;
     let mut v = n.lookup(&Path::read("/s7")?);
     if let State::Ok(NameTree::Leaf(Name::Bound(b))) = v.get() {
         let mut a = b.addr.clone();
@@ -146,10 +152,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "one change among {services} watched services seen in {:?}",
         t2.elapsed()
     );
-    c.delete(
-        root.clone(),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await?;
+    c.delete_prefix(root.as_bytes()).await?;
     Ok(())
 }

@@ -10,8 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, WatchOptions, WatchRequestSender, WatchResponseStream};
 use tokio::sync::mpsc;
+
+use crate::client::{pb, prefix_end, Client, WatchSender, WatchStream};
 
 /// What a subscriber hears about its watch.
 #[derive(Debug)]
@@ -79,8 +80,8 @@ impl Hub {
 }
 
 struct Stream {
-    sender: WatchRequestSender,
-    responses: WatchResponseStream,
+    sender: WatchSender,
+    responses: WatchStream,
 }
 
 struct Pending {
@@ -124,11 +125,7 @@ where
         if let Some(s) = stream.as_mut() {
             let mut failed = None;
             while let Some(p) = queued.pop_front() {
-                match s
-                    .sender
-                    .watch(p.key.as_bytes().to_vec(), Some(options(p.start)))
-                    .await
-                {
+                match s.sender.create(create_request(&p.key, p.start)).await {
                     Ok(()) => sent.push_back(p),
                     Err(e) => {
                         queued.push_front(p);
@@ -156,38 +153,38 @@ where
             },
             m = s.responses.message() => match m {
                 Ok(Some(resp)) => {
-                    let id = resp.watch_id();
-                    if resp.created() {
+                    let id = resp.watch_id;
+                    if resp.created {
                         if let Some(p) = sent.pop_front() {
                             let _ = p.tx.send(WatchMsg::Created(id));
                             subs.insert(id, p.tx);
                         }
                     }
-                    if resp.canceled() {
+                    if resp.canceled {
                         if let Some(tx) = subs.remove(&id) {
-                            let msg = if resp.compact_revision() > 0 {
+                            let msg = if resp.compact_revision > 0 {
                                 WatchMsg::Compacted
                             } else {
-                                WatchMsg::Broken(format!("watch canceled: {}", resp.cancel_reason()))
+                                WatchMsg::Broken(format!("watch canceled: {}", resp.cancel_reason))
                             };
                             let _ = tx.send(msg);
                         }
                         continue;
                     }
-                    if resp.events().is_empty() {
+                    if resp.events.is_empty() {
                         continue;
                     }
-                    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+                    let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
                     let changes: Vec<Change> = resp
-                        .events()
-                        .iter()
+                        .events
+                        .into_iter()
                         .filter_map(|ev| {
-                            let kv = ev.kv()?;
+                            let kv = ev.kv?;
                             Some(Change {
-                                put: matches!(ev.event_type(), EventType::Put),
-                                key: kv.key().to_vec(),
-                                value: kv.value().to_vec(),
-                                mod_revision: kv.mod_revision(),
+                                put: ev.r#type == pb::EVENT_PUT,
+                                key: kv.key,
+                                value: kv.value,
+                                mod_revision: kv.mod_revision,
                             })
                         })
                         .collect();
@@ -206,8 +203,13 @@ where
     }
 }
 
-fn options(start: i64) -> WatchOptions {
-    WatchOptions::new().with_prefix().with_start_revision(start)
+fn create_request(key: &str, start: i64) -> pb::WatchCreateRequest {
+    pb::WatchCreateRequest {
+        key: key.as_bytes().to_vec(),
+        range_end: prefix_end(key.as_bytes()),
+        start_revision: start,
+        ..Default::default()
+    }
 }
 
 async fn open<F, Fut>(connect: &F, key: &str, start: i64) -> Result<Stream, String>
@@ -217,10 +219,9 @@ where
 {
     let mut client = connect().await?;
     let (sender, responses) = client
-        .watch(key.as_bytes().to_vec(), Some(options(start)))
+        .watch(create_request(key, start))
         .await
-        .map_err(|e| e.to_string())?
-        .split();
+        .map_err(|e| e.to_string())?;
     Ok(Stream { sender, responses })
 }
 
@@ -228,7 +229,7 @@ async fn apply(
     c: Cmd,
     queued: &mut VecDeque<Pending>,
     subs: &mut HashMap<i64, mpsc::UnboundedSender<WatchMsg>>,
-    sender: Option<&mut WatchRequestSender>,
+    sender: Option<&mut WatchSender>,
 ) {
     match c {
         Cmd::Watch { key, start, tx } => queued.push_back(Pending { key, start, tx }),

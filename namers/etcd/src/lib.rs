@@ -19,13 +19,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
 use serde_json::{json, Value};
 use switchboard_namer_core::service::{NamerStats, ServiceCell, Services};
 use switchboard_namer_core::{Activity, Endpoint, Name, NameTree, Namer, Path, State, Var};
 use tokio::sync::Mutex;
 
+pub mod client;
 mod hub;
+use client::{Client, ConnectOptions};
 use hub::{Hub, WatchMsg};
 
 /// The namer's `kind` in config.
@@ -123,10 +124,7 @@ impl Inner {
         if let Some(c) = c.as_ref() {
             return Ok(c.clone());
         }
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-        let client = Client::connect(&self.endpoints, Some(opts))
+        let client = Client::connect(&self.endpoints, &ConnectOptions::default())
             .await
             .map_err(|e| e.to_string())?;
         *c = Some(client.clone());
@@ -155,18 +153,18 @@ impl Inner {
     async fn list(&self, key: &str) -> Result<(BTreeMap<Vec<u8>, Endpoint>, i64), String> {
         let mut client = self.client().await?;
         let resp = client
-            .get(key, Some(GetOptions::new().with_prefix()))
+            .get_prefix(key.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         let mut kvs = BTreeMap::new();
-        for kv in resp.kvs() {
-            match parse_value(kv.value()) {
+        for kv in resp.kvs {
+            match parse_value(&kv.value) {
                 Some(ep) => {
-                    kvs.insert(kv.key().to_vec(), ep);
+                    kvs.insert(kv.key, ep);
                 }
                 None => {
-                    tracing::warn!(namer = KIND, key = %String::from_utf8_lossy(kv.key()), "value is neither host:port nor an etcd naming endpoint; skipped")
+                    tracing::warn!(namer = KIND, key = %String::from_utf8_lossy(&kv.key), "value is neither host:port nor an etcd naming endpoint; skipped")
                 }
             }
         }

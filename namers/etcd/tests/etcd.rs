@@ -1,14 +1,14 @@
 //! `io.l5d.etcd` against real etcd: the server `integration/backends.sh start etcd` runs, and,
 //! for the outage and compaction cases, a private etcd this test starts and restarts on its own
 //! data directory (a restart that keeps data, as production restarts do). Keys are written with
-//! etcd-client. Tests that stop servers take a process-wide lock.
+//! the namer crate's own etcd client. Tests that stop servers take a process-wide lock.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use etcd_client::{Client, PutOptions};
 use switchboard_namer_core::testing::ports;
 use switchboard_namer_core::{Addr, Name, NameTree, Namer, Path, State, Var};
+use switchboard_namer_etcd::client::{Client, ConnectOptions};
 use switchboard_namer_etcd::EtcdNamer;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -55,8 +55,10 @@ async fn bound(n: &EtcdNamer, path: &str) -> (Var<State<NameTree<Name>>>, Var<Ad
 async fn register_weights_leases_and_neg() {
     let Some(etcd) = shared_etcd() else { return };
     let root = unique("svc");
-    let mut c = Client::connect([etcd.as_str()], None).await.unwrap();
-    c.put(format!("{root}/web/a"), "127.0.0.1:8081", None)
+    let mut c = Client::connect(&[etcd.as_str()], &ConnectOptions::default())
+        .await
+        .unwrap();
+    c.put(format!("{root}/web/a"), "127.0.0.1:8081", 0)
         .await
         .unwrap();
     let n = EtcdNamer::new(
@@ -71,11 +73,11 @@ async fn register_weights_leases_and_neg() {
     c.put(
         format!("{root}/web/b"),
         r#"{"Addr":"127.0.0.1:8082","Metadata":{"weight":3}}"#,
-        None,
+        0,
     )
     .await
     .unwrap();
-    c.put(format!("{root}/web/c"), "not an address", None)
+    c.put(format!("{root}/web/c"), "not an address", 0)
         .await
         .unwrap();
     until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
@@ -85,25 +87,18 @@ async fn register_weights_leases_and_neg() {
     );
 
     // A leased key goes with its lease.
-    let lease = c.lease_grant(60, None).await.unwrap().id();
-    c.put(
-        format!("{root}/web/d"),
-        "127.0.0.1:8083",
-        Some(PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .unwrap();
+    let lease = c.lease_grant(60).await.unwrap();
+    c.put(format!("{root}/web/d"), "127.0.0.1:8083", lease)
+        .await
+        .unwrap();
     until(&mut addr, |a| ports(a).len() == 3).await;
     c.lease_revoke(lease).await.unwrap();
     until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
 
     // Deregistered: Neg, so a dtab falls back.
-    c.delete(
-        format!("{root}/web/"),
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await
-    .unwrap();
+    c.delete_prefix(format!("{root}/web/").as_bytes())
+        .await
+        .unwrap();
     until(&mut tree, |t| *t == State::Ok(NameTree::Neg)).await;
     // An unknown service is Neg from the start.
     let mut none = n.lookup(&Path::read("/nothing").unwrap());
@@ -176,8 +171,8 @@ impl PrivateEtcd {
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Ok(mut cl) = Client::connect([self.addr()], None).await {
-                if cl.get("ready", None).await.is_ok() {
+            if let Ok(mut cl) = Client::connect(&[self.addr()], &ConnectOptions::default()).await {
+                if cl.get_prefix(b"ready").await.is_ok() {
                     return;
                 }
             }
@@ -203,8 +198,10 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
     let Some(mut etcd) = PrivateEtcd::start().await else {
         return;
     };
-    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
-    c.put("/svc/web/a", "127.0.0.1:9001", None).await.unwrap();
+    let mut c = Client::connect(&[etcd.addr()], &ConnectOptions::default())
+        .await
+        .unwrap();
+    c.put("/svc/web/a", "127.0.0.1:9001", 0).await.unwrap();
     let n = EtcdNamer::new(
         vec![etcd.addr()],
         "/svc",
@@ -229,8 +226,10 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
 
     // Back with its data: changes flow again.
     etcd.up().await;
-    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
-    c.put("/svc/web/b", "127.0.0.1:9002", None).await.unwrap();
+    let mut c = Client::connect(&[etcd.addr()], &ConnectOptions::default())
+        .await
+        .unwrap();
+    c.put("/svc/web/b", "127.0.0.1:9002", 0).await.unwrap();
     until(&mut addr, |a| ports(a) == [(9001, 1.0), (9002, 1.0)]).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while n.state()["services"]["web"]["stale"] != false {
@@ -247,11 +246,13 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
     etcd.down().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     etcd.up().await;
-    let mut c = Client::connect([etcd.addr()], None).await.unwrap();
-    c.delete("/svc/web/a", None).await.unwrap();
-    let r = c.put("/svc/web/c", "127.0.0.1:9003", None).await.unwrap();
-    let rev = r.header().unwrap().revision();
-    c.compact(rev, None).await.unwrap();
+    let mut c = Client::connect(&[etcd.addr()], &ConnectOptions::default())
+        .await
+        .unwrap();
+    c.delete("/svc/web/a").await.unwrap();
+    let r = c.put("/svc/web/c", "127.0.0.1:9003", 0).await.unwrap();
+    let rev = r.header.unwrap().revision;
+    c.compact(rev).await.unwrap();
     until(&mut addr, |a| ports(a) == [(9002, 1.0), (9003, 1.0)]).await;
     etcd.down().await;
 }
