@@ -3,6 +3,13 @@
 //! `/delegator.json` (GET and POST, the CLI's rendering), `/bound-names.json`,
 //! `/namer_state/<prefix>.json`, `/client_state.json`, `POST /admin/shutdown`, and an index at
 //! `/admin`. It reads the running state; the only thing it changes is shutdown.
+//!
+//! Hardening (none of it in Linkerd but `admin.security`): `admin.security` is enforced as
+//! Linkerd's `SecurityFilter` does (UI, control and diagnostics classes, path white- and
+//! blacklists); a state-changing POST is refused when its `Origin` is not the admin's own or its
+//! content type is one a cross-origin HTML form can send; on a loopback admin, a `Host` that is
+//! not a loopback name (DNS rebinding) is refused; request bodies are capped; heads must arrive
+//! within the header read timeout.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +36,160 @@ use crate::proxy::server::Shutdown;
 
 /// How long `/delegator.json` waits for a tree to settle (Linkerd's 2 s).
 pub const DELEGATOR_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request body the admin server reads (a delegator POST); more is 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Bound on reading a request head, and on an idle admin connection.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of a malformed body an error message quotes.
+const MAX_ECHO_BYTES: usize = 256;
+
+/// `admin.security`, compiled (Linkerd's `SecurityFilter`).
+#[derive(Clone, Debug)]
+pub struct Security {
+    pub ui: bool,
+    pub control: bool,
+    pub diagnostics: bool,
+    pub whitelist: Vec<regex::Regex>,
+    pub blacklist: Vec<regex::Regex>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            ui: true,
+            control: true,
+            diagnostics: true,
+            whitelist: Vec::new(),
+            blacklist: Vec::new(),
+        }
+    }
+}
+
+impl Security {
+    /// From the config (its regexes were checked by validation; a bad one is skipped).
+    pub fn from_config(c: Option<&crate::config::model::AdminSecurity>) -> Security {
+        let Some(c) = c else {
+            return Security::default();
+        };
+        // Linkerd matches the whole path.
+        let compile = |l: &Option<Vec<String>>| {
+            l.iter()
+                .flatten()
+                .filter_map(|r| regex::Regex::new(&format!("^(?:{r})$")).ok())
+                .collect()
+        };
+        Security {
+            ui: c.ui_enabled.unwrap_or(true),
+            control: c.control_enabled.unwrap_or(true),
+            diagnostics: c.diagnostics_enabled.unwrap_or(true),
+            whitelist: compile(&c.path_whitelist),
+            blacklist: compile(&c.path_blacklist),
+        }
+    }
+
+    /// Whether `path` is served.
+    pub fn allows(&self, path: &str) -> bool {
+        if self.blacklist.iter().any(|r| r.is_match(path)) {
+            return false;
+        }
+        let enabled = match class(path) {
+            Class::Ui => self.ui,
+            Class::Control => self.control,
+            Class::Diagnostics => self.diagnostics,
+        };
+        enabled || self.whitelist.iter().any(|r| r.is_match(path))
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Class {
+    Ui,
+    Control,
+    Diagnostics,
+}
+
+/// Linkerd's endpoint classes.
+fn class(path: &str) -> Class {
+    const UI: [&str; 9] = [
+        "/",
+        "/config.json",
+        "/metrics.json",
+        "/admin/metrics.json",
+        "/admin/metrics",
+        "/delegator",
+        "/delegator.json",
+        "/logging",
+        "/help",
+    ];
+    if UI.contains(&path) || path.starts_with("/files/") || path.starts_with("/admin/files/") {
+        Class::Ui
+    } else if path == "/admin/shutdown" || path == "/logging.json" {
+        Class::Control
+    } else {
+        Class::Diagnostics
+    }
+}
+
+/// Why a request to the admin server is refused before it is served, if it is.
+fn forged(req: &Request<Incoming>, loopback_only: bool) -> Option<&'static str> {
+    let h = req.headers();
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    if loopback_only {
+        if let Some(host) = host {
+            if !is_loopback_host(host) {
+                return Some("unexpected Host for a loopback admin server");
+            }
+        }
+    }
+    if req.method() == Method::POST {
+        if let Some(origin) = h.get(header::ORIGIN) {
+            let same = match (origin.to_str().ok(), host) {
+                (Some(o), Some(host)) => {
+                    let o = o
+                        .strip_prefix("http://")
+                        .or_else(|| o.strip_prefix("https://"));
+                    o == Some(host)
+                }
+                _ => false,
+            };
+            if !same {
+                return Some("cross-origin POST refused");
+            }
+        }
+        let ct = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        // What an HTML form (a CORS "simple" request) can send without a preflight.
+        if matches!(
+            ct.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        ) {
+            return Some("POST with a form content type refused (send none, or application/json)");
+        }
+    }
+    None
+}
+
+/// `localhost`, a name under `.localhost`, or a loopback IP literal, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    let name = name.to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// What the admin server knows of a router.
 pub struct AdminRouter {
@@ -48,6 +209,7 @@ pub struct AdminParts {
     pub prometheus: Vec<(String, String)>,
     pub recent: Option<crate::proxy::recent::RecentRequests>,
     pub shutdown: Shutdown,
+    pub security: Security,
 }
 
 struct State0 {
@@ -58,6 +220,9 @@ struct State0 {
     prometheus: Vec<(String, String)>,
     recent: Option<crate::proxy::recent::RecentRequests>,
     shutdown: Shutdown,
+    security: Security,
+    /// Bound to a loopback address: only loopback Host names are expected.
+    loopback: bool,
 }
 
 pub struct Admin {
@@ -84,6 +249,8 @@ impl Admin {
         Ok(Admin {
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(State0 {
+                security: parts.security,
+                loopback: addr.ip().is_loopback(),
                 metrics: parts.metrics,
                 interp: parts.interp,
                 routers: parts.routers,
@@ -114,6 +281,8 @@ impl Admin {
                             async move { Ok::<_, Infallible>(handle(&st, req).await) }
                         });
                         let _ = http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(HEADER_READ_TIMEOUT)
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
                     });
@@ -200,6 +369,12 @@ fn sync_namer_stats(st: &State0) {
 
 async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path().to_string();
+    if let Some(why) = forged(&req, st.loopback) {
+        return text(StatusCode::FORBIDDEN, format!("{why}\n"));
+    }
+    if !st.security.allows(&path) {
+        return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));
+    }
     if path.starts_with("/admin/metrics") || st.prometheus.iter().any(|(p, _)| *p == path) {
         sync_namer_stats(st);
     }
@@ -252,8 +427,17 @@ async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
             if !is_json {
                 return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
             }
-            let body = match req.into_body().collect().await {
+            let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+            {
                 Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body over {MAX_BODY_BYTES} bytes\n"),
+                    )
+                }
                 Err(_) => Bytes::new(),
             };
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -264,7 +448,7 @@ async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
                     StatusCode::BAD_REQUEST,
                     format!(
                         "Malformed delegation request: {}",
-                        String::from_utf8_lossy(&body)
+                        String::from_utf8_lossy(&body[..body.len().min(MAX_ECHO_BYTES)])
                     ),
                 ),
             }
@@ -337,6 +521,7 @@ async fn delegate(
         (State::Ok(_), false) | (State::Pending, _) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out.")
         }
+        (State::Failed(e), _) if e.is_limit() => text(StatusCode::BAD_REQUEST, e.to_string()),
         (State::Failed(e), _) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -375,4 +560,65 @@ fn client_state(st: &State0) -> Value {
         );
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_rows() {
+        let sec = |ui, control, diag, white: &[&str], black: &[&str]| Security {
+            ui,
+            control,
+            diagnostics: diag,
+            whitelist: white
+                .iter()
+                .map(|r| regex::Regex::new(&format!("^(?:{r})$")).unwrap())
+                .collect(),
+            blacklist: black
+                .iter()
+                .map(|r| regex::Regex::new(&format!("^(?:{r})$")).unwrap())
+                .collect(),
+        };
+        let all = sec(true, true, true, &[], &[]);
+        for p in ["/", "/admin/shutdown", "/admin/ping", "/delegator.json"] {
+            assert!(all.allows(p), "{p}");
+        }
+        let no_control = sec(true, false, true, &[], &[]);
+        assert!(!no_control.allows("/admin/shutdown"));
+        assert!(no_control.allows("/admin/metrics.json"));
+        let no_ui = sec(false, true, true, &[], &[]);
+        assert!(!no_ui.allows("/delegator.json"));
+        assert!(!no_ui.allows("/admin/files/x.js"));
+        assert!(no_ui.allows("/client_state.json"));
+        let only_ping = sec(false, false, false, &["/admin/ping"], &[]);
+        assert!(only_ping.allows("/admin/ping"));
+        assert!(!only_ping.allows("/admin/ping2"), "whole-path match");
+        assert!(!only_ping.allows("/admin/metrics.json"));
+        let black = sec(true, true, true, &["/config.json"], &["/config.*"]);
+        assert!(!black.allows("/config.json"), "the blacklist wins");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:9990",
+            "127.0.0.1:9990",
+            "[::1]:9990",
+            "127.3.4.5",
+            "a.localhost",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:9990",
+            "10.0.0.1:9990",
+            "localhost.evil.example",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 }

@@ -14,6 +14,27 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
 
+/// Longest metric label made from a name a client chose (a service or client id); longer ones
+/// are cut and suffixed with a hash of the whole, so they stay distinct but bounded.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// A metric label for `name`, at most `MAX_LABEL_BYTES` (plus a 17-byte hash suffix) long.
+pub fn label(name: &str) -> String {
+    if name.len() <= MAX_LABEL_BYTES {
+        return name.to_string();
+    }
+    let mut cut = MAX_LABEL_BYTES;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // FNV-1a: stable across runs, so a name keeps its label.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{}#{h:016x}", &name[..cut])
+}
+
 /// A monotonically increasing count.
 #[derive(Clone, Default, Debug)]
 pub struct Counter(Arc<AtomicU64>);
@@ -497,6 +518,17 @@ impl RequestStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_distinct() {
+        assert_eq!(label("svc/web"), "svc/web");
+        let a = label(&"a".repeat(100_000));
+        let b = label(&format!("{}b", "a".repeat(99_999)));
+        assert!(a.len() <= MAX_LABEL_BYTES + 17, "{}", a.len());
+        assert_ne!(a, b);
+        // A cut inside a multi-byte character backs off to its start.
+        assert!(label(&"é".repeat(200)).starts_with('é'));
+    }
 
     #[test]
     fn bucket_bounds_hold_their_values() {

@@ -94,6 +94,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or(crate::config::model::PerPrefix::Global(Default::default()));
+        let service_cfg_for_timeout = service_cfg.clone();
         let router = Arc::new(Router::new(
             r.label.clone(),
             identifiers,
@@ -104,7 +105,14 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                     .binding_timeout_ms
                     .unwrap_or(DEFAULT_BINDING_TIMEOUT_MS),
             ),
-            r.http.max_headers_kb.unwrap_or(DEFAULT_MAX_HEADERS_KB),
+            crate::proxy::guard::RequestLimits {
+                max_headers_kb: r.http.max_headers_kb.unwrap_or(DEFAULT_MAX_HEADERS_KB),
+                max_initial_line_kb: r
+                    .http
+                    .max_initial_line_kb
+                    .unwrap_or(crate::proxy::guard::DEFAULT_MAX_INITIAL_LINE_KB),
+                ..Default::default()
+            },
             r.http
                 .max_err_response_kb
                 .unwrap_or(DEFAULT_MAX_ERR_RESPONSE_KB),
@@ -134,7 +142,22 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                 max_concurrent: s.config.max_concurrent_requests,
                 max_call_depth: s.config.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 clear_context: s.config.clear_context.unwrap_or(false),
-                timeout: s.config.timeout_ms.map(Duration::from_millis),
+                // A router that sets no timeout at all gets a default one: a backend that
+                // never answers must not hold a request (and its connection) forever.
+                timeout: s.config.timeout_ms.map(Duration::from_millis).or_else(|| {
+                    (!sets_total_timeout(&service_cfg_for_timeout)).then(|| {
+                        Duration::from_millis(crate::proxy::server::DEFAULT_REQUEST_TIMEOUT_MS)
+                    })
+                }),
+                header_read_timeout: Duration::from_millis(
+                    s.config
+                        .header_read_timeout_ms
+                        .unwrap_or(crate::proxy::server::DEFAULT_HEADER_READ_TIMEOUT_MS),
+                ),
+                max_buf_size: crate::proxy::server::buf_size_for(
+                    router.limits.max_headers_kb,
+                    router.limits.max_initial_line_kb,
+                ),
             };
             let srv = BoundServer::bind(s.addr, Arc::clone(&router), settings, &scope)
                 .await
@@ -174,6 +197,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             prometheus: prometheus.collect(),
             recent,
             shutdown: shutdown.clone(),
+            security: crate::admin::Security::from_config(cfg.admin.security.as_ref()),
         },
     )
     .await
@@ -196,4 +220,15 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         shutdown,
         tasks,
     })
+}
+
+/// Whether any service config of a router sets `totalTimeoutMs`.
+fn sets_total_timeout(
+    cfg: &crate::config::model::PerPrefix<crate::config::model::ServiceParams>,
+) -> bool {
+    use crate::config::model::PerPrefix;
+    match cfg {
+        PerPrefix::Global(p) => p.total_timeout_ms.is_some(),
+        PerPrefix::Static(list) => list.iter().any(|(_, p)| p.total_timeout_ms.is_some()),
+    }
 }

@@ -460,7 +460,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let r = send(
         p.admin,
         Request::post("/admin/shutdown")
-            .header("host", "a")
+            .header("host", "localhost")
             .body(body(""))
             .unwrap(),
     )
@@ -485,7 +485,7 @@ async fn admin_endpoints() {
     let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
     let a = p.admin;
-    assert_eq!(get(a, "a", "/admin/ping", &[]).await.body, "pong");
+    assert_eq!(get(a, "localhost", "/admin/ping", &[]).await.body, "pong");
     let m = metrics(a).await;
     assert_eq!(m["rt/http/service/svc/web/requests"], 1);
     assert_eq!(m["rt/http/client/#/io.l5d.fs/web/status/200"], 1);
@@ -493,19 +493,25 @@ async fn admin_endpoints() {
     let server = format!("rt/http/server/127.0.0.1/{}/requests", p.addr.port());
     assert_eq!(m[server.as_str()], 1, "{m}");
     assert_eq!(m["rt/http/service/svc/web/request_latency_ms.count"], 1);
-    let tree: serde_json::Value =
-        serde_json::from_str(&get(a, "a", "/admin/metrics.json?tree=1", &[]).await.body).unwrap();
+    let tree: serde_json::Value = serde_json::from_str(
+        &get(a, "localhost", "/admin/metrics.json?tree=1", &[])
+            .await
+            .body,
+    )
+    .unwrap();
     assert_eq!(tree["rt"]["http"]["service"]["svc/web"]["requests"], 1);
-    let q = get(a, "a", "/admin/metrics.json?q=rt/http/service", &[]).await;
+    let q = get(a, "localhost", "/admin/metrics.json?q=rt/http/service", &[]).await;
     let qv: serde_json::Value = serde_json::from_str(&q.body).unwrap();
     assert_eq!(qv["svc/web"]["success"], 1);
     assert_eq!(
-        get(a, "a", "/admin/metrics.json?q=rt/nope", &[])
+        get(a, "localhost", "/admin/metrics.json?q=rt/nope", &[])
             .await
             .status,
         404
     );
-    let prom = get(a, "a", "/admin/metrics/prometheus", &[]).await.body;
+    let prom = get(a, "localhost", "/admin/metrics/prometheus", &[])
+        .await
+        .body;
     assert!(
         prom.contains("rt:service:requests{rt=\"http\", service=\"svc/web\"} 1\n"),
         "{prom}"
@@ -517,11 +523,11 @@ async fn admin_endpoints() {
         "{prom}"
     );
     let cfg: serde_json::Value =
-        serde_json::from_str(&get(a, "a", "/config.json", &[]).await.body).unwrap();
+        serde_json::from_str(&get(a, "localhost", "/config.json", &[]).await.body).unwrap();
     assert_eq!(cfg["routers"][0]["label"], "http");
     let d = get(
         a,
-        "a",
+        "localhost",
         "/delegator.json?namespace=http&path=/svc/web&dtab=/svc%3D%3E/%23/io.l5d.fs",
         &[],
     )
@@ -530,7 +536,7 @@ async fn admin_endpoints() {
     assert_eq!(dv["type"], "delegate");
     assert_eq!(dv["delegate"]["bound"]["id"], "/#/io.l5d.fs/web");
     let post = Request::post("/delegator.json")
-        .header("host", "a")
+        .header("host", "localhost")
         .header("content-type", "application/json")
         .body(body(
             r#"{"namespace":"http","dtab":"/svc=>/#/io.l5d.fs","path":"/svc/web"}"#,
@@ -538,29 +544,43 @@ async fn admin_endpoints() {
         .unwrap();
     assert_eq!(send(a, post).await.body, d.body);
     assert_eq!(
-        get(a, "a", "/delegator.json?path=svc&dtab=", &[])
+        get(a, "localhost", "/delegator.json?path=svc&dtab=", &[])
             .await
             .status,
         400
     );
-    assert!(get(a, "a", "/delegator.json?path=/a&dtab=/a%3D%3E", &[])
-        .await
-        .body
-        .starts_with("Invalid dtab: "));
-    let names = get(a, "a", "/bound-names.json", &[]).await.body;
+    assert!(
+        get(a, "localhost", "/delegator.json?path=/a&dtab=/a%3D%3E", &[])
+            .await
+            .body
+            .starts_with("Invalid dtab: ")
+    );
+    let names = get(a, "localhost", "/bound-names.json", &[]).await.body;
     assert_eq!(names, r#"["/#/io.l5d.fs/web"]"#);
-    let st: serde_json::Value =
-        serde_json::from_str(&get(a, "a", "/namer_state/io.l5d.fs.json", &[]).await.body).unwrap();
+    let st: serde_json::Value = serde_json::from_str(
+        &get(a, "localhost", "/namer_state/io.l5d.fs.json", &[])
+            .await
+            .body,
+    )
+    .unwrap();
     assert_eq!(st["kind"], "io.l5d.fs");
-    assert_eq!(get(a, "a", "/namer_state/nope.json", &[]).await.status, 404);
+    assert_eq!(
+        get(a, "localhost", "/namer_state/nope.json", &[])
+            .await
+            .status,
+        404
+    );
     let cs: serde_json::Value =
-        serde_json::from_str(&get(a, "a", "/client_state.json", &[]).await.body).unwrap();
+        serde_json::from_str(&get(a, "localhost", "/client_state.json", &[]).await.body).unwrap();
     assert_eq!(cs["http"]["clients"]["/#/io.l5d.fs/web"]["state"], "bound");
-    assert!(get(a, "a", "/admin", &[])
+    assert!(get(a, "localhost", "/admin", &[])
         .await
         .body
         .contains("/admin/metrics.json"));
-    assert_eq!(get(a, "a", "/admin/shutdown", &[]).await.status, 405);
+    assert_eq!(
+        get(a, "localhost", "/admin/shutdown", &[]).await.status,
+        405
+    );
 }
 
 #[tokio::test]
@@ -613,7 +633,7 @@ async fn recent_requests_are_sampled_for_the_admin() {
         assert_eq!(get(p.addr, "web", path, &[]).await.status, 200);
     }
     let v: serde_json::Value =
-        serde_json::from_str(&get(p.admin, "a", "/requests.json", &[]).await.body).unwrap();
+        serde_json::from_str(&get(p.admin, "localhost", "/requests.json", &[]).await.body).unwrap();
     let uris: Vec<&str> = v
         .as_array()
         .unwrap()

@@ -187,6 +187,9 @@ fn decode(v: &Value, d: &mut Diags) -> Option<Config> {
     let ok_routers: Vec<Router> = routers.into_iter().flatten().collect();
     check_ports(&ok_routers, &raw_routers, d);
     check_namer_references(&ok_routers, &raw_routers, &namers, d);
+    if let Some(a) = &admin {
+        check_admin_routes(&ok_routers, &raw_routers, a, d);
+    }
     Some(Config {
         admin: admin?,
         routers: ok_routers,
@@ -397,6 +400,7 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
         let sloc = loc.key("servers").idx(i);
         if let Some(t) = &s.tls {
             check_server_tls(t, &sloc.key("tls"), d);
+            ok = false;
         }
         let ip = resolve_ip(s.ip.as_deref().unwrap_or(DEFAULT_IP), &sloc.key("ip"), d);
         let port = s.port.unwrap_or(DEFAULT_HTTP_PORT);
@@ -447,7 +451,13 @@ fn warn_missing_file(p: &FsPath, loc: &Loc, d: &mut Diags) {
     }
 }
 
+/// Until TLS is built, a `tls` block is refused: serving or connecting in plaintext where the
+/// config asks for TLS would silently weaken what the user asked for.
+const TLS_NOT_SUPPORTED: &str =
+    "`tls` is not supported yet: Switchboard would serve or connect in plaintext, so the config is refused";
+
 fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) {
+    d.error(loc, TLS_NOT_SUPPORTED);
     warn_missing_file(&t.cert_path, &loc.key("certPath"), d);
     warn_missing_file(&t.key_path, &loc.key("keyPath"), d);
     if let Some(p) = &t.intermediate_certs_path {
@@ -493,6 +503,8 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     for (l, p) in entries {
         let Some(t) = &p.tls else { continue };
         let tl = l.key("tls");
+        d.error(&tl, TLS_NOT_SUPPORTED);
+        ok = false;
         let disabled = t.disable_validation == Some(true);
         if disabled && t.client_auth.is_some() {
             d.error(
@@ -566,6 +578,45 @@ fn check_namer_references(
                     }
                 ),
             );
+        }
+    }
+}
+
+/// A dtab entry that sends data-port traffic to the admin server's port (`/$/inet/<ip>/<port>`
+/// and its kin) lets any client reach the admin endpoints, shutdown included: a warning.
+fn check_admin_routes(
+    routers: &[Router],
+    raw: &[(Loc, &Value)],
+    admin: &AdminConfig,
+    d: &mut Diags,
+) {
+    let port = admin.port.unwrap_or(model::DEFAULT_ADMIN_PORT).to_string();
+    for r in routers {
+        let Some((loc, _)) = raw
+            .iter()
+            .find(|(_, v)| raw_label(v).as_deref() == Some(r.label.as_str()))
+        else {
+            continue;
+        };
+        for dentry in &r.dtab.dentries {
+            let mut hit = false;
+            dentry.dst.for_each_leaf(&mut |p: &Path| {
+                let sys = matches!(p.elem_str(0), Some("$"))
+                    && matches!(p.elem_str(1), Some("inet" | "fixedinet"));
+                if sys && p.elem_str(3) == Some(port.as_str()) {
+                    hit = true;
+                }
+            });
+            if hit {
+                d.warn(
+                    &loc.key("dtab"),
+                    format!(
+                        "`{}` sends requests to port {port}, the admin server's: any client of \
+                         this router could reach the admin endpoints (shutdown included)",
+                        dentry.show()
+                    ),
+                );
+            }
         }
     }
 }

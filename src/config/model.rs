@@ -112,6 +112,8 @@ pub struct ServerConfig {
     pub add_forwarded_header: Option<ForwardedHeader>,
     pub timestamp_header: Option<String>,
     pub max_call_depth: Option<u32>,
+    /// Beyond Linkerd: bound on reading a request head and on an idle keep-alive connection.
+    pub header_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

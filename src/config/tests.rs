@@ -207,15 +207,29 @@ fn server_rows() {
     );
     check(
         "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem, keyPath: /no/key.pem, serverCaChainPath: /no/chain.pem}\n",
-        Ok(&[
-            "routers[0].servers[0].tls.certPath: file `/no/cert.pem` does not exist here",
-            "routers[0].servers[0].tls.keyPath: file `/no/key.pem` does not exist here",
-            "routers[0].servers[0].tls.intermediateCertsPath: file `/no/chain.pem` does not exist here",
-        ]),
+        // Refused, never served in plaintext (the file warnings still come with it).
+        Err(&["routers[0].servers[0].tls: `tls` is not supported yet"]),
+    );
+    check(
+        "admin:\n  tls: {certPath: /no/cert.pem, keyPath: /no/key.pem}\nrouters:\n- protocol: http\n",
+        Err(&["admin.tls: `tls` is not supported yet"]),
+    );
+    check(
+        "routers:\n- protocol: http\n  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/web\n      tls: {commonName: web}\n",
+        Err(&["routers[0].client (io.l5d.static).configs[0].tls: `tls` is not supported yet"]),
     );
     check(
         "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem}\n",
         Err(&["routers[0].servers[0].tls: missing field `keyPath`"]),
+    );
+    // A dtab routing to the admin port is a warning (any client could reach shutdown).
+    check(
+        "routers:\n- protocol: http\n  dtab: /svc/admin => /$/inet/127.0.0.1/9990\n",
+        Ok(&["routers[0].dtab: `/svc/admin=>/$/inet/127.0.0.1/9990` sends requests to port 9990"]),
+    );
+    check(
+        "admin: {port: 9991}\nrouters:\n- protocol: http\n  dtab: /svc/admin => /$/inet/127.0.0.1/9990\n",
+        Ok(&[]),
     );
 }
 
@@ -285,6 +299,7 @@ fn plugin_rows() {
     check(
         &client("    tls: {disableValidation: true, clientAuth: {certPath: a, keyPath: b}}\n"),
         Err(&[
+            "routers[0].client.tls: `tls` is not supported yet",
             "routers[0].client.tls: `disableValidation: true` is incompatible with `clientAuth`",
         ]),
     );

@@ -58,6 +58,8 @@ pub enum Resolved {
     Pending,
     Ok(Arc<RouteTree>),
     Failed(String),
+    /// Binding reached a work limit (`BindLimits`): the request's dtab is at fault.
+    Limit(String),
 }
 
 /// One live binding of a logical name.
@@ -99,7 +101,9 @@ impl PathEntry {
     /// Waits until the binding leaves Pending, up to `timeout`.
     pub async fn resolved(&self, timeout: Duration) -> Resolved {
         self.last_used.store(now_ns(), Relaxed);
-        if let r @ (Resolved::Ok(_) | Resolved::Failed(_)) = &*self.state.borrow() {
+        if let r @ (Resolved::Ok(_) | Resolved::Failed(_) | Resolved::Limit(_)) =
+            &*self.state.borrow()
+        {
             return r.clone();
         }
         let mut rx = self.state.clone();
@@ -185,27 +189,27 @@ impl Binder {
     /// The live binding of `path` under the request's local dtab.
     pub fn entry(self: &Arc<Self>, path: &Path, local: &Dtab) -> Arc<PathEntry> {
         let key = (path.clone(), local.show());
-        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = paths.get(&key) {
+        if let Some(e) = self
+            .paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Arc::clone(e);
         }
-        self.path_stats.misses.incr();
-        if paths.len() >= self.path_capacity {
-            // Full: evict the most idle entry rather than serve an uncached one.
-            if let Some(k) = paths
-                .iter()
-                .min_by_key(|(_, e)| e.last_used.load(Relaxed))
-                .map(|(k, _)| k.clone())
-            {
-                paths.remove(&k);
-                self.path_stats.evicts.incr();
-            }
-        }
+        // Bind outside the cache lock: a bind's work (bounded by `BindLimits`) must never
+        // hold up the requests of other names.
         let (tx, rx) = watch::channel(Resolved::Pending);
         let dtab = self.base.concat(local);
         let activity = self.interp.bind(&dtab, path);
         let task = tokio::spawn(follow(Arc::downgrade(self), activity, tx)).abort_handle();
-        let svc_label = path.show().trim_start_matches('/').to_string();
+        let svc_label = crate::metrics::label(path.show().trim_start_matches('/'));
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.clone())
+            .or_insert(0) += 1;
         let e = Arc::new(PathEntry {
             path: path.clone(),
             state: rx,
@@ -219,12 +223,26 @@ impl Binder {
             live: Arc::clone(&self.live),
             task,
         });
-        *self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(path.clone())
-            .or_insert(0) += 1;
+        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = paths.get(&key) {
+            // Another request bound the same name meanwhile: use its entry (ours is dropped,
+            // after the lock, with its task).
+            let existing = Arc::clone(existing);
+            drop(paths);
+            return existing;
+        }
+        self.path_stats.misses.incr();
+        if paths.len() >= self.path_capacity {
+            // Full: evict the most idle entry rather than serve an uncached one.
+            if let Some(k) = paths
+                .iter()
+                .min_by_key(|(_, e)| e.last_used.load(Relaxed))
+                .map(|(k, _)| k.clone())
+            {
+                paths.remove(&k);
+                self.path_stats.evicts.incr();
+            }
+        }
         paths.insert(key, Arc::clone(&e));
         e
     }
@@ -247,7 +265,7 @@ impl Binder {
                 self.client_stats.evicts.incr();
             }
         }
-        let label = b.id.show().trim_start_matches('/').to_string();
+        let label = crate::metrics::label(b.id.show().trim_start_matches('/'));
         let params = params_for(&self.client_cfg, &b.id);
         let c = Client::new(
             b.id.clone(),
@@ -333,6 +351,8 @@ async fn follow(
             State::Failed(e) => {
                 if had_ok {
                     tracing::warn!(error = %e, "naming failed; keeping the last good tree");
+                } else if e.is_limit() {
+                    tx.send_replace(Resolved::Limit(e.to_string()));
                 } else {
                     tx.send_replace(Resolved::Failed(e.to_string()));
                 }

@@ -348,6 +348,11 @@ impl Client {
                     return Ok((Response::from_parts(parts, body), ep.addr));
                 }
                 Err(mut e) => {
+                    if e.error().is_user() {
+                        // The client's body broke off or was malformed (or the request was
+                        // ours to refuse): never the endpoint's fault, never requeued.
+                        return Err(RouteError::BadUpload(e.error().to_string()));
+                    }
                     ep.observe_outcome(false, &self.accrual);
                     let msg = format!("{} (endpoint {})", e.error(), ep.addr);
                     match e.take_message() {

@@ -14,6 +14,21 @@ pub enum RouteError {
     Unidentified(String),
     #[error("Invalid dtab: {0}")]
     BadDtab(String),
+    /// The request line is over `maxInitialLineKB`.
+    #[error("request line longer than maxInitialLineKB ({0} KB)")]
+    UriTooLong(u32),
+    /// The header block is over `maxHeadersKB`.
+    #[error("request headers larger than maxHeadersKB ({0} KB)")]
+    HeadersTooLarge(u32),
+    /// A malformed request head (duplicate Host, bad authority, ...).
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+    /// Binding the request's name (with its local dtab) reached a work limit.
+    #[error("{0}")]
+    BindLimit(String),
+    /// The client's request body broke off or was malformed; not the endpoint's fault.
+    #[error("Bad request body: {0}")]
+    BadUpload(String),
     #[error("Maximum number of calls ({0}) has been exceeded. Please check for proxy loops.")]
     CallDepth(u32),
     /// The rich "Unable to route request!" text, naming the service and the dtabs.
@@ -52,9 +67,14 @@ pub const DEFAULT_MAX_ERR_RESPONSE_KB: u32 = 5120;
 impl RouteError {
     pub fn status(&self) -> StatusCode {
         match self {
-            RouteError::Unidentified(_) | RouteError::BadDtab(_) | RouteError::CallDepth(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            RouteError::Unidentified(_)
+            | RouteError::BadDtab(_)
+            | RouteError::CallDepth(_)
+            | RouteError::BadRequest(_)
+            | RouteError::BindLimit(_)
+            | RouteError::BadUpload(_) => StatusCode::BAD_REQUEST,
+            RouteError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            RouteError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RouteError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::Overloaded(_) | RouteError::PoolExhausted(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

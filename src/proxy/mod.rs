@@ -8,6 +8,7 @@ pub mod binder;
 pub mod body;
 pub mod client;
 pub mod error;
+pub mod guard;
 pub mod identify;
 pub mod pool;
 pub mod recent;

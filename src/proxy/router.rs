@@ -19,6 +19,7 @@ use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
 use super::body::{ReqBody, RespBody};
 use super::client::AddrState;
 use super::error::RouteError;
+use super::guard::{self, RequestLimits};
 use super::identify::identify;
 use crate::config::model::{PerPrefix, ServiceParams};
 use crate::config::plugins::{IdentifierKind, ResponseClassifierKind};
@@ -225,7 +226,7 @@ pub struct Router {
     dst_prefix: Path,
     pub binder: Arc<Binder>,
     binding_timeout: Duration,
-    pub max_headers_kb: u32,
+    pub limits: RequestLimits,
     pub max_err_kb: u32,
     service_cfg: PerPrefix<ServiceParams>,
 }
@@ -238,7 +239,7 @@ impl Router {
         dst_prefix: Path,
         binder: Arc<Binder>,
         binding_timeout: Duration,
-        max_headers_kb: u32,
+        limits: RequestLimits,
         max_err_kb: u32,
         service_cfg: PerPrefix<ServiceParams>,
     ) -> Router {
@@ -248,7 +249,7 @@ impl Router {
             dst_prefix,
             binder,
             binding_timeout,
-            max_headers_kb,
+            limits,
             max_err_kb,
             service_cfg,
         }
@@ -264,16 +265,19 @@ impl Router {
     }
 
     pub fn error_response(&self, e: &RouteError) -> Response<RespBody> {
-        e.response(self.max_headers_kb, self.max_err_kb)
+        e.response(self.limits.max_headers_kb, self.max_err_kb)
     }
 
     /// Routes one request end to end. `max_call_depth` and `clear_context` are the server's.
     pub async fn route(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         max_call_depth: u32,
         clear_context: bool,
     ) -> Result<Response<RespBody>, RouteError> {
+        let (mut head, body) = req.into_parts();
+        guard::check(&mut head, &self.limits)?;
+        let mut req = Request::from_parts(head, body);
         if clear_context {
             strip_context(req.headers_mut());
         }
@@ -281,7 +285,15 @@ impl Router {
         if depth > max_call_depth as usize {
             return Err(RouteError::CallDepth(max_call_depth));
         }
+        guard::local_dtab_size(req.headers(), &self.limits)?;
         let local = local_dtab(req.headers())?;
+        if local.len() > self.limits.max_local_dentries {
+            return Err(RouteError::BadDtab(format!(
+                "the request's dtab has {} dentries; the limit is {}",
+                local.len(),
+                self.limits.max_local_dentries
+            )));
+        }
         let id = identify(&self.identifiers, &self.dst_prefix, &req)
             .map_err(RouteError::Unidentified)?;
         let entry = self.binder.entry(&id.path, &local);
@@ -295,6 +307,7 @@ impl Router {
                 ))
             }
             Resolved::Failed(e) => return Err(RouteError::NamingFailed(e)),
+            Resolved::Limit(e) => return Err(RouteError::BindLimit(e)),
         };
         let policy = Arc::clone(self.policy(&entry));
         let start = Instant::now();
@@ -400,8 +413,14 @@ impl Router {
                     .stats
                     .record(Some(resp.status().as_u16()), lat, !failure);
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(on_client) = client_upgrade {
-                        tunnel(on_client, hyper::upgrade::on(&mut resp));
+                    match client_upgrade {
+                        Some(on_client) => tunnel(on_client, hyper::upgrade::on(&mut resp)),
+                        None => {
+                            return Err(RouteError::Upstream(
+                                "the endpoint switched protocols on a request that asked for no upgrade"
+                                    .into(),
+                            ))
+                        }
                     }
                 } else {
                     // hyper decoded any chunking; a Content-Length sent beside it is wrong now.
@@ -623,11 +642,12 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !guard::protected_from_connection(n))
         .collect();
     for n in listed {
         h.remove(n);
     }
-    for n in &HOP_BY_HOP {
+    for n in HOP_BY_HOP.iter().chain(&guard::PROXY_ONLY) {
         h.remove(n);
     }
 }

@@ -30,6 +30,24 @@ pub struct ServerSettings {
     pub max_call_depth: u32,
     pub clear_context: bool,
     pub timeout: Option<Duration>,
+    /// How long a client may take to send a request head, and to start the next one on a
+    /// kept-alive connection; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// hyper's read buffer bound: the router's head limits plus room for the rest.
+    pub max_buf_size: usize,
+}
+
+/// Default bound on reading one request head (and on an idle keep-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default bound on a request's time to its response head when neither the server's
+/// `timeoutMs` nor the service's `totalTimeoutMs` is set.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+
+/// hyper's read buffer for heads within `max_headers_kb` and `max_initial_line_kb`.
+pub fn buf_size_for(max_headers_kb: u32, max_initial_line_kb: u32) -> usize {
+    // hyper's minimum is 8 KB; a little room past the limits lets the router answer 414/431
+    // with Linkerd's error texts instead of hyper closing on a bare 431.
+    ((max_headers_kb as usize + max_initial_line_kb as usize) * 1024 + 1024).max(8192)
 }
 
 struct ServerCtx {
@@ -136,6 +154,9 @@ impl BoundServer {
                         });
                         let conn = http1::Builder::new()
                             .keep_alive(true)
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(ctx.settings.header_read_timeout)
+                            .max_buf_size(ctx.settings.max_buf_size)
                             .serve_connection(TokioIo::new(stream), svc)
                             .with_upgrades();
                         tokio::pin!(conn);

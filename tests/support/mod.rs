@@ -248,7 +248,7 @@ pub fn body(s: impl Into<Bytes>) -> BoxBody {
 
 /// Reads the admin flat metrics.
 pub async fn metrics(admin: SocketAddr) -> serde_json::Value {
-    let r = get(admin, "admin", "/admin/metrics.json", &[]).await;
+    let r = get(admin, "localhost", "/admin/metrics.json", &[]).await;
     serde_json::from_str(&r.body).unwrap()
 }
 

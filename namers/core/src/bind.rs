@@ -6,6 +6,11 @@
 //! Semantics (reference section 2.6): depth limit 100; Alt falls back only on Neg, and a Pending
 //! or Failed head propagates; Union drops failing branches while another is Ok; union weights are
 //! carried to the leaves; the result is simplified and holds no Alt nodes.
+//!
+//! Work is bounded (`BindLimits`): besides Finagle's 100 lookups, the recursion depth (lookups
+//! plus tree nesting), the name-tree nodes visited and the bound leaves produced by one snapshot
+//! are capped, so a dtab that a request carries can neither overflow the stack nor make a bind
+//! take exponential time or memory. A limit reached fails the whole bind with a `limit` error.
 
 use std::sync::Arc;
 
@@ -16,6 +21,88 @@ use crate::var::{Activity, Deps, NamingError, State, Updater, Var};
 
 /// Default maximum recursion depth (Finagle's `namerMaxDepth`).
 pub const MAX_DEPTH: usize = 100;
+/// Default bound on the recursion depth of one bind: lookups plus the nesting of the trees they
+/// return. Each level is one stack frame; 400 frames stay far below a 2 MiB thread stack.
+pub const DEFAULT_MAX_NESTING: usize = 400;
+/// Default bound on the name-tree nodes one bind visits (a chain of `/x<i> => /x<i+1> & /x<i+1>`
+/// doubles the nodes per dentry; this cuts it off after a few milliseconds of work).
+pub const DEFAULT_MAX_NODES: usize = 10_000;
+/// Default bound on the bound leaves one bind produces: each becomes a client with its own
+/// balancer and pools.
+pub const DEFAULT_MAX_LEAVES: usize = 100;
+
+/// Bounds on the work of one bind or delegation snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindLimits {
+    /// Recursion depth: lookups plus tree nesting.
+    pub max_nesting: usize,
+    /// Name-tree nodes visited.
+    pub max_nodes: usize,
+    /// Bound leaves produced.
+    pub max_leaves: usize,
+}
+
+impl Default for BindLimits {
+    fn default() -> Self {
+        BindLimits {
+            max_nesting: DEFAULT_MAX_NESTING,
+            max_nodes: DEFAULT_MAX_NODES,
+            max_leaves: DEFAULT_MAX_LEAVES,
+        }
+    }
+}
+
+/// The work one snapshot has done against its `BindLimits`.
+pub struct Budget {
+    limits: BindLimits,
+    nodes: usize,
+    leaves: usize,
+}
+
+impl Budget {
+    pub fn new(limits: BindLimits) -> Budget {
+        Budget {
+            limits,
+            nodes: 0,
+            leaves: 0,
+        }
+    }
+
+    /// Counts a node entered at recursion depth `frame`.
+    pub fn enter(&mut self, frame: usize) -> Result<(), NamingError> {
+        if frame > self.limits.max_nesting {
+            return Err(NamingError::limit(format!(
+                "binding limit: name trees nested deeper than {} levels",
+                self.limits.max_nesting
+            )));
+        }
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            return Err(NamingError::limit(format!(
+                "binding limit: more than {} name-tree nodes visited",
+                self.limits.max_nodes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts a bound leaf.
+    pub fn leaf(&mut self) -> Result<(), NamingError> {
+        self.leaves += 1;
+        if self.leaves > self.limits.max_leaves {
+            return Err(NamingError::limit(format!(
+                "binding limit: more than {} bound names",
+                self.limits.max_leaves
+            )));
+        }
+        Ok(())
+    }
+
+    /// Nodes visited so far.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+}
 
 pub type LookupState = State<NameTree<Name>>;
 pub type LookupDeps = Deps<LookupState>;
@@ -24,6 +111,11 @@ pub type LookupDeps = Deps<LookupState>;
 /// in `deps` so the caller can recompute when it changes.
 pub trait Lookup: Send + Sync {
     fn lookup(&self, path: &Path, deps: &mut LookupDeps) -> LookupState;
+
+    /// The bounds on one bind through this lookup.
+    fn limits(&self) -> BindLimits {
+        BindLimits::default()
+    }
 }
 
 /// Reads an activity's current state and records it as a dependency.
@@ -45,76 +137,104 @@ pub fn bind_snapshot(
     path: &Path,
     deps: &mut LookupDeps,
 ) -> State<NameTree<Bound>> {
-    match bind_tree(
+    let mut budget = Budget::new(lookup.limits());
+    let mut b = Binding {
         lookup,
-        &NameTree::Leaf(Name::Path(path.clone())),
-        0,
-        None,
         deps,
-    ) {
+        budget: &mut budget,
+    };
+    match b.tree(&NameTree::Leaf(Name::Path(path.clone())), 0, 0, None) {
         State::Ok(t) => State::Ok(t.simplified()),
         other => other,
     }
 }
 
-fn bind_tree(
-    lookup: &dyn Lookup,
-    tree: &NameTree<Name>,
-    depth: usize,
-    weight: Option<f64>,
-    deps: &mut LookupDeps,
-) -> State<NameTree<Bound>> {
-    if depth > MAX_DEPTH {
-        return State::Failed(max_depth_error());
+struct Binding<'a> {
+    lookup: &'a dyn Lookup,
+    deps: &'a mut LookupDeps,
+    budget: &'a mut Budget,
+}
+
+impl Binding<'_> {
+    /// `depth` counts lookups (Finagle's limit), `frame` every level of recursion.
+    fn tree(
+        &mut self,
+        tree: &NameTree<Name>,
+        depth: usize,
+        frame: usize,
+        weight: Option<f64>,
+    ) -> State<NameTree<Bound>> {
+        crate::stack::grow(|| self.tree_inner(tree, depth, frame, weight))
     }
-    match tree {
-        NameTree::Leaf(Name::Path(p)) => match lookup.lookup(p, deps) {
-            State::Ok(t) => bind_tree(lookup, &t, depth + 1, weight, deps),
-            State::Pending => State::Pending,
-            State::Failed(e) => State::Failed(e),
-        },
-        NameTree::Leaf(Name::Bound(b)) => {
-            let mut b = b.clone();
-            if weight.is_some() {
-                b.weight = weight;
+
+    fn tree_inner(
+        &mut self,
+        tree: &NameTree<Name>,
+        depth: usize,
+        frame: usize,
+        weight: Option<f64>,
+    ) -> State<NameTree<Bound>> {
+        if depth > MAX_DEPTH {
+            return State::Failed(max_depth_error());
+        }
+        if let Err(e) = self.budget.enter(frame) {
+            return State::Failed(e);
+        }
+        let next = frame + 1;
+        match tree {
+            NameTree::Leaf(Name::Path(p)) => match self.lookup.lookup(p, self.deps) {
+                State::Ok(t) => self.tree(&t, depth + 1, next, weight),
+                State::Pending => State::Pending,
+                State::Failed(e) => State::Failed(e),
+            },
+            NameTree::Leaf(Name::Bound(b)) => {
+                if let Err(e) = self.budget.leaf() {
+                    return State::Failed(e);
+                }
+                let mut b = b.clone();
+                if weight.is_some() {
+                    b.weight = weight;
+                }
+                State::Ok(NameTree::Leaf(b))
             }
-            State::Ok(NameTree::Leaf(b))
-        }
-        NameTree::Neg => State::Ok(NameTree::Neg),
-        NameTree::Fail => State::Ok(NameTree::Fail),
-        NameTree::Empty => State::Ok(NameTree::Empty),
-        NameTree::Union(ws) if ws.is_empty() => State::Ok(NameTree::Neg),
-        NameTree::Union(ws) if ws.len() == 1 => {
-            bind_tree(lookup, &ws[0].tree, depth, Some(ws[0].weight), deps)
-        }
-        NameTree::Union(ws) => {
-            let mut oks = Vec::new();
-            let mut first_failed = None;
-            for w in ws {
-                match bind_tree(lookup, &w.tree, depth, Some(w.weight), deps) {
-                    State::Ok(t) => oks.push(Weighted::new(w.weight, t)),
-                    State::Failed(e) => {
-                        first_failed.get_or_insert(e);
+            NameTree::Neg => State::Ok(NameTree::Neg),
+            NameTree::Fail => State::Ok(NameTree::Fail),
+            NameTree::Empty => State::Ok(NameTree::Empty),
+            NameTree::Union(ws) if ws.is_empty() => State::Ok(NameTree::Neg),
+            NameTree::Union(ws) if ws.len() == 1 => {
+                self.tree(&ws[0].tree, depth, next, Some(ws[0].weight))
+            }
+            NameTree::Union(ws) => {
+                let mut oks = Vec::new();
+                let mut first_failed = None;
+                for w in ws {
+                    match self.tree(&w.tree, depth, next, Some(w.weight)) {
+                        State::Ok(t) => oks.push(Weighted::new(w.weight, t)),
+                        // A limit fails the whole bind, not just this branch.
+                        State::Failed(e) if e.is_limit() => return State::Failed(e),
+                        State::Failed(e) => {
+                            first_failed.get_or_insert(e);
+                        }
+                        State::Pending => {}
                     }
-                    State::Pending => {}
+                }
+                if !oks.is_empty() {
+                    State::Ok(NameTree::Union(oks).simplified())
+                } else if let Some(e) = first_failed {
+                    State::Failed(e)
+                } else {
+                    State::Pending
                 }
             }
-            if !oks.is_empty() {
-                State::Ok(NameTree::Union(oks).simplified())
-            } else if let Some(e) = first_failed {
-                State::Failed(e)
-            } else {
-                State::Pending
-            }
-        }
-        NameTree::Alt(ts) => {
-            for t in ts {
-                match bind_tree(lookup, t, depth, weight, deps) {
-                    State::Ok(NameTree::Neg) => continue,
-                    other => return other,
+            NameTree::Alt(ts) => {
+                for t in ts {
+                    match self.tree(t, depth, next, weight) {
+                        State::Ok(NameTree::Neg) => continue,
+                        other => return other,
+                    }
                 }
+                State::Ok(NameTree::Neg)
             }
-            State::Ok(NameTree::Neg)
         }
     }
 }

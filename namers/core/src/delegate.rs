@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::addr::{Addr, Meta, NAMETREE_WEIGHT_KEY};
-use crate::bind::LookupDeps;
+use crate::bind::{BindLimits, Budget, LookupDeps};
 use crate::dtab::{Dentry, Dtab};
 use crate::interpreter::DefaultInterpreter;
 use crate::namer::{path_tree, Bound, Name};
@@ -111,6 +111,10 @@ impl<T: Clone> DelegateTree<T> {
 
     /// Linkerd's `DelegateTree.simplified`.
     pub fn simplified(&self) -> DelegateTree<T> {
+        crate::stack::grow(|| self.simplified_inner())
+    }
+
+    fn simplified_inner(&self) -> DelegateTree<T> {
         match self {
             D::Delegate { path, dentry, tree } => {
                 let s = tree.simplified();
@@ -197,13 +201,13 @@ impl<T: Clone> DelegateTree<T> {
 
     /// Visits every leaf value.
     pub fn for_each_leaf<'a>(&'a self, f: &mut impl FnMut(&'a T)) {
-        match self {
+        crate::stack::grow(|| match self {
             D::Leaf { value, .. } => f(value),
             D::Delegate { tree, .. } => tree.for_each_leaf(f),
             D::Alt { trees, .. } => trees.iter().for_each(|t| t.for_each_leaf(f)),
             D::Union { trees, .. } => trees.iter().for_each(|(_, t)| t.for_each_leaf(f)),
             _ => {}
-        }
+        })
     }
 }
 
@@ -254,12 +258,29 @@ impl DefaultInterpreter {
             dentry: Dentry::nop(),
             value: Name::Path(path.clone()),
         };
-        match self.delegate_bind(dtab, 0, &root, deps) {
+        let mut budget = Budget::new(BindLimits::default());
+        let mut d = Delegation {
+            interp: self,
+            dtab,
+            deps,
+            budget: &mut budget,
+        };
+        match d.bind(0, 0, &root) {
             State::Ok(t) => State::Ok(t.simplified()),
             other => other,
         }
     }
+}
 
+/// One delegation snapshot: the interpreter, the dtab, what was read, and the work done.
+struct Delegation<'a> {
+    interp: &'a DefaultInterpreter,
+    dtab: &'a Dtab,
+    deps: &'a mut LookupDeps,
+    budget: &'a mut Budget,
+}
+
+impl DefaultInterpreter {
     fn delegate_lookup(
         &self,
         dtab: &Dtab,
@@ -304,17 +325,19 @@ impl DefaultInterpreter {
         };
         State::Ok(result)
     }
+}
 
-    fn delegate_branch(
-        &self,
-        dtab: &Dtab,
+impl Delegation<'_> {
+    fn branch(
+        &mut self,
         depth: usize,
+        frame: usize,
         t: &DelegateTree<Name>,
         path: &Path,
         dentry: &Dentry,
-        deps: &mut LookupDeps,
     ) -> State<DelegateTree<Bound>> {
-        match self.delegate_bind(dtab, depth, t, deps) {
+        match self.bind(depth, frame, t) {
+            State::Failed(e) if e.is_limit() => State::Failed(e),
             State::Failed(e) => State::Ok(D::Exception {
                 path: path.clone(),
                 dentry: dentry.clone(),
@@ -324,16 +347,29 @@ impl DefaultInterpreter {
         }
     }
 
-    fn delegate_bind(
-        &self,
-        dtab: &Dtab,
+    /// `depth` counts lookups, `frame` every level of recursion (bounded by the budget).
+    fn bind(
+        &mut self,
         depth: usize,
+        frame: usize,
         tree: &DelegateTree<Name>,
-        deps: &mut LookupDeps,
+    ) -> State<DelegateTree<Bound>> {
+        crate::stack::grow(|| self.bind_inner(depth, frame, tree))
+    }
+
+    fn bind_inner(
+        &mut self,
+        depth: usize,
+        frame: usize,
+        tree: &DelegateTree<Name>,
     ) -> State<DelegateTree<Bound>> {
         if depth > MAX_DEPTH {
             return State::Failed(crate::var::NamingError::new(MAX_DEPTH_MESSAGE));
         }
+        if let Err(e) = self.budget.enter(frame) {
+            return State::Failed(e);
+        }
+        let next = frame + 1;
         let wrap = |path: &Path, dentry: &Dentry, s: State<DelegateTree<Bound>>| match s {
             State::Ok(t) => State::Ok(D::Delegate {
                 path: path.clone(),
@@ -368,23 +404,26 @@ impl DefaultInterpreter {
                 path,
                 dentry,
                 value: Name::Bound(b),
-            } => State::Ok(D::Leaf {
-                path: path.clone(),
-                dentry: dentry.clone(),
-                value: b.clone(),
-            }),
+            } => {
+                if let Err(e) = self.budget.leaf() {
+                    return State::Failed(e);
+                }
+                State::Ok(D::Leaf {
+                    path: path.clone(),
+                    dentry: dentry.clone(),
+                    value: b.clone(),
+                })
+            }
             D::Leaf {
                 dentry,
                 value: Name::Path(p),
                 ..
-            } => match self.delegate_lookup(dtab, dentry, p, deps) {
-                State::Ok(t) => self.delegate_bind(dtab, depth + 1, &t, deps),
+            } => match self.interp.delegate_lookup(self.dtab, dentry, p, self.deps) {
+                State::Ok(t) => self.bind(depth + 1, next, &t),
                 State::Pending => State::Pending,
                 State::Failed(e) => State::Failed(e),
             },
-            D::Delegate { path, dentry, tree } => {
-                wrap(path, dentry, self.delegate_bind(dtab, depth, tree, deps))
-            }
+            D::Delegate { path, dentry, tree } => wrap(path, dentry, self.bind(depth, next, tree)),
             D::Alt {
                 path,
                 dentry,
@@ -397,11 +436,7 @@ impl DefaultInterpreter {
                 path,
                 dentry,
                 trees,
-            } if trees.len() == 1 => wrap(
-                path,
-                dentry,
-                self.delegate_bind(dtab, depth, &trees[0], deps),
-            ),
+            } if trees.len() == 1 => wrap(path, dentry, self.bind(depth, next, &trees[0])),
             D::Alt {
                 path,
                 dentry,
@@ -410,9 +445,10 @@ impl DefaultInterpreter {
                 let mut out = Vec::new();
                 let mut pending = false;
                 for t in trees {
-                    match self.delegate_branch(dtab, depth, t, path, dentry, deps) {
+                    match self.branch(depth, next, t, path, dentry) {
                         State::Ok(t) => out.push(t),
-                        _ => pending = true,
+                        State::Failed(e) => return State::Failed(e),
+                        State::Pending => pending = true,
                     }
                 }
                 if pending {
@@ -436,11 +472,7 @@ impl DefaultInterpreter {
                 path,
                 dentry,
                 trees,
-            } if trees.len() == 1 => wrap(
-                path,
-                dentry,
-                self.delegate_bind(dtab, depth, &trees[0].1, deps),
-            ),
+            } if trees.len() == 1 => wrap(path, dentry, self.bind(depth, next, &trees[0].1)),
             D::Union {
                 path,
                 dentry,
@@ -449,9 +481,10 @@ impl DefaultInterpreter {
                 let mut out = Vec::new();
                 let mut pending = false;
                 for (w, t) in trees {
-                    match self.delegate_branch(dtab, depth, t, path, dentry, deps) {
+                    match self.branch(depth, next, t, path, dentry) {
                         State::Ok(t) => out.push((*w, t)),
-                        _ => pending = true,
+                        State::Failed(e) => return State::Failed(e),
+                        State::Pending => pending = true,
                     }
                 }
                 if pending {
@@ -496,6 +529,10 @@ pub fn bound_json(b: &Bound, with_weight: bool) -> Value {
 
 /// Renders a delegation tree as `/delegator.json` does.
 pub fn delegate_json(t: &DelegateTree<Bound>) -> Value {
+    crate::stack::grow(|| delegate_json_inner(t))
+}
+
+fn delegate_json_inner(t: &DelegateTree<Bound>) -> Value {
     let m = match t {
         D::Exception {
             path,

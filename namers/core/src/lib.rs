@@ -14,6 +14,7 @@ pub mod namer;
 pub mod path;
 pub mod rewrite;
 pub mod service;
+pub mod stack;
 pub mod syntax;
 pub mod system;
 pub mod testing;

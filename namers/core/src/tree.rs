@@ -42,6 +42,10 @@ impl NameTree<Path> {
 
 impl<T> NameTree<T> {
     pub fn map<U>(&self, f: &mut impl FnMut(&T) -> U) -> NameTree<U> {
+        crate::stack::grow(|| self.map_inner(f))
+    }
+
+    fn map_inner<U>(&self, f: &mut impl FnMut(&T) -> U) -> NameTree<U> {
         match self {
             NameTree::Leaf(v) => NameTree::Leaf(f(v)),
             NameTree::Alt(ts) => NameTree::Alt(ts.iter().map(|t| t.map(f)).collect()),
@@ -58,18 +62,22 @@ impl<T> NameTree<T> {
 
     /// Visits every leaf, left to right.
     pub fn for_each_leaf<'a>(&'a self, f: &mut impl FnMut(&'a T)) {
-        match self {
+        crate::stack::grow(|| match self {
             NameTree::Leaf(v) => f(v),
             NameTree::Alt(ts) => ts.iter().for_each(|t| t.for_each_leaf(f)),
             NameTree::Union(ws) => ws.iter().for_each(|w| w.tree.for_each_leaf(f)),
             _ => {}
-        }
+        })
     }
 }
 
 impl<T: Clone> NameTree<T> {
     /// An evaluation-equivalent simpler tree (Finagle's `simplified`).
     pub fn simplified(&self) -> NameTree<T> {
+        crate::stack::grow(|| self.simplified_inner())
+    }
+
+    fn simplified_inner(&self) -> NameTree<T> {
         match self {
             NameTree::Alt(ts) if ts.is_empty() => NameTree::Neg,
             NameTree::Alt(ts) if ts.len() == 1 => ts[0].simplified(),

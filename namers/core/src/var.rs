@@ -44,6 +44,14 @@ impl<T: Clone> Var<T> {
         }
     }
 
+    /// Whether both observe the same producer (constants never do).
+    pub fn same_source(&self, other: &Var<T>) -> bool {
+        match (self, other) {
+            (Var::Watch(a), Var::Watch(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+
     /// Whether the value can never change again.
     pub fn is_final(&self) -> bool {
         match self {
@@ -111,17 +119,44 @@ impl<T: Clone + PartialEq> Updater<T> {
 }
 
 /// A naming failure carried in an `Activity` or an `Addr`: cheap to clone, compared by text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct NamingError(pub Arc<str>);
+/// A failure caused by a work limit (bind depth, nesting, nodes, leaves) is marked, so that a
+/// router can answer it as the request's fault (400) rather than the service's.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NamingError {
+    message: Arc<str>,
+    limit: bool,
+}
+
+impl std::fmt::Debug for NamingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NamingError({:?})", &*self.message)
+    }
+}
 
 impl NamingError {
     pub fn new(msg: impl Into<String>) -> NamingError {
-        NamingError(Arc::from(msg.into()))
+        NamingError {
+            message: Arc::from(msg.into()),
+            limit: false,
+        }
+    }
+
+    /// A failure because a bound on binding or delegation work was reached.
+    pub fn limit(msg: impl Into<String>) -> NamingError {
+        NamingError {
+            message: Arc::from(msg.into()),
+            limit: true,
+        }
     }
 
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
+    }
+
+    /// Whether a work limit caused this failure.
+    pub fn is_limit(&self) -> bool {
+        self.limit
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -102,6 +103,23 @@ struct Inner {
     prefix: Path,
     trees: Mutex<HashMap<Path, Updater<State<NameTree<Name>>>>>,
     addrs: Mutex<BTreeMap<Vec<String>, AddrEntry>>,
+    /// Map sizes at which the next sweep of unobserved entries runs.
+    trees_sweep_at: AtomicUsize,
+    addrs_sweep_at: AtomicUsize,
+}
+
+/// Smallest map size that triggers a sweep of entries nobody observes.
+const SWEEP_MIN: usize = 64;
+
+/// Once `len` reaches `*at`, drops the entries `live` rejects and sets the next sweep at twice
+/// what is left: names looked up once (a client can send any) do not accumulate, and sweeping
+/// stays amortised O(1) per insert.
+fn sweep<M>(map: &mut M, len: impl Fn(&M) -> usize, retain: impl FnOnce(&mut M), at: &AtomicUsize) {
+    if len(map) < at.load(Relaxed) {
+        return;
+    }
+    retain(map);
+    at.store((len(map) * 2).max(SWEEP_MIN), Relaxed);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,6 +176,12 @@ impl Inner {
         if let Some(e) = addrs.get(rel) {
             return e.up.var();
         }
+        sweep(
+            &mut *addrs,
+            |m| m.len(),
+            |m| m.retain(|_, e| e.up.observers() > 0),
+            &self.addrs_sweep_at,
+        );
         let (up, var) = Updater::new(Addr::Pending);
         let mut entry = AddrEntry { up, error: None };
         self.refresh_addr(rel, &mut entry);
@@ -230,6 +254,8 @@ impl FsNamer {
             prefix,
             trees: Mutex::new(HashMap::new()),
             addrs: Mutex::new(BTreeMap::new()),
+            trees_sweep_at: AtomicUsize::new(SWEEP_MIN),
+            addrs_sweep_at: AtomicUsize::new(SWEEP_MIN),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(watch(Arc::downgrade(&inner), inner.root.clone()));
@@ -302,6 +328,12 @@ impl Namer for FsNamer {
         if let Some(up) = trees.get(path) {
             return up.var();
         }
+        sweep(
+            &mut *trees,
+            |m| m.len(),
+            |m| m.retain(|_, up| up.observers() > 0),
+            &self.inner.trees_sweep_at,
+        );
         let t = self.inner.resolve(path);
         let (up, var) = Updater::new(State::Ok(t));
         trees.insert(path.clone(), up);
@@ -322,6 +354,15 @@ impl Namer for FsNamer {
             })
             .collect();
         json!({"kind": KIND, "rootDir": self.inner.root.display().to_string(), "services": services})
+    }
+
+    /// `cached`: looked-up names held (observed ones, plus at most as many unobserved before a
+    /// sweep); `files`: service files read.
+    fn stats(&self) -> Vec<(String, i64)> {
+        vec![
+            ("cached".to_string(), lock(&self.inner.trees).len() as i64),
+            ("files".to_string(), lock(&self.inner.addrs).len() as i64),
+        ]
     }
 
     fn enumerate(&self) -> Vec<Path> {

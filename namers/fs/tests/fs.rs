@@ -270,3 +270,30 @@ async fn reading_files_does_not_trigger_more_refreshes() {
         "the namer keeps refreshing with no change"
     );
 }
+
+#[tokio::test]
+async fn names_looked_up_once_do_not_accumulate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("web"), "127.0.0.1 8080\n").unwrap();
+    let n = namer(dir.path());
+    let cached = |n: &FsNamer| {
+        n.stats()
+            .into_iter()
+            .find(|(k, _)| k == "cached")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    // One observed name stays throughout.
+    let held = n.lookup(&Path::read("/web").unwrap());
+    // 10,000 names a client made up, each looked up and let go (as a binding that expired).
+    for i in 0..10_000 {
+        let v = n.lookup(&Path::utf8([format!("made-up-{i}")]));
+        drop(v);
+    }
+    let c = cached(&n);
+    assert!(c < 200, "{c} names cached after 10,000 one-off lookups");
+    assert!(matches!(held.sample(), State::Ok(NameTree::Leaf(_))));
+    // The held name is still the same entry.
+    let again = n.lookup(&Path::read("/web").unwrap());
+    assert!(again.same_source(&held));
+}

@@ -1,0 +1,267 @@
+//! Checks and normalisations of a request head before it is identified and routed, as a
+//! careful reverse proxy makes them (RFC 9110, RFC 9112): the request line and header block
+//! within `maxInitialLineKB` and `maxHeadersKB` (414, 431), the local dtab headers within their
+//! size and dentry caps, exactly one `Host`, an absolute-form target's authority replacing
+//! `Host`, upgrades other than WebSocket dropped (so `h2c` cannot tunnel past routing), and the
+//! proxy-only headers (`Proxy-Authorization`, `Proxy-Connection`) removed. It reads and edits
+//! the head only; it does not touch bodies, route, or know the endpoint.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use super::error::RouteError;
+
+/// Default `maxInitialLineKB` of an http router (Linkerd's default).
+pub const DEFAULT_MAX_INITIAL_LINE_KB: u32 = 4;
+/// Default cap on the bytes of all `l5d-dtab` and `l5d-ctx-dtab` values of one request.
+pub const DEFAULT_MAX_LOCAL_DTAB_BYTES: usize = 4096;
+/// Default cap on the dentries of one request's local dtab.
+pub const DEFAULT_MAX_LOCAL_DENTRIES: usize = 64;
+
+/// The size limits of one router's requests.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    pub max_initial_line_kb: u32,
+    pub max_headers_kb: u32,
+    pub max_local_dtab_bytes: usize,
+    pub max_local_dentries: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_initial_line_kb: DEFAULT_MAX_INITIAL_LINE_KB,
+            max_headers_kb: super::error::DEFAULT_MAX_HEADERS_KB,
+            max_local_dtab_bytes: DEFAULT_MAX_LOCAL_DTAB_BYTES,
+            max_local_dentries: DEFAULT_MAX_LOCAL_DENTRIES,
+        }
+    }
+}
+
+/// Upgrades a client may ask for; any other `Upgrade` (notably `h2c`) is dropped and the
+/// request served as plain HTTP/1.1, as RFC 9110 section 7.8 allows a server to do.
+const ALLOWED_UPGRADES: [&str; 1] = ["websocket"];
+
+/// Headers meant for the proxy itself, never forwarded (RFC 9110 sections 11.7.1 and 11.7.2).
+pub const PROXY_ONLY: [HeaderName; 3] = [
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Checks sizes and Host, and normalises the head in place. `Err` is the client's fault.
+pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result<(), RouteError> {
+    // method SP target SP HTTP/x.y
+    let line = parts.method.as_str().len() + 1 + target_len(&parts.uri) + 9;
+    if line > limits.max_initial_line_kb as usize * 1024 {
+        return Err(RouteError::UriTooLong(limits.max_initial_line_kb));
+    }
+    // name ": " value CRLF, as on the wire.
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > limits.max_headers_kb as usize * 1024 {
+        return Err(RouteError::HeadersTooLarge(limits.max_headers_kb));
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    if let (Some(_), Some(_)) = (hosts.next(), hosts.next()) {
+        return Err(RouteError::BadRequest("more than one Host header".into()));
+    }
+    // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
+    if let Some(auth) = parts.uri.authority() {
+        let v = HeaderValue::from_str(auth.as_str()).map_err(|_| {
+            RouteError::BadRequest("invalid authority in the request target".into())
+        })?;
+        parts.headers.insert(header::HOST, v);
+    }
+    for n in &PROXY_ONLY {
+        parts.headers.remove(n);
+    }
+    drop_unknown_upgrade(&mut parts.headers);
+    Ok(())
+}
+
+fn target_len(u: &http::Uri) -> usize {
+    // The authority and scheme count when the client sent absolute form.
+    let pq = u.path_and_query().map(|p| p.as_str().len()).unwrap_or(1);
+    match (u.scheme_str(), u.authority()) {
+        (Some(s), Some(a)) => s.len() + 3 + a.as_str().len() + pq,
+        (None, Some(a)) => a.as_str().len(),
+        _ => pq,
+    }
+}
+
+/// Removes `Upgrade` (and its `Connection` token and `HTTP2-Settings`) unless it asks only for
+/// an allowed protocol.
+fn drop_unknown_upgrade(h: &mut HeaderMap) {
+    let Some(up) = h.get(header::UPGRADE) else {
+        return;
+    };
+    let allowed = up.to_str().is_ok_and(|s| {
+        s.split(',').all(|p| {
+            let name = p.trim().split('/').next().unwrap_or("");
+            ALLOWED_UPGRADES
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(name))
+        })
+    });
+    if allowed && h.get_all(header::UPGRADE).iter().count() == 1 {
+        return;
+    }
+    h.remove(header::UPGRADE);
+    h.remove(HeaderName::from_static("http2-settings"));
+    let kept: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("upgrade")
+                && !t.eq_ignore_ascii_case("http2-settings")
+        })
+        .map(String::from)
+        .collect();
+    h.remove(header::CONNECTION);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+            h.insert(header::CONNECTION, v);
+        }
+    }
+}
+
+/// Headers that a `Connection` token must never remove: the destination and the framing.
+pub fn protected_from_connection(n: &HeaderName) -> bool {
+    n == header::HOST || n == header::CONTENT_LENGTH || n == header::TRANSFER_ENCODING
+}
+
+/// Checks the local dtab headers' total size and returns their values in order
+/// (`l5d-ctx-dtab` first, then `l5d-dtab`).
+pub fn local_dtab_size(h: &HeaderMap, limits: &RequestLimits) -> Result<(), RouteError> {
+    let bytes: usize = [super::router::L5D_CTX_DTAB, super::router::L5D_DTAB]
+        .iter()
+        .flat_map(|n| h.get_all(n).iter())
+        .map(|v| v.len())
+        .sum();
+    if bytes > limits.max_local_dtab_bytes {
+        return Err(RouteError::BadDtab(format!(
+            "l5d-dtab and l5d-ctx-dtab hold {bytes} bytes; the limit is {}",
+            limits.max_local_dtab_bytes
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().uri(target);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    /// (target, headers) → Ok(headers after, name: value sorted) or Err(status)
+    fn check_row(target: &str, headers: &[(&str, &str)], want: Result<&[(&str, &str)], u16>) {
+        let mut p = parts(target, headers);
+        let limits = RequestLimits {
+            max_initial_line_kb: 1,
+            max_headers_kb: 1,
+            ..Default::default()
+        };
+        let got = check(&mut p, &limits).map(|()| {
+            let mut v: Vec<(String, String)> = p
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            v.sort();
+            v
+        });
+        match (got, want) {
+            (Ok(got), Ok(w)) => {
+                let w: Vec<(String, String)> = w
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect();
+                assert_eq!(got, w, "{target} {headers:?}");
+            }
+            (Err(e), Err(s)) => assert_eq!(e.status().as_u16(), s, "{target} {headers:?}: {e}"),
+            (got, w) => panic!("{target} {headers:?}: got {got:?}, want {w:?}"),
+        }
+    }
+
+    #[test]
+    fn rows() {
+        let long = format!("/{}", "a".repeat(1100));
+        let big = "v".repeat(1100);
+        check_row("/", &[("host", "web")], Ok(&[("host", "web")]));
+        check_row(&long, &[("host", "web")], Err(414));
+        check_row("/", &[("host", "web"), ("x-big", &big)], Err(431));
+        check_row("/", &[("host", "web"), ("host", "api")], Err(400));
+        // Absolute form: the authority wins over Host.
+        check_row("http://web/", &[("host", "api")], Ok(&[("host", "web")]));
+        check_row("http://web:8080/x", &[], Ok(&[("host", "web:8080")]));
+        // Proxy-only headers never cross.
+        check_row(
+            "/",
+            &[
+                ("host", "web"),
+                ("proxy-authorization", "Basic eA=="),
+                ("proxy-connection", "x"),
+            ],
+            Ok(&[("host", "web")]),
+        );
+        // h2c: dropped with its settings and its Connection tokens; keep-alive stays.
+        check_row(
+            "/",
+            &[
+                ("host", "web"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAAQAAP__"),
+                ("connection", "Upgrade, HTTP2-Settings, keep-alive"),
+            ],
+            Ok(&[("connection", "keep-alive"), ("host", "web")]),
+        );
+        check_row(
+            "/",
+            &[
+                ("host", "web"),
+                ("upgrade", "websocket, h2c"),
+                ("connection", "upgrade"),
+            ],
+            Ok(&[("host", "web")]),
+        );
+        // WebSocket stays.
+        check_row(
+            "/",
+            &[
+                ("host", "web"),
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+            ],
+            Ok(&[
+                ("connection", "Upgrade"),
+                ("host", "web"),
+                ("upgrade", "websocket"),
+            ]),
+        );
+    }
+
+    #[test]
+    fn local_dtab_cap() {
+        let limits = RequestLimits::default();
+        let mut h = HeaderMap::new();
+        h.insert("l5d-dtab", HeaderValue::from_static("/a=>/b"));
+        assert!(local_dtab_size(&h, &limits).is_ok());
+        let big = format!("/a=>/{}", "b".repeat(DEFAULT_MAX_LOCAL_DTAB_BYTES));
+        h.insert("l5d-ctx-dtab", HeaderValue::from_str(&big).unwrap());
+        assert_eq!(local_dtab_size(&h, &limits).unwrap_err().status(), 400);
+    }
+}
