@@ -387,8 +387,11 @@ impl Router {
                     }
                     Err(e) => {
                         // Connection failures were already requeued by the client; other
-                        // errors are not retried (Linkerd's `ClassifiedRetries.Default`).
-                        client.stats.record(None, lat, false);
+                        // errors are not retried (Linkerd's `ClassifiedRetries.Default`). A
+                        // broken upload is the client's fault, not the destination's.
+                        if !matches!(e, RouteError::BadUpload(_)) {
+                            client.stats.record(None, lat, false);
+                        }
                         policy.per_request.add(retries as u64);
                         return Err(e);
                     }

@@ -96,7 +96,9 @@ async fn answer(
         let mut n = 0u64;
         let mut body = req.into_body();
         while let Some(f) = body.frame().await {
-            if let Ok(d) = f.unwrap().into_data() {
+            // A body the proxy cut off (the client's upload broke): count what came.
+            let Ok(f) = f else { break };
+            if let Ok(d) = f.into_data() {
                 n += d.len() as u64;
             }
         }
