@@ -111,6 +111,14 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                     .http
                     .max_initial_line_kb
                     .unwrap_or(crate::proxy::guard::DEFAULT_MAX_INITIAL_LINE_KB),
+                body_read_timeout: match r
+                    .http
+                    .body_read_timeout_ms
+                    .unwrap_or(crate::proxy::guard::DEFAULT_BODY_READ_TIMEOUT_MS)
+                {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
                 ..Default::default()
             },
             r.http
@@ -154,6 +162,10 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                         .header_read_timeout_ms
                         .unwrap_or(crate::proxy::server::DEFAULT_HEADER_READ_TIMEOUT_MS),
                 ),
+                max_connections: s
+                    .config
+                    .max_connections
+                    .unwrap_or(crate::proxy::server::DEFAULT_MAX_CONNECTIONS),
                 max_buf_size: crate::proxy::server::buf_size_for(
                     router.limits.max_headers_kb,
                     router.limits.max_initial_line_kb,

@@ -397,3 +397,65 @@ async fn admin_security_is_enforced() {
     .await;
     assert_eq!(r.status, 404, "control is off: {r:?}");
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_off_as_the_clients_fault() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let p = proxy(
+        &config(FS_DTAB, "  bodyReadTimeoutMs: 300\n"),
+        &disco.path(),
+    )
+    .await;
+    // 5 of 100 promised bytes, then silence.
+    let (status, text) = raw(
+        p.addr,
+        b"POST /count HTTP/1.1\r\nHost: web\r\nContent-Length: 100\r\n\r\nhello",
+    )
+    .await;
+    assert!(status == 400 || status == 0, "{text}");
+    let m = metrics(p.admin).await;
+    assert_eq!(
+        m["rt/http/client/#/io.l5d.fs/web/loadbalancer/available"],
+        1
+    );
+    assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_are_refused_and_counted() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let yaml = config(
+        FS_DTAB,
+        "  servers: [{ip: 127.0.0.1, port: 0, maxConnections: 2}]\n",
+    )
+    .replace("  servers: [{ip: 127.0.0.1, port: 0}]\n", "");
+    let p = proxy(&yaml, &disco.path()).await;
+    let _a = TcpStream::connect(p.addr).await.unwrap();
+    let _b = TcpStream::connect(p.addr).await.unwrap();
+    // Both are counted once accepted; wait for that (bounded), then the third is closed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = metrics(p.admin).await;
+        let key = format!("rt/http/server/127.0.0.1/{}/connections", p.addr.port());
+        if m[&key] == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n").await;
+    let n = tokio::time::timeout(WAIT, c.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    let m = metrics(p.admin).await;
+    let key = format!(
+        "rt/http/server/127.0.0.1/{}/connections_refused",
+        p.addr.port()
+    );
+    assert_eq!(m[&key], 1, "{m}");
+}

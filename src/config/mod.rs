@@ -8,6 +8,7 @@
 //! certificates, host names) are warnings, not errors.
 
 pub mod diag;
+pub mod inert;
 pub mod model;
 pub mod plugins;
 pub mod registry;
@@ -187,6 +188,7 @@ fn decode(v: &Value, d: &mut Diags) -> Option<Config> {
     let ok_routers: Vec<Router> = routers.into_iter().flatten().collect();
     check_ports(&ok_routers, &raw_routers, d);
     check_namer_references(&ok_routers, &raw_routers, &namers, d);
+    inert::warn(top, d);
     if let Some(a) = &admin {
         check_admin_routes(&ok_routers, &raw_routers, a, d);
     }

@@ -114,6 +114,8 @@ pub struct ServerConfig {
     pub max_call_depth: Option<u32>,
     /// Beyond Linkerd: bound on reading a request head and on an idle keep-alive connection.
     pub header_read_timeout_ms: Option<u64>,
+    /// Beyond Linkerd: open connections beyond which new ones are closed at once.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -211,6 +213,8 @@ pub struct HttpRouterConfig {
     #[serde(rename = "streamAfterContentLengthKB")]
     pub stream_after_content_length_kb: Option<u32>,
     pub streaming_enabled: Option<bool>,
+    /// Beyond Linkerd: the longest pause allowed inside a request body (0: none).
+    pub body_read_timeout_ms: Option<u64>,
     pub compression_level: Option<i32>,
     pub trace_propagator: Option<Plugin<TracePropagators>>,
 }

@@ -3,8 +3,10 @@
 //! small buffered one (for retries); a response body is the endpoint's streaming body (which
 //! returns its connection to the pool when it ends) or one Switchboard wrote itself.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -23,40 +25,84 @@ fn full_hint(b: &Option<Bytes>) -> SizeHint {
 
 /// A request body on its way to an endpoint.
 pub enum ReqBody {
-    Stream(Incoming),
+    /// The client's body; it fails (as the client's fault) when no frame arrives for `stall`.
+    Stream {
+        body: Incoming,
+        stall: Option<Stall>,
+    },
     Full(Option<Bytes>),
 }
+
+/// The body read stall timer of a streamed request body.
+pub struct Stall {
+    after: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// A client stopped sending its request body.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?} (body read timeout)")]
+pub struct BodyStalled(Duration);
+
+/// What a request body fails with.
+pub type ReqBodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ReqBody {
     pub fn empty() -> ReqBody {
         ReqBody::Full(None)
     }
+
+    /// The client's body, failing after `stall` without data (`None`: never).
+    pub fn stream(body: Incoming, stall: Option<Duration>) -> ReqBody {
+        // Only a body that is still to come needs the timer (and its allocation).
+        let stall = stall.filter(|_| !body.is_end_stream()).map(|after| Stall {
+            after,
+            timer: Box::pin(tokio::time::sleep(after)),
+        });
+        ReqBody::Stream { body, stall }
+    }
 }
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ReqBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ReqBodyError>>> {
         match self.get_mut() {
-            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
-            ReqBody::Full(b) => poll_full(b),
+            ReqBody::Stream { body, stall } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(r) => {
+                    if let Some(s) = stall {
+                        let next = tokio::time::Instant::now() + s.after;
+                        s.timer.as_mut().reset(next);
+                    }
+                    Poll::Ready(r.map(|f| f.map_err(Into::into)))
+                }
+                Poll::Pending => {
+                    if let Some(s) = stall {
+                        if s.timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Some(Err(Box::new(BodyStalled(s.after)))));
+                        }
+                    }
+                    Poll::Pending
+                }
+            },
+            ReqBody::Full(b) => poll_full(b).map(|o| o.map(|r| r.map_err(Into::into))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Stream { body, .. } => body.is_end_stream(),
             ReqBody::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Stream { body, .. } => body.size_hint(),
             ReqBody::Full(b) => full_hint(b),
         }
     }

@@ -25,7 +25,12 @@ pub struct RequestLimits {
     pub max_headers_kb: u32,
     pub max_local_dtab_bytes: usize,
     pub max_local_dentries: usize,
+    /// A request body with no data for this long fails (400, the client's fault).
+    pub body_read_timeout: Option<std::time::Duration>,
 }
+
+/// Default `bodyReadTimeoutMs`: the longest pause allowed inside a request body.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -34,6 +39,9 @@ impl Default for RequestLimits {
             max_headers_kb: super::error::DEFAULT_MAX_HEADERS_KB,
             max_local_dtab_bytes: DEFAULT_MAX_LOCAL_DTAB_BYTES,
             max_local_dentries: DEFAULT_MAX_LOCAL_DENTRIES,
+            body_read_timeout: Some(std::time::Duration::from_millis(
+                DEFAULT_BODY_READ_TIMEOUT_MS,
+            )),
         }
     }
 }

@@ -325,7 +325,7 @@ impl Router {
         // `l5d-retryable`, whatever the classifier.
         let keep = retryable_req;
         let mut parts = Some(parts);
-        let mut body = Some(ReqBody::Stream(body));
+        let mut body = Some(ReqBody::stream(body, self.limits.body_read_timeout));
         policy.budget.deposit();
 
         let attempt_loop = async {

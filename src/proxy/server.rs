@@ -35,7 +35,12 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// hyper's read buffer bound: the router's head limits plus room for the rest.
     pub max_buf_size: usize,
+    /// Open connections beyond which new ones are closed at once (`connections_refused`).
+    pub max_connections: usize,
 }
+
+/// Default `maxConnections` of a server.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// Default bound on reading one request head (and on an idle keep-alive connection).
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -57,6 +62,7 @@ struct ServerCtx {
     stats: RequestStats,
     connects: Counter,
     connections: Gauge,
+    refused: Counter,
 }
 
 /// A bound server, ready to serve.
@@ -116,6 +122,7 @@ impl BoundServer {
             stats: RequestStats::new(scope.clone()),
             connects: scope.counter("connects"),
             connections: scope.gauge("connections"),
+            refused: scope.counter("connections_refused"),
         });
         Ok(BoundServer {
             addr,
@@ -141,12 +148,20 @@ impl BoundServer {
                             continue;
                         }
                     };
+                    if self.ctx.connections.get() >= self.ctx.settings.max_connections as i64 {
+                        // Over the limit: closed before any byte is read, and counted.
+                        self.ctx.refused.incr();
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let ctx = Arc::clone(&self.ctx);
+                    // Counted at accept, so a burst of connections cannot pass the limit
+                    // before their tasks run.
+                    ctx.connections.add(1);
                     let mut drain = drain_rx.clone();
                     conns.spawn(async move {
                         ctx.connects.incr();
-                        ctx.connections.add(1);
                         let svc_ctx = Arc::clone(&ctx);
                         let svc = service_fn(move |req| {
                             let ctx = Arc::clone(&svc_ctx);
