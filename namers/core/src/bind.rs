@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_NODES: usize = 10_000;
 /// Default bound on the bound leaves one bind produces: each becomes a client with its own
 /// balancer and pools.
 pub const DEFAULT_MAX_LEAVES: usize = 100;
+/// Default bound on the path elements one bind looks up, summed over its lookups: a dtab whose
+/// every hop lengthens the path (`/ => /a/b`) makes each node cost more than the last.
+pub const DEFAULT_MAX_PATH_ELEMS: usize = 50_000;
 
 /// Bounds on the work of one bind or delegation snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct BindLimits {
     pub max_nodes: usize,
     /// Bound leaves produced.
     pub max_leaves: usize,
+    /// Path elements looked up, summed.
+    pub max_path_elems: usize,
 }
 
 impl Default for BindLimits {
@@ -48,6 +53,7 @@ impl Default for BindLimits {
             max_nesting: DEFAULT_MAX_NESTING,
             max_nodes: DEFAULT_MAX_NODES,
             max_leaves: DEFAULT_MAX_LEAVES,
+            max_path_elems: DEFAULT_MAX_PATH_ELEMS,
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct Budget {
     limits: BindLimits,
     nodes: usize,
     leaves: usize,
+    elems: usize,
 }
 
 impl Budget {
@@ -65,7 +72,20 @@ impl Budget {
             limits,
             nodes: 0,
             leaves: 0,
+            elems: 0,
         }
+    }
+
+    /// Counts a lookup of a path of `len` elements.
+    pub fn lookup(&mut self, len: usize) -> Result<(), NamingError> {
+        self.elems += len;
+        if self.elems > self.limits.max_path_elems {
+            return Err(NamingError::limit(format!(
+                "binding limit: more than {} path elements looked up",
+                self.limits.max_path_elems
+            )));
+        }
+        Ok(())
     }
 
     /// Counts a node entered at recursion depth `frame`.
@@ -182,7 +202,12 @@ impl Binding<'_> {
         }
         let next = frame + 1;
         match tree {
-            NameTree::Leaf(Name::Path(p)) => match self.lookup.lookup(p, self.deps) {
+            NameTree::Leaf(Name::Path(p)) => match self
+                .budget
+                .lookup(p.len())
+                .map(|()| self.lookup.lookup(p, self.deps))
+                .unwrap_or_else(State::Failed)
+            {
                 State::Ok(t) => self.tree(&t, depth + 1, next, weight),
                 State::Pending => State::Pending,
                 State::Failed(e) => State::Failed(e),

@@ -418,7 +418,12 @@ impl Delegation<'_> {
                 dentry,
                 value: Name::Path(p),
                 ..
-            } => match self.interp.delegate_lookup(self.dtab, dentry, p, self.deps) {
+            } => match self
+                .budget
+                .lookup(p.len())
+                .map(|()| self.interp.delegate_lookup(self.dtab, dentry, p, self.deps))
+                .unwrap_or_else(State::Failed)
+            {
                 State::Ok(t) => self.bind(depth + 1, next, &t),
                 State::Pending => State::Pending,
                 State::Failed(e) => State::Failed(e),
