@@ -6,6 +6,8 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DUR = int(os.environ.get("DURATION", "8"))
 BACKENDS = [19001, 19002, 19003]
 SBIN = os.path.join(ROOT, "target/release/switchboard")
+# Another build to compare in the same interleaved rounds (e.g. the previous commit's).
+SBIN_BEFORE = os.environ.get("SWITCHBOARD_BEFORE_BIN")
 BACKEND_BIN = os.path.join(ROOT, "target/release/examples/bench_backend")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -43,7 +45,7 @@ def write(path, text):
         f.write(text)
     return path
 
-def start_switchboard():
+def start_switchboard(binary=SBIN):
     disco = os.path.join(work, "disco"); os.makedirs(disco, exist_ok=True)
     write(os.path.join(disco, "web"), "".join(f"127.0.0.1 {p}\n" for p in BACKENDS))
     cfg = write(os.path.join(work, "sb.yaml"), f"""
@@ -62,7 +64,7 @@ routers:
 telemetry:
 - kind: io.l5d.prometheus
 """)
-    p = pinned(1, [SBIN, "run", cfg, "--workers", "1"])
+    p = pinned(1, [binary, "run", cfg, "--workers", "1"])
     wait_port(14140)
     return p, 14140, p.pid
 
@@ -149,6 +151,8 @@ def main():
         wait_port(p)
     targets = [("direct (no proxy)", None), ("nginx", start_nginx), ("HAProxy", start_haproxy),
                ("Switchboard", start_switchboard)]
+    if SBIN_BEFORE:
+        targets.append(("Switchboard (before)", lambda: start_switchboard(SBIN_BEFORE)))
     results = {name: [] for name, _ in targets}
     try:
         for r in range(ROUNDS):

@@ -69,7 +69,10 @@ fn top_level_rows() {
     check("routers: [\n", Err(&["(top level): invalid YAML syntax"]));
     check(
         &format!("{MIN}usage: {{orgId: acme, enabled: false}}\n"),
-        Ok(&[]),
+        Ok(&[
+            "usage.orgId: has no effect in Switchboard",
+            "usage.enabled: has no effect in Switchboard",
+        ]),
     );
     check(
         &format!("{MIN}usage: {{orgid: acme}}\n"),
@@ -199,7 +202,7 @@ fn server_rows() {
     );
     check(
         "routers:\n- protocol: http\n  servers: [{port: 1, maxConcurrentRequests: 10, clearContext: true, addForwardedHeader: {by: {kind: ip}, for: {kind: static, label: me}}}]\n",
-        Ok(&[]),
+        Ok(&["routers[0].servers[0].addForwardedHeader: has no effect in Switchboard"]),
     );
     check(
         "routers:\n- protocol: http\n  servers: [{addForwardedHeader: {by: {kind: ipv6}}}]\n",
@@ -276,7 +279,7 @@ fn plugin_rows() {
     let client = |body: &str| format!("routers:\n- protocol: http\n  client:\n{body}");
     check(
         &client("    loadBalancer: {kind: ewma, decayTimeMs: 5000}\n    failureAccrual:\n      kind: io.l5d.successRate\n      successRate: 0.9\n      requests: 20\n      backoff: {kind: jittered, minMs: 10, maxMs: 100}\n    hostConnectionPool: {maxSize: 10, idleTimeMs: 1000}\n    requeueBudget: {percentCanRetry: 0.5}\n"),
-        Ok(&[]),
+        Ok(&["routers[0].client.requeueBudget: has no effect in Switchboard"]),
     );
     check(
         &client("    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 5\n      backoff: {kind: jittered, minMs: 10, maxMs: 1}\n"),

@@ -57,24 +57,40 @@ pub const PROXY_ONLY: [HeaderName; 3] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
-/// Checks sizes and Host, and normalises the head in place. `Err` is the client's fault.
-pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result<(), RouteError> {
+/// What `check` saw of a head, for the router to use without looking again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    /// Bytes of all `l5d-dtab` and `l5d-ctx-dtab` values (0: none present).
+    pub dtab_bytes: usize,
+}
+
+/// Checks sizes and Host, and normalises the head in place, in one pass over the headers (no
+/// header is hashed or removed unless it is there). `Err` is the client's fault.
+pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result<Seen, RouteError> {
     // method SP target SP HTTP/x.y
     let line = parts.method.as_str().len() + 1 + target_len(&parts.uri) + 9;
     if line > limits.max_initial_line_kb as usize * 1024 {
         return Err(RouteError::UriTooLong(limits.max_initial_line_kb));
     }
-    // name ": " value CRLF, as on the wire.
-    let headers: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if headers > limits.max_headers_kb as usize * 1024 {
+    let (mut bytes, mut hosts, mut dtab_bytes) = (0usize, 0usize, 0usize);
+    let (mut proxy_only, mut upgrade) = (false, false);
+    for (n, v) in parts.headers.iter() {
+        // name ": " value CRLF, as on the wire.
+        bytes += n.as_str().len() + v.len() + 4;
+        if *n == header::HOST {
+            hosts += 1;
+        } else if *n == super::router::L5D_DTAB || *n == super::router::L5D_CTX_DTAB {
+            dtab_bytes += v.len();
+        } else if *n == header::UPGRADE {
+            upgrade = true;
+        } else if PROXY_ONLY.contains(n) {
+            proxy_only = true;
+        }
+    }
+    if bytes > limits.max_headers_kb as usize * 1024 {
         return Err(RouteError::HeadersTooLarge(limits.max_headers_kb));
     }
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    if let (Some(_), Some(_)) = (hosts.next(), hosts.next()) {
+    if hosts > 1 {
         return Err(RouteError::BadRequest("more than one Host header".into()));
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
@@ -84,11 +100,23 @@ pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result
         })?;
         parts.headers.insert(header::HOST, v);
     }
-    for n in &PROXY_ONLY {
-        parts.headers.remove(n);
+    if proxy_only {
+        for n in &PROXY_ONLY {
+            parts.headers.remove(n);
+        }
     }
-    drop_unknown_upgrade(&mut parts.headers);
-    Ok(())
+    if upgrade {
+        drop_unknown_upgrade(&mut parts.headers);
+    }
+    Ok(Seen { dtab_bytes })
+}
+
+/// The error for a local dtab over `max_local_dtab_bytes`.
+pub fn dtab_too_large(bytes: usize, limits: &RequestLimits) -> RouteError {
+    RouteError::BadDtab(format!(
+        "l5d-dtab and l5d-ctx-dtab hold {bytes} bytes; the limit is {}",
+        limits.max_local_dtab_bytes
+    ))
 }
 
 fn target_len(u: &http::Uri) -> usize {
@@ -146,23 +174,6 @@ pub fn protected_from_connection(n: &HeaderName) -> bool {
     n == header::HOST || n == header::CONTENT_LENGTH || n == header::TRANSFER_ENCODING
 }
 
-/// Checks the local dtab headers' total size and returns their values in order
-/// (`l5d-ctx-dtab` first, then `l5d-dtab`).
-pub fn local_dtab_size(h: &HeaderMap, limits: &RequestLimits) -> Result<(), RouteError> {
-    let bytes: usize = [super::router::L5D_CTX_DTAB, super::router::L5D_DTAB]
-        .iter()
-        .flat_map(|n| h.get_all(n).iter())
-        .map(|v| v.len())
-        .sum();
-    if bytes > limits.max_local_dtab_bytes {
-        return Err(RouteError::BadDtab(format!(
-            "l5d-dtab and l5d-ctx-dtab hold {bytes} bytes; the limit is {}",
-            limits.max_local_dtab_bytes
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +194,7 @@ mod tests {
             max_headers_kb: 1,
             ..Default::default()
         };
-        let got = check(&mut p, &limits).map(|()| {
+        let got = check(&mut p, &limits).map(|_| {
             let mut v: Vec<(String, String)> = p
                 .headers
                 .iter()
@@ -263,13 +274,25 @@ mod tests {
     }
 
     #[test]
-    fn local_dtab_cap() {
-        let limits = RequestLimits::default();
-        let mut h = HeaderMap::new();
-        h.insert("l5d-dtab", HeaderValue::from_static("/a=>/b"));
-        assert!(local_dtab_size(&h, &limits).is_ok());
-        let big = format!("/a=>/{}", "b".repeat(DEFAULT_MAX_LOCAL_DTAB_BYTES));
-        h.insert("l5d-ctx-dtab", HeaderValue::from_str(&big).unwrap());
-        assert_eq!(local_dtab_size(&h, &limits).unwrap_err().status(), 400);
+    fn local_dtab_bytes_are_counted() {
+        let mut p = parts(
+            "/",
+            &[
+                ("host", "web"),
+                ("l5d-dtab", "/a=>/b"),
+                ("l5d-ctx-dtab", "/c=>/d"),
+            ],
+        );
+        let seen = check(&mut p, &RequestLimits::default()).unwrap();
+        assert_eq!(seen.dtab_bytes, 12);
+        let mut p = parts("/", &[("host", "web")]);
+        assert_eq!(
+            check(&mut p, &RequestLimits::default()).unwrap().dtab_bytes,
+            0
+        );
+        assert_eq!(
+            dtab_too_large(5000, &RequestLimits::default()).status(),
+            400
+        );
     }
 }

@@ -276,7 +276,7 @@ impl Router {
         clear_context: bool,
     ) -> Result<Response<RespBody>, RouteError> {
         let (mut head, body) = req.into_parts();
-        guard::check(&mut head, &self.limits)?;
+        let seen = guard::check(&mut head, &self.limits)?;
         let mut req = Request::from_parts(head, body);
         if clear_context {
             strip_context(req.headers_mut());
@@ -285,8 +285,14 @@ impl Router {
         if depth > max_call_depth as usize {
             return Err(RouteError::CallDepth(max_call_depth));
         }
-        guard::local_dtab_size(req.headers(), &self.limits)?;
-        let local = local_dtab(req.headers())?;
+        if seen.dtab_bytes > self.limits.max_local_dtab_bytes && !clear_context {
+            return Err(guard::dtab_too_large(seen.dtab_bytes, &self.limits));
+        }
+        let local = if seen.dtab_bytes > 0 {
+            local_dtab(req.headers())?
+        } else {
+            Dtab::empty()
+        };
         if local.len() > self.limits.max_local_dentries {
             return Err(RouteError::BadDtab(format!(
                 "the request's dtab has {} dentries; the limit is {}",
@@ -319,7 +325,13 @@ impl Router {
         let (mut parts, body) = req.into_parts();
         // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
         let version = parts.version;
-        prepare_request(&mut parts, &local, id.rewrite_uri.as_deref(), upgrade);
+        prepare_request(
+            &mut parts,
+            &local,
+            id.rewrite_uri.as_deref(),
+            upgrade,
+            seen.dtab_bytes > 0,
+        );
         let method = parts.method.clone();
         // A bodyless request keeps a copy of its head: any 5XX may come back marked
         // `l5d-retryable`, whatever the classifier.
@@ -638,19 +650,28 @@ fn strip_context(h: &mut HeaderMap) {
     }
 }
 
+/// Removes the hop-by-hop, proxy-only and `Connection`-listed headers. One pass finds what is
+/// there; a typical message carries none of them, so nothing is hashed or removed.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !guard::protected_from_connection(n))
-        .collect();
-    for n in listed {
-        h.remove(n);
+    let mut found: Vec<HeaderName> = Vec::new();
+    for k in h.keys() {
+        if *k == http::header::CONNECTION {
+            for v in h.get_all(http::header::CONNECTION) {
+                let Ok(s) = v.to_str() else { continue };
+                for t in s.split(',') {
+                    if let Ok(n) = HeaderName::from_bytes(t.trim().as_bytes()) {
+                        if !guard::protected_from_connection(&n) {
+                            found.push(n);
+                        }
+                    }
+                }
+            }
+            found.push(k.clone());
+        } else if HOP_BY_HOP.contains(k) || guard::PROXY_ONLY.contains(k) {
+            found.push(k.clone());
+        }
     }
-    for n in HOP_BY_HOP.iter().chain(&guard::PROXY_ONLY) {
+    for n in found {
         h.remove(n);
     }
 }
@@ -660,13 +681,19 @@ fn prepare_request(
     local: &Dtab,
     rewrite_uri: Option<&str>,
     upgrade: bool,
+    had_dtab: bool,
 ) {
     let h = &mut parts.headers;
-    h.remove(L5D_DTAB);
-    if local.is_empty() {
-        h.remove(L5D_CTX_DTAB);
-    } else if let Ok(v) = HeaderValue::from_str(&local.show()) {
-        h.insert(L5D_CTX_DTAB, v);
+    if had_dtab {
+        h.remove(L5D_DTAB);
+        if local.is_empty() {
+            h.remove(L5D_CTX_DTAB);
+        }
+    }
+    if !local.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&local.show()) {
+            h.insert(L5D_CTX_DTAB, v);
+        }
     }
     if upgrade {
         // Keep `Connection: upgrade` and `Upgrade`; drop the rest of the hop-by-hop set.

@@ -308,8 +308,10 @@ async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<
     let route = ctx
         .router
         .route(req, ctx.settings.max_call_depth, ctx.settings.clear_context);
+    // Pinned where it is: wrapping the (large) future by value would copy it.
+    tokio::pin!(route);
     let result = match ctx.settings.timeout {
-        Some(t) => match tokio::time::timeout(t, route).await {
+        Some(t) => match tokio::time::timeout(t, route.as_mut()).await {
             Ok(r) => r,
             Err(_) => Err(RouteError::Timeout(format!(
                 "exceeded {}ms server timeout",
