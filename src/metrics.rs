@@ -75,25 +75,47 @@ const EXACT: u64 = 2 * SUB;
 const POWERS: usize = 50;
 const BUCKETS: usize = EXACT as usize + POWERS * SUB as usize;
 
-/// A lock-free histogram of non-negative integers (milliseconds, for latencies).
+/// A lock-free histogram of non-negative integers (milliseconds, for latencies). The exact
+/// range is allocated up front (1 KB); each power of two above it gets its 64 buckets when a
+/// value first lands there, so a histogram costs about 2.5 KB until it sees long latencies
+/// (a service name a client made up costs that, not the 26 KB of the full range).
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: Box<[AtomicU64]>,
+    exact: Box<[AtomicU64]>,
+    powers: Box<[OnceLock<Box<[AtomicU64]>>]>,
     count: AtomicU64,
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
 }
 
+fn zeroes(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            exact: zeroes(EXACT as usize),
+            powers: (0..POWERS).map(|_| OnceLock::new()).collect(),
             count: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
         }
+    }
+}
+
+impl Histogram {
+    /// The count in bucket `i` (0 for a power never reached).
+    fn bucket(&self, i: usize) -> u64 {
+        if i < EXACT as usize {
+            return self.exact[i].load(Relaxed);
+        }
+        let j = i - EXACT as usize;
+        self.powers[j / SUB as usize]
+            .get()
+            .map_or(0, |p| p[j % SUB as usize].load(Relaxed))
     }
 }
 
@@ -137,7 +159,14 @@ const PERCENTILES: [f64; 6] = [0.5, 0.9, 0.95, 0.99, 0.999, 0.9999];
 
 impl Histogram {
     pub fn add(&self, v: u64) {
-        self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
+        let i = bucket_of(v);
+        if i < EXACT as usize {
+            self.exact[i].fetch_add(1, Relaxed);
+        } else {
+            let j = i - EXACT as usize;
+            self.powers[j / SUB as usize].get_or_init(|| zeroes(SUB as usize))[j % SUB as usize]
+                .fetch_add(1, Relaxed);
+        }
         self.count.fetch_add(1, Relaxed);
         self.sum.fetch_add(v, Relaxed);
         self.min.fetch_min(v, Relaxed);
@@ -145,7 +174,7 @@ impl Histogram {
     }
 
     pub fn summary(&self) -> Summary {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let counts: Vec<u64> = (0..BUCKETS).map(|i| self.bucket(i)).collect();
         let count: u64 = counts.iter().sum();
         let (min, max) = (self.min.load(Relaxed), self.max.load(Relaxed));
         let sum = self.sum.load(Relaxed);
