@@ -376,7 +376,7 @@ async fn max_concurrent_requests_rejects_at_once() {
     let p = proxy(&cfg, &disco.path()).await;
     let addr = p.addr;
     let slow = tokio::spawn(async move { get(addr, "slow", "/slow/500", &[]).await.status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_metric(p.admin, &pending_key(p.addr), |v| v == 1).await;
     assert_eq!(get(p.addr, "slow", "/", &[]).await.status, 503);
     assert_eq!(slow.await.unwrap(), 200);
     assert_eq!(get(p.addr, "slow", "/", &[]).await.status, 200);
@@ -456,7 +456,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
     let addr = p.addr;
     let inflight = tokio::spawn(async move { get(addr, "slow", "/slow/400", &[]).await.status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_metric(p.admin, &pending_key(p.addr), |v| v == 1).await;
     let r = send(
         p.admin,
         Request::post("/admin/shutdown")
@@ -679,7 +679,12 @@ async fn a_client_hanging_up_leaves_no_pending_request() {
     s.write_all(b"GET /slow/500 HTTP/1.1\r\nHost: slow\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Hang up once the request has reached the backend.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while b.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(s);
     let key = format!("rt/http/server/127.0.0.1/{}/pending", p.addr.port());
     let failures = format!("rt/http/server/127.0.0.1/{}/failures", p.addr.port());

@@ -254,6 +254,33 @@ pub async fn metrics(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
+/// Polls the admin metrics until `pred` holds for metric `key`, for at most 10 s; returns the
+/// metrics that matched. Tests wait with this instead of sleeping.
+pub async fn until_metric(
+    admin: SocketAddr,
+    key: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(admin).await;
+        if pred(&m[key]) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} never matched: {}",
+            m[key]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `pending` gauge's key of the server listening on `addr`.
+pub fn pending_key(addr: SocketAddr) -> String {
+    format!("rt/http/server/127.0.0.1/{}/pending", addr.port())
+}
+
 /// A basic config: the fs namer on `{disco}`, one http router on port 0 with `dtab`, extra
 /// router keys `router_extra` (YAML lines indented by two spaces), admin on port 0.
 pub fn config(dtab: &str, router_extra: &str) -> String {

@@ -44,6 +44,15 @@ impl<T: Clone> Var<T> {
         }
     }
 
+    /// Whether a new value was published since the last `get` (never, for a constant). Tests use
+    /// it to check that churn did not republish a tree.
+    pub fn has_changed(&self) -> bool {
+        match self {
+            Var::Const(_) => false,
+            Var::Watch(rx) => rx.has_changed().unwrap_or(false),
+        }
+    }
+
     /// Whether both observe the same producer (constants never do).
     pub fn same_source(&self, other: &Var<T>) -> bool {
         match (self, other) {

@@ -93,6 +93,7 @@ async fn register_change_deregister() {
     )
     .await;
     until(&mut addr, |a| ports(a) == [(8081, 10.0)]).await;
+    assert!(!tree.has_changed(), "churn republished the tree");
     assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
 
     // Only the best priority group.

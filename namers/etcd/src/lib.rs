@@ -73,6 +73,8 @@ struct Inner {
     hub: std::sync::OnceLock<Hub>,
     services: Services<String>,
     stats: NamerStats,
+    /// Listings made again because the watch's revision was compacted away.
+    relists: std::sync::atomic::AtomicU64,
 }
 
 impl EtcdNamer {
@@ -92,6 +94,7 @@ impl EtcdNamer {
                 hub: std::sync::OnceLock::new(),
                 services: Services::default(),
                 stats: NamerStats::default(),
+                relists: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -274,6 +277,7 @@ impl Inner {
             match self.watch(&service, &key, &cell, &mut kvs, &mut rev).await {
                 WatchEnd::Released => break,
                 WatchEnd::Compacted => {
+                    self.relists.fetch_add(1, Relaxed);
                     tracing::info!(namer = KIND, %service, "watch revision compacted; listing again");
                     backoff = BACKOFF_MIN;
                 }
@@ -321,6 +325,7 @@ impl Namer for EtcdNamer {
             "pathPrefix": this.path_prefix,
             "services": services,
             "stats": this.stats.json(),
+            "relists": this.relists.load(Relaxed),
         })
     }
 

@@ -81,10 +81,9 @@ async fn register_weights_leases_and_neg() {
         .await
         .unwrap();
     until(&mut addr, |a| ports(a) == [(8081, 1.0), (8082, 3.0)]).await;
-    assert!(
-        matches!(tree.get(), State::Ok(NameTree::Leaf(_))),
-        "churn rebuilt the tree"
-    );
+    // The tree was not published again: churn changed the address set only.
+    assert!(!tree.has_changed(), "churn republished the tree");
+    assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
 
     // A leased key goes with its lease.
     let lease = c.lease_grant(60).await.unwrap();
@@ -192,6 +191,60 @@ impl PrivateEtcd {
     }
 }
 
+/// A TCP forwarder on a fixed loopback port to `target`, which the test can cut (closing its
+/// listener and every forwarded connection) and restore: an outage seen by the namer alone,
+/// while the test still reaches etcd directly.
+struct Forwarder {
+    port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    async fn start(port: u16, target: String) -> Forwarder {
+        let mut f = Forwarder {
+            port,
+            target,
+            task: None,
+        };
+        f.up().await;
+        f
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the forwarder");
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut a, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Cuts every forwarded connection and stops listening.
+    fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            // Aborting the accept task drops its JoinSet, which aborts every connection.
+            t.abort();
+        }
+    }
+}
+
 #[tokio::test]
 async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compaction() {
     let _turn = TURN.lock().await;
@@ -202,8 +255,10 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
         .await
         .unwrap();
     c.put("/svc/web/a", "127.0.0.1:9001", 0).await.unwrap();
+    // The namer reaches etcd through a forwarder the test can cut on its own.
+    let mut fwd = Forwarder::start(23799, etcd.addr()).await;
     let n = EtcdNamer::new(
-        vec![etcd.addr()],
+        vec![fwd.addr()],
         "/svc",
         Path::read("/#/io.l5d.etcd").unwrap(),
     );
@@ -241,11 +296,20 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Another outage; meanwhile history is compacted past the namer's revision, so it must
-    // list again rather than resume.
-    etcd.down().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    etcd.up().await;
+    // Another outage, seen by the namer alone (the forwarder is cut) while the test changes the
+    // service and compacts history past the namer's revision: on reconnecting, resuming is
+    // impossible, so it must list again.
+    let relists = n.state()["relists"].as_u64().unwrap_or(0);
+    fwd.down();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while n.state()["services"]["web"]["stale"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stale: {}",
+            n.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut c = Client::connect(&[etcd.addr()], &ConnectOptions::default())
         .await
         .unwrap();
@@ -253,6 +317,14 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
     let r = c.put("/svc/web/c", "127.0.0.1:9003", 0).await.unwrap();
     let rev = r.header.unwrap().revision;
     c.compact(rev).await.unwrap();
+    fwd.up().await;
     until(&mut addr, |a| ports(a) == [(9002, 1.0), (9003, 1.0)]).await;
+    // The new set came from a fresh listing, not from resuming the compacted watch.
+    assert_eq!(
+        n.state()["relists"].as_u64().unwrap_or(0),
+        relists + 1,
+        "no relist after compaction: {}",
+        n.state()
+    );
     etcd.down().await;
 }

@@ -1,0 +1,280 @@
+//! Behaviours the README claims that no test pinned before the protocol-neutral data-path
+//! rework (mesh-transport issue, section 0): retry budgets running out, classifiers, attempt and
+//! server timeouts, connection pools, per-client and per-service configs, `dstPrefix`,
+//! `clearContext`, `l5d-dst-residual`, and the server and balancer metrics. Switchboard
+//! in-process on loopback port 0 with real HTTP backends, as in `tests/http.rs`; waits poll with
+//! a bound instead of sleeping.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const FS_DTAB: &str = "/svc => /#/io.l5d.fs;";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn n(m: &serde_json::Value, key: &str) -> u64 {
+    m[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing: {m}"))
+}
+
+#[tokio::test]
+async fn an_empty_retry_budget_stops_retries() {
+    let b = backend("bad").await;
+    let disco = Disco::new();
+    disco.set_backends("flaky", &[&b]);
+    // No reserve, no deposits: a retryable 503 is never retried.
+    let extra = "  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    retries:\n      budget: {minRetriesPerSec: 0, percentCanRetry: 0.0}\n  client:\n    failureAccrual: {kind: none}\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "flaky", "/status/503", &[]).await.status, 503);
+    }
+    let m = metrics(p.admin).await;
+    assert_eq!(n(&m, "rt/http/service/svc/flaky/retries/total"), 0, "{m}");
+    assert_eq!(
+        n(&m, "rt/http/service/svc/flaky/retries/budget_exhausted"),
+        3
+    );
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A budget of half a retry per request: 4 failing requests earn 2 retries.
+    let b2 = backend("bad2").await;
+    disco.set_backends("half", &[&b2]);
+    let extra = "  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    retries:\n      budget: {minRetriesPerSec: 0, percentCanRetry: 0.5}\n  client:\n    failureAccrual: {kind: none}\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "half", "/status/503", &[]).await.status, 503);
+    }
+    let m = metrics(p.admin).await;
+    assert_eq!(n(&m, "rt/http/service/svc/half/retries/total"), 2, "{m}");
+    // Requests 1 and 3 find it empty; 2 and 4 retry once, and their retry's 503 finds it empty.
+    assert_eq!(
+        n(&m, "rt/http/service/svc/half/retries/budget_exhausted"),
+        4
+    );
+}
+
+#[tokio::test]
+async fn classifiers_decide_failure_and_retry() {
+    let b = backend("svc").await;
+    let disco = Disco::new();
+    disco.set_backends("s", &[&b]);
+    // (classifier, method, retried?, counted as a failure?)
+    let rows = [
+        ("io.l5d.http.nonRetryable5XX", "GET", false, true),
+        ("io.l5d.http.retryableRead5XX", "GET", true, true),
+        ("io.l5d.http.retryableRead5XX", "PUT", false, true),
+        ("io.l5d.http.retryableIdempotent5XX", "PUT", true, true),
+        ("io.l5d.http.retryableIdempotent5XX", "POST", false, true),
+        ("io.l5d.http.retryableAll5XX", "POST", true, true),
+        ("io.l5d.http.allSuccessful", "GET", false, false),
+    ];
+    for (kind, method, retried, failure) in rows {
+        let extra = format!(
+            "  service:\n    responseClassifier: {{kind: {kind}}}\n    retries:\n      budget: {{minRetriesPerSec: 1000}}\n  client:\n    failureAccrual: {{kind: none}}\n"
+        );
+        let p = proxy(&config(FS_DTAB, &extra), &disco.path()).await;
+        let req = http::Request::builder()
+            .method(method)
+            .uri("/status/500")
+            .header("host", "s")
+            .body(body(""))
+            .unwrap();
+        assert_eq!(send(p.addr, req).await.status, 500, "{kind} {method}");
+        let m = metrics(p.admin).await;
+        let retries = n(&m, "rt/http/service/svc/s/retries/total");
+        assert_eq!(retries > 0, retried, "{kind} {method}: {retries} retries");
+        let failures = m["rt/http/service/svc/s/failures"].as_u64().unwrap_or(0);
+        assert_eq!(
+            failures > 0,
+            failure,
+            "{kind} {method}: {failures} failures"
+        );
+    }
+}
+
+#[tokio::test]
+async fn attempt_and_server_timeouts() {
+    let b = backend("slow").await;
+    let disco = Disco::new();
+    disco.set_backends("slow", &[&b]);
+    let extra = "  client:\n    requestAttemptTimeoutMs: 100\n    failureAccrual: {kind: none}\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    let r = get(p.addr, "slow", "/slow/2000", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("request attempt timeout"), "{r:?}");
+    assert_eq!(get(p.addr, "slow", "/slow/10", &[]).await.status, 200);
+
+    let yaml = config(
+        FS_DTAB,
+        "  servers: [{ip: 127.0.0.1, port: 0, timeoutMs: 100}]\n",
+    )
+    .replace("  servers: [{ip: 127.0.0.1, port: 0}]\n", "");
+    let p = proxy(&yaml, &disco.path()).await;
+    let r = get(p.addr, "slow", "/slow/2000", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("server timeout"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_full_pool_is_503_and_not_an_endpoint_failure() {
+    let b = backend("slow").await;
+    let disco = Disco::new();
+    disco.set_backends("slow", &[&b]);
+    let extra = "  client:\n    hostConnectionPool: {maxSize: 1, maxWaiters: 0}\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    let addr = p.addr;
+    let first = tokio::spawn(async move { get(addr, "slow", "/slow/500", &[]).await.status });
+    // The first request holds the pool's one connection.
+    until_metric(p.admin, &pending_key(p.addr), |v| v == 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = get(p.addr, "slow", "/", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(first.await.unwrap(), 200);
+    let m = metrics(p.admin).await;
+    assert_eq!(
+        n(&m, "rt/http/client/#/io.l5d.fs/slow/loadbalancer/available"),
+        1
+    );
+    assert_eq!(get(p.addr, "slow", "/", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed() {
+    let b = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&b]);
+    let extra =
+        "  bindingCache: {idleTtlSecs: 1}\n  client:\n    hostConnectionPool: {idleTimeMs: 100}\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+    let open = |cs: &serde_json::Value| {
+        cs["http"]["clients"]["/#/io.l5d.fs/web"]["endpoints"][0]["connections"].as_u64()
+    };
+    let cs: serde_json::Value = serde_json::from_str(
+        &get(p.admin, "localhost", "/client_state.json", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(open(&cs), Some(1), "{cs}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let cs: serde_json::Value = serde_json::from_str(
+            &get(p.admin, "localhost", "/client_state.json", &[])
+                .await
+                .body,
+        )
+        .unwrap();
+        if open(&cs) == Some(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still open: {cs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn per_client_and_per_service_static_configs() {
+    let (slow, other) = (backend("slow").await, backend("other").await);
+    let disco = Disco::new();
+    disco.set_backends("slow", &[&slow]);
+    disco.set_backends("other", &[&other]);
+    // Only the client of /#/io.l5d.fs/slow gets the short attempt timeout; only the service
+    // /svc/other gets the short total timeout.
+    let extra = "  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/slow\n      requestAttemptTimeoutMs: 100\n  service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc/other\n      totalTimeoutMs: 100\n";
+    let p = proxy(&config(FS_DTAB, extra), &disco.path()).await;
+    let r = get(p.addr, "slow", "/slow/500", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("request attempt timeout"), "{r:?}");
+    let r = get(p.addr, "other", "/slow/500", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("total timeout"), "{r:?}");
+    // Neither applies elsewhere: /svc/slow has no total timeout, /#/io.l5d.fs/other no
+    // attempt timeout.
+    let r = get(p.addr, "other", "/slow/50", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test]
+async fn dst_prefix_clear_context_and_residuals() {
+    let b = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&b]);
+    // A non-default dstPrefix, and io.l5d.path naming two segments of which the namer uses one.
+    let extra =
+        "  dstPrefix: /http\n  identifier: {kind: io.l5d.path, segments: 2, consume: true}\n";
+    let p = proxy(&config("/http => /#/io.l5d.fs;", extra), &disco.path()).await;
+    let r = get(p.addr, "ignored", "/web/extra/echo", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["headers"]["l5d-dst-service"], "/http/web/extra");
+    assert_eq!(v["headers"]["l5d-dst-client"], "/#/io.l5d.fs/web");
+    assert_eq!(v["headers"]["l5d-dst-residual"], "/extra");
+
+    // clearContext: inbound l5d-ctx-* and l5d-dtab are dropped, and l5d-* leave responses.
+    let yaml = config(
+        FS_DTAB,
+        "  servers: [{ip: 127.0.0.1, port: 0, clearContext: true}]\n",
+    )
+    .replace("  servers: [{ip: 127.0.0.1, port: 0}]\n", "");
+    let p = proxy(&yaml, &disco.path()).await;
+    let r = get(
+        p.addr,
+        "web",
+        "/echo",
+        &[
+            ("l5d-ctx-trace", "abc"),
+            ("l5d-dtab", "/svc/web=>/$/fail"),
+            ("l5d-sample", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "the l5d-dtab was obeyed: {r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    for h in ["l5d-ctx-trace", "l5d-sample", "l5d-ctx-dtab", "l5d-dtab"] {
+        assert!(
+            v["headers"].get(h).is_none(),
+            "{h} reached the backend: {v}"
+        );
+    }
+    assert!(
+        r.headers.keys().all(|k| !k.as_str().starts_with("l5d-")),
+        "{:?}",
+        r.headers
+    );
+}
+
+#[tokio::test]
+async fn server_and_balancer_metrics() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let disco = Disco::new();
+    disco.set_backends("web", &[&a, &b]);
+    let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+    }
+    assert_eq!(get(p.addr, "web", "/status/503", &[]).await.status, 503);
+    let srv = format!("rt/http/server/127.0.0.1/{}", p.addr.port());
+    let m = until_metric(p.admin, &format!("{srv}/connections"), |v| v == 0).await;
+    // One connection per request (the test client does not reuse them), all closed.
+    assert_eq!(n(&m, &format!("{srv}/connects")), 4, "{m}");
+    assert_eq!(n(&m, &format!("{srv}/requests")), 4);
+    assert_eq!(n(&m, &format!("{srv}/status/5XX")), 1);
+    assert_eq!(n(&m, &format!("{srv}/status/503")), 1);
+    let c = "rt/http/client/#/io.l5d.fs/web";
+    assert_eq!(n(&m, &format!("{c}/loadbalancer/size")), 2);
+    assert_eq!(n(&m, &format!("{c}/loadbalancer/available")), 2);
+    assert_eq!(n(&m, "rt/http/service/svc/web/requests"), 4);
+    // Churn: one endpoint leaves.
+    disco.set_backends("web", &[&a]);
+    until_metric(p.admin, &format!("{c}/loadbalancer/size"), |v| v == 1).await;
+    let m = metrics(p.admin).await;
+    assert_eq!(n(&m, &format!("{c}/loadbalancer/removes")), 1, "{m}");
+}
