@@ -377,6 +377,11 @@ async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
     }
     if path.starts_with("/admin/metrics") || st.prometheus.iter().any(|(p, _)| *p == path) {
         sync_namer_stats(st);
+        for r in &st.routers {
+            for c in r.binder.clients() {
+                c.refresh_gauges();
+            }
+        }
     }
     let q = query(&req);
     let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());

@@ -278,3 +278,98 @@ async fn server_and_balancer_metrics() {
     let m = metrics(p.admin).await;
     assert_eq!(n(&m, &format!("{c}/loadbalancer/removes")), 1, "{m}");
 }
+
+#[tokio::test]
+async fn names_share_a_client_and_caches_evict_and_expire() {
+    let (web, api) = (backend("web").await, backend("api").await);
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    disco.set_backends("api", &[&api]);
+    // www and web are two names bound to one client.
+    let p = proxy(
+        &config("/svc => /#/io.l5d.fs; /svc/www => /svc/web;", ""),
+        &disco.path(),
+    )
+    .await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "web");
+    assert_eq!(get(p.addr, "www", "/", &[]).await.body, "web");
+    let m = metrics(p.admin).await;
+    assert_eq!(n(&m, "rt/http/client/#/io.l5d.fs/web/requests"), 2, "{m}");
+    assert_eq!(n(&m, "rt/http/service/svc/web/requests"), 1);
+    assert_eq!(n(&m, "rt/http/service/svc/www/requests"), 1);
+    assert_eq!(n(&m, "rt/http/bindcache/client/misses"), 1);
+    assert_eq!(n(&m, "rt/http/bindcache/path/misses"), 2);
+
+    // Capacity 1: a second name evicts the first binding, and its then unused client.
+    let p = proxy(
+        &config(FS_DTAB, "  bindingCache: {paths: 1, clients: 1}\n"),
+        &disco.path(),
+    )
+    .await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "web");
+    assert_eq!(get(p.addr, "api", "/", &[]).await.body, "api");
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "web");
+    let m = metrics(p.admin).await;
+    assert!(n(&m, "rt/http/bindcache/path/evicts") >= 2, "{m}");
+    assert!(n(&m, "rt/http/bindcache/client/evicts") >= 1, "{m}");
+
+    // idleTtlSecs: an idle binding expires, and so does its client.
+    let p = proxy(
+        &config(FS_DTAB, "  bindingCache: {idleTtlSecs: 1}\n"),
+        &disco.path(),
+    )
+    .await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "web");
+    until_metric(p.admin, "rt/http/bindcache/path/expires", |v| v == 1).await;
+    until_metric(p.admin, "rt/http/bindcache/client/expires", |v| v == 1).await;
+    // A request after expiry binds again.
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "web");
+}
+
+#[tokio::test]
+async fn success_rate_accrual_takes_an_endpoint_out_and_a_probe_brings_it_back() {
+    for accrual in [
+        "{kind: io.l5d.successRate, successRate: 0.9, requests: 5, backoff: {kind: constant, ms: 300}}",
+        "{kind: io.l5d.successRateWindowed, successRate: 0.9, window: 5, backoff: {kind: constant, ms: 300}}",
+    ] {
+        let good = backend("good").await;
+        // An endpoint that refuses connections, on a port the test can bring to life later.
+        let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = spare.local_addr().unwrap().port();
+        drop(spare);
+        let disco = Disco::new();
+        disco.set(
+            "web",
+            &[
+                format!("127.0.0.1 {}", good.addr.port()),
+                format!("127.0.0.1 {port}"),
+            ],
+        );
+        let extra = format!("  client:\n    failureAccrual: {accrual}\n");
+        let p = proxy(&config(FS_DTAB, &extra), &disco.path()).await;
+        let avail = "rt/http/client/#/io.l5d.fs/web/loadbalancer/available";
+        // Connection failures are requeued (every request succeeds) and counted against the
+        // refusing endpoint until its success rate drops below 0.9.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200, "{accrual}");
+            if metrics(p.admin).await[avail] == 1 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{accrual}: never marked dead");
+        }
+        // The endpoint comes to life; after the backoff a real request probes it, succeeds,
+        // and it is back in rotation.
+        let revived = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let _revived = backend_on(revived, "revived");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+            if metrics(p.admin).await[avail] == 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{accrual}: never revived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

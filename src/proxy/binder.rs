@@ -75,11 +75,15 @@ pub struct PathEntry {
     live: LiveNames,
     last_used: AtomicU64,
     task: tokio::task::AbortHandle,
+    /// The follow task's sender: cleared on drop, so the tree's clients are released at once
+    /// rather than when the aborted task is next dropped by the runtime.
+    tx: Arc<watch::Sender<Resolved>>,
 }
 
 impl Drop for PathEntry {
     fn drop(&mut self) {
         self.task.abort();
+        self.tx.send_replace(Resolved::Pending);
         // The last binding of this name (after its in-flight requests) takes the name's
         // metrics with it, so names made up by clients (any Host header is one) cannot grow
         // the registry without bound.
@@ -200,9 +204,11 @@ impl Binder {
         // Bind outside the cache lock: a bind's work (bounded by `BindLimits`) must never
         // hold up the requests of other names.
         let (tx, rx) = watch::channel(Resolved::Pending);
+        let tx = Arc::new(tx);
         let dtab = self.base.concat(local);
         let activity = self.interp.bind(&dtab, path);
-        let task = tokio::spawn(follow(Arc::downgrade(self), activity, tx)).abort_handle();
+        let task =
+            tokio::spawn(follow(Arc::downgrade(self), activity, Arc::clone(&tx))).abort_handle();
         let svc_label = crate::metrics::label(path.show().trim_start_matches('/'));
         *self
             .live
@@ -222,6 +228,7 @@ impl Binder {
             policy: std::sync::OnceLock::new(),
             live: Arc::clone(&self.live),
             task,
+            tx,
         });
         let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = paths.get(&key) {
@@ -320,6 +327,22 @@ impl Binder {
         self.client_stats
             .expires
             .add((before - clients.len()) as u64);
+        // Over capacity (clients in use when their names were bound cannot be evicted then):
+        // drop the most idle unused ones now.
+        while clients.len() > self.client_capacity {
+            let victim = clients
+                .iter()
+                .filter(|(_, c)| Arc::strong_count(c) == 1)
+                .max_by_key(|(_, c)| c.idle_ns())
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(k) => {
+                    clients.remove(&k);
+                    self.client_stats.evicts.incr();
+                }
+                None => break,
+            }
+        }
         for c in clients.values() {
             for e in c.endpoints().iter() {
                 e.pool.expire_idle();
@@ -332,7 +355,7 @@ impl Binder {
 async fn follow(
     binder: Weak<Binder>,
     mut activity: switchboard_namer_core::Activity<NameTree<Bound>>,
-    tx: watch::Sender<Resolved>,
+    tx: Arc<watch::Sender<Resolved>>,
 ) {
     let mut had_ok = false;
     loop {

@@ -250,6 +250,15 @@ impl Client {
         self.state.send_replace(state);
     }
 
+    /// Recomputes the gauges that change with time rather than with events
+    /// (`loadbalancer/available`: failure accrual's backoffs end on their own). The admin server
+    /// calls it before rendering metrics.
+    pub fn refresh_gauges(&self) {
+        let t = now_ns();
+        self.lb_available
+            .set(self.endpoints().iter().filter(|e| e.available(t)).count() as i64);
+    }
+
     /// Sends a request to one endpoint, choosing another when a connection cannot be made.
     /// Returns the response (its body streaming) or why there was none.
     pub async fn send(
