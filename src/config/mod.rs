@@ -529,6 +529,13 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     ok
 }
 
+/// Where the router labelled `label` sits in the raw config.
+fn raw_loc<'a>(raw: &'a [(Loc, &Value)], label: &str) -> Option<&'a Loc> {
+    raw.iter()
+        .find(|(_, v)| raw_label(v).as_deref() == Some(label))
+        .map(|(loc, _)| loc)
+}
+
 fn raw_label(v: &Value) -> Option<String> {
     match (v.get("label"), v.get("protocol")) {
         (Some(Value::String(l)), _) => Some(l.clone()),
@@ -547,10 +554,7 @@ fn check_namer_references(
 ) {
     let hash = Path::read("/#").ok();
     for r in routers {
-        let Some((loc, _)) = raw
-            .iter()
-            .find(|(_, v)| raw_label(v).as_deref() == Some(r.label.as_str()))
-        else {
+        let Some(loc) = raw_loc(raw, &r.label) else {
             continue;
         };
         let mut seen = std::collections::BTreeSet::new();
@@ -594,10 +598,7 @@ fn check_admin_routes(
 ) {
     let port = admin.port.unwrap_or(model::DEFAULT_ADMIN_PORT).to_string();
     for r in routers {
-        let Some((loc, _)) = raw
-            .iter()
-            .find(|(_, v)| raw_label(v).as_deref() == Some(r.label.as_str()))
-        else {
+        let Some(loc) = raw_loc(raw, &r.label) else {
             continue;
         };
         for dentry in &r.dtab.dentries {

@@ -56,36 +56,35 @@ fn run(dtab: String) -> (State<String>, State<String>, Duration) {
                     dtab: dtab.clone(),
                 };
                 let mut deps = LookupDeps::default();
-                let b = match bind::bind_snapshot(&lookup, &Path::read("/x0").unwrap(), &mut deps) {
-                    State::Ok(t) => State::Ok(format!("{} leaves", leaves(&t))),
-                    State::Failed(e) => {
-                        State::Failed(switchboard_namer_core::NamingError::new(format!(
-                            "{}{}",
-                            if e.is_limit() { "LIMIT " } else { "" },
-                            e.message()
-                        )))
-                    }
-                    State::Pending => State::Pending,
-                };
+                let b = shown(
+                    bind::bind_snapshot(&lookup, &Path::read("/x0").unwrap(), &mut deps),
+                    |t| format!("{} leaves", leaves(&t)),
+                );
                 let mut deps = LookupDeps::default();
-                let d =
-                    match interp.delegate_snapshot(&dtab, &Path::read("/x0").unwrap(), &mut deps) {
-                        State::Ok(_) => State::Ok("ok".to_string()),
-                        State::Failed(e) => {
-                            State::Failed(switchboard_namer_core::NamingError::new(format!(
-                                "{}{}",
-                                if e.is_limit() { "LIMIT " } else { "" },
-                                e.message()
-                            )))
-                        }
-                        State::Pending => State::Pending,
-                    };
+                let d = shown(
+                    interp.delegate_snapshot(&dtab, &Path::read("/x0").unwrap(), &mut deps),
+                    |_| "ok".to_string(),
+                );
                 (b, d, t0.elapsed())
             })
         })
         .unwrap()
         .join()
         .expect("binding overflowed the stack or panicked")
+}
+
+/// A state as text: `ok` for a value, and a failure's message marked `LIMIT ` when a work
+/// limit caused it.
+fn shown<T>(s: State<T>, ok: impl Fn(T) -> String) -> State<String> {
+    match s {
+        State::Ok(t) => State::Ok(ok(t)),
+        State::Failed(e) => State::Failed(switchboard_namer_core::NamingError::new(format!(
+            "{}{}",
+            if e.is_limit() { "LIMIT " } else { "" },
+            e.message()
+        ))),
+        State::Pending => State::Pending,
+    }
 }
 
 fn leaves<T>(t: &NameTree<T>) -> usize {

@@ -42,6 +42,19 @@ async fn until<T: Clone + std::fmt::Debug>(v: &mut Var<T>, pred: impl Fn(&T) -> 
     switchboard_namer_core::testing::until(v, WAIT, pred).await
 }
 
+/// Waits (bounded) until the `web` service's `stale` flag in the namer state is `want`.
+async fn until_stale(n: &EtcdNamer, want: bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while n.state()["services"]["web"]["stale"] != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale never became {want}: {}",
+            n.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn bound(n: &EtcdNamer, path: &str) -> (Var<State<NameTree<Name>>>, Var<Addr>) {
     let mut tree = n.lookup(&Path::read(path).unwrap());
     let t = until(&mut tree, |t| matches!(t, State::Ok(NameTree::Leaf(_)))).await;
@@ -267,15 +280,7 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
 
     // Outage: still serving, marked stale.
     etcd.down().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while n.state()["services"]["web"]["stale"] != true {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stale: {}",
-            n.state()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stale(&n, true).await;
     assert_eq!(ports(&addr.get()), [(9001, 1.0)]);
     assert!(matches!(tree.get(), State::Ok(NameTree::Leaf(_))));
 
@@ -286,30 +291,14 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
         .unwrap();
     c.put("/svc/web/b", "127.0.0.1:9002", 0).await.unwrap();
     until(&mut addr, |a| ports(a) == [(9001, 1.0), (9002, 1.0)]).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while n.state()["services"]["web"]["stale"] != false {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still stale: {}",
-            n.state()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stale(&n, false).await;
 
     // Another outage, seen by the namer alone (the forwarder is cut) while the test changes the
     // service and compacts history past the namer's revision: on reconnecting, resuming is
     // impossible, so it must list again.
     let relists = n.state()["relists"].as_u64().unwrap_or(0);
     fwd.down();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while n.state()["services"]["web"]["stale"] != true {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stale: {}",
-            n.state()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stale(&n, true).await;
     let mut c = Client::connect(&[etcd.addr()], &ConnectOptions::default())
         .await
         .unwrap();
