@@ -373,3 +373,34 @@ async fn success_rate_accrual_takes_an_endpoint_out_and_a_probe_brings_it_back()
         }
     }
 }
+
+#[tokio::test]
+async fn a_name_still_pending_after_binding_timeout_ms_is_502() {
+    // A "Consul" that accepts connections and never answers: the name stays Pending.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let disco = Disco::new();
+    let yaml = config("/svc => /#/io.l5d.consul/dc1;", "  bindingTimeoutMs: 200\n").replace(
+        "namers:\n",
+        &format!("namers:\n- kind: io.l5d.consul\n  host: 127.0.0.1\n  port: {port}\n"),
+    );
+    let p = proxy(&yaml, &disco.path()).await;
+    let r = get(p.addr, "web", "/", &[]).await;
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(
+        r.body
+            .contains("Exceeded 200.milliseconds binding timeout while resolving name: /svc/web"),
+        "{r:?}"
+    );
+    // The namer's counters reach the metrics page.
+    let m = metrics(p.admin).await;
+    assert!(n(&m, "namer/#/io.l5d.consul/lookups") >= 1, "{m}");
+    assert!(n(&m, "namer/#/io.l5d.consul/watch/opens") >= 1, "{m}");
+    assert_eq!(n(&m, "namer/#/io.l5d.consul/watched"), 1, "{m}");
+}
