@@ -404,3 +404,40 @@ async fn a_name_still_pending_after_binding_timeout_ms_is_502() {
     assert!(n(&m, "namer/#/io.l5d.consul/watch/opens") >= 1, "{m}");
     assert_eq!(n(&m, "namer/#/io.l5d.consul/watched"), 1, "{m}");
 }
+
+#[tokio::test]
+async fn aperture_keeps_a_light_load_on_few_endpoints() {
+    let mut bs = Vec::new();
+    for i in 0..4 {
+        bs.push(backend(&format!("b{i}")).await);
+    }
+    let disco = Disco::new();
+    disco.set_backends("web", &[&bs[0], &bs[1], &bs[2], &bs[3]]);
+    let distinct = |extra: String| {
+        let disco_path = disco.path();
+        async move {
+            let p = proxy(&config(FS_DTAB, &extra), &disco_path).await;
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..40 {
+                let r = get(p.addr, "web", "/", &[]).await;
+                assert_eq!(r.status, 200);
+                seen.insert(r.header("x-backend-addr").to_string());
+            }
+            seen.len()
+        }
+    };
+    // One request at a time is far below the aperture's low load: its window stays at
+    // minAperture, one endpoint.
+    let aperture = distinct(
+        "  client:\n    loadBalancer: {kind: aperture, minAperture: 1, lowLoad: 0.5, highLoad: 2.0}\n"
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        aperture, 1,
+        "aperture spread a light load over {aperture} endpoints"
+    );
+    // p2c over all four spreads the same load (all four are hit with near certainty).
+    let p2c = distinct("  client:\n    loadBalancer: {kind: p2c}\n".to_string()).await;
+    assert!(p2c >= 3, "p2c used only {p2c} endpoints");
+}
