@@ -7,8 +7,9 @@
 //! Hardening (none of it in Linkerd but `admin.security`): `admin.security` is enforced as
 //! Linkerd's `SecurityFilter` does (UI, control and diagnostics classes, path white- and
 //! blacklists); a state-changing POST is refused when its `Origin` is not the admin's own or its
-//! content type is one a cross-origin HTML form can send; on a loopback admin, a `Host` that is
-//! not a loopback name (DNS rebinding) is refused; request bodies are capped; heads must arrive
+//! content type is one a cross-origin HTML form can send; on a connection made to a loopback
+//! address (whatever the admin is bound to), a `Host` that is not a loopback name (DNS
+//! rebinding) is refused; request bodies are capped; heads must arrive
 //! within the header read timeout.
 
 use std::convert::Infallible;
@@ -137,7 +138,7 @@ fn forged(req: &Request<Incoming>, loopback_only: bool) -> Option<&'static str> 
     if loopback_only {
         if let Some(host) = host {
             if !is_loopback_host(host) {
-                return Some("unexpected Host for a loopback admin server");
+                return Some("unexpected Host on a loopback connection");
             }
         }
     }
@@ -221,8 +222,6 @@ struct State0 {
     recent: Option<crate::proxy::recent::RecentRequests>,
     shutdown: Shutdown,
     security: Security,
-    /// Bound to a loopback address: only loopback Host names are expected.
-    loopback: bool,
 }
 
 pub struct Admin {
@@ -250,7 +249,6 @@ impl Admin {
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(State0 {
                 security: parts.security,
-                loopback: addr.ip().is_loopback(),
                 metrics: parts.metrics,
                 interp: parts.interp,
                 routers: parts.routers,
@@ -274,11 +272,14 @@ impl Admin {
                 _ = shutdown.wait() => return,
                 a = self.listener.accept() => {
                     let Ok((stream, _)) = a else { continue };
+                    // Reached on a loopback address: only loopback Host names are expected
+                    // (a rebound DNS name arrives here too, with a foreign Host).
+                    let loopback = stream.local_addr().is_ok_and(|a| a.ip().is_loopback());
                     let st = Arc::clone(&self.state);
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| {
                             let st = Arc::clone(&st);
-                            async move { Ok::<_, Infallible>(handle(&st, req).await) }
+                            async move { Ok::<_, Infallible>(handle(&st, req, loopback).await) }
                         });
                         let _ = http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
@@ -367,9 +368,9 @@ fn sync_namer_stats(st: &State0) {
     }
 }
 
-async fn handle(st: &State0, req: Request<Incoming>) -> Response<RespBody> {
+async fn handle(st: &State0, req: Request<Incoming>, loopback: bool) -> Response<RespBody> {
     let path = req.uri().path().to_string();
-    if let Some(why) = forged(&req, st.loopback) {
+    if let Some(why) = forged(&req, loopback) {
         return text(StatusCode::FORBIDDEN, format!("{why}\n"));
     }
     if !st.security.allows(&path) {

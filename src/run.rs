@@ -94,8 +94,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or(crate::config::model::PerPrefix::Global(Default::default()));
-        let service_cfg_for_timeout = service_cfg.clone();
-        let router = Arc::new(Router::new(
+        let mut router = Router::new(
             r.label.clone(),
             identifiers,
             r.dst_prefix.clone(),
@@ -125,7 +124,13 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                 .max_err_response_kb
                 .unwrap_or(DEFAULT_MAX_ERR_RESPONSE_KB),
             service_cfg,
-        ));
+        );
+        // A backend that never answers must not hold a request forever: services without a
+        // `totalTimeoutMs` get a default one, unless every server bounds requests itself.
+        if r.servers.iter().all(|s| s.config.timeout_ms.is_some()) {
+            router.default_total_timeout = None;
+        }
+        let router = Arc::new(router);
         admin_routers.push(AdminRouter {
             label: r.label.clone(),
             dtab: r.dtab.clone(),
@@ -150,13 +155,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                 max_concurrent: s.config.max_concurrent_requests,
                 max_call_depth: s.config.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 clear_context: s.config.clear_context.unwrap_or(false),
-                // A router that sets no timeout at all gets a default one: a backend that
-                // never answers must not hold a request (and its connection) forever.
-                timeout: s.config.timeout_ms.map(Duration::from_millis).or_else(|| {
-                    (!sets_total_timeout(&service_cfg_for_timeout)).then(|| {
-                        Duration::from_millis(crate::proxy::server::DEFAULT_REQUEST_TIMEOUT_MS)
-                    })
-                }),
+                timeout: s.config.timeout_ms.map(Duration::from_millis),
                 header_read_timeout: Duration::from_millis(
                     s.config
                         .header_read_timeout_ms
@@ -232,15 +231,4 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         shutdown,
         tasks,
     })
-}
-
-/// Whether any service config of a router sets `totalTimeoutMs`.
-fn sets_total_timeout(
-    cfg: &crate::config::model::PerPrefix<crate::config::model::ServiceParams>,
-) -> bool {
-    use crate::config::model::PerPrefix;
-    match cfg {
-        PerPrefix::Global(p) => p.total_timeout_ms.is_some(),
-        PerPrefix::Static(list) => list.iter().any(|(_, p)| p.total_timeout_ms.is_some()),
-    }
 }

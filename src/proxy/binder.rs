@@ -359,6 +359,10 @@ async fn follow(
 ) {
     let mut had_ok = false;
     loop {
+        // The entry is gone (it cleared the tree on drop): publish nothing more.
+        if tx.is_closed() {
+            return;
+        }
         let state = activity.get();
         let Some(b) = binder.upgrade() else { return };
         match state {

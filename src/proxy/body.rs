@@ -33,10 +33,14 @@ pub enum ReqBody {
     Full(Option<Bytes>),
 }
 
-/// The body read stall timer of a streamed request body.
+/// The body read stall timer of a streamed request body. It runs only while the body has been
+/// asked for data and the client has none to give: time the proxy or the endpoint spends not
+/// reading (binding, connecting, backpressure) is never the client's.
 pub struct Stall {
     after: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Set while polls keep finding no data; the timer was started by the first of them.
+    waiting: bool,
 }
 
 /// A client stopped sending its request body.
@@ -58,6 +62,7 @@ impl ReqBody {
         let stall = stall.filter(|_| !body.is_end_stream()).map(|after| Stall {
             after,
             timer: Box::pin(tokio::time::sleep(after)),
+            waiting: false,
         });
         ReqBody::Stream { body, stall }
     }
@@ -75,13 +80,17 @@ impl Body for ReqBody {
             ReqBody::Stream { body, stall } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(r) => {
                     if let Some(s) = stall {
-                        let next = tokio::time::Instant::now() + s.after;
-                        s.timer.as_mut().reset(next);
+                        s.waiting = false;
                     }
                     Poll::Ready(r.map(|f| f.map_err(Into::into)))
                 }
                 Poll::Pending => {
                     if let Some(s) = stall {
+                        if !s.waiting {
+                            s.waiting = true;
+                            let next = tokio::time::Instant::now() + s.after;
+                            s.timer.as_mut().reset(next);
+                        }
                         if s.timer.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Some(Err(Box::new(BodyStalled(s.after)))));
                         }

@@ -134,7 +134,10 @@ impl Client {
             pool_cfg: PoolConfig {
                 max_size: pool.max_size,
                 max_waiters: pool.max_waiters,
-                idle_time: pool.idle_time_ms.map(Duration::from_millis),
+                idle_time: Some(Duration::from_millis(
+                    pool.idle_time_ms
+                        .unwrap_or(super::pool::DEFAULT_IDLE_TIME_MS),
+                )),
                 connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             },
             pool_stats: PoolStats {
@@ -357,7 +360,7 @@ impl Client {
                     return Ok((Response::from_parts(parts, body), ep.addr));
                 }
                 Err(mut e) => {
-                    if e.error().is_user() {
+                    if is_client_body_error(e.error()) {
                         // The client's body broke off or was malformed (or the request was
                         // ours to refuse): never the endpoint's fault, never requeued.
                         return Err(RouteError::BadUpload(e.error().to_string()));
@@ -377,6 +380,16 @@ impl Client {
         }
         Err(last_err.unwrap_or_else(|| RouteError::Upstream("no endpoint answered".into())))
     }
+}
+
+/// Whether hyper failed because the request body (the client's upload) failed: a user error
+/// whose source is the body's own error (a stall, or the client connection's read error).
+/// Other user errors (the connection task gone, say) are the connection's, not the client's.
+fn is_client_body_error(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_user()
+        && e.source()
+            .is_some_and(|s| s.is::<super::body::BodyStalled>() || s.is::<hyper::Error>())
 }
 
 /// Counts a request against an endpoint's load while it is outstanding.

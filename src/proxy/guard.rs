@@ -95,7 +95,12 @@ pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
     if let Some(auth) = parts.uri.authority() {
-        let v = HeaderValue::from_str(auth.as_str()).map_err(|_| {
+        // Host is the authority without any userinfo (RFC 9112 3.2.2, RFC 9110 7.2).
+        let host = match auth.port_u16() {
+            Some(p) => format!("{}:{p}", auth.host()),
+            None => auth.host().to_string(),
+        };
+        let v = HeaderValue::from_str(&host).map_err(|_| {
             RouteError::BadRequest("invalid authority in the request target".into())
         })?;
         parts.headers.insert(header::HOST, v);
@@ -227,6 +232,12 @@ mod tests {
         // Absolute form: the authority wins over Host.
         check_row("http://web/", &[("host", "api")], Ok(&[("host", "web")]));
         check_row("http://web:8080/x", &[], Ok(&[("host", "web:8080")]));
+        // Userinfo never reaches Host.
+        check_row(
+            "http://user:pw@web/",
+            &[("host", "api")],
+            Ok(&[("host", "web")]),
+        );
         // Proxy-only headers never cross.
         check_row(
             "/",

@@ -16,6 +16,12 @@ use tokio::sync::Notify;
 use super::body::ReqBody;
 use crate::metrics::{Counter, Gauge};
 
+/// Default `hostConnectionPool.idleTimeMs` (Linkerd: forever). A connection idle for longer
+/// is not reused: below the idle keep-alive timeouts of common servers (Switchboard's own
+/// `headerReadTimeoutMs` 10 s, Node.js 5 s), so a request is not sent on a connection the
+/// peer is closing.
+pub const DEFAULT_IDLE_TIME_MS: u64 = 4_000;
+
 /// Pool limits; `None` means unbounded / forever.
 #[derive(Debug, Clone, Default)]
 pub struct PoolConfig {

@@ -147,7 +147,11 @@ const DEFAULT_PERCENT_CAN_RETRY: f64 = 0.2;
 const DEFAULT_BUDGET_TTL_SECS: u64 = 10;
 
 impl ServicePolicy {
-    fn new(p: &ServiceParams, stats: &RequestStats) -> ServicePolicy {
+    fn new(
+        p: &ServiceParams,
+        stats: &RequestStats,
+        default_total: Option<Duration>,
+    ) -> ServicePolicy {
         let classifier = p
             .response_classifier
             .as_ref()
@@ -182,7 +186,10 @@ impl ServicePolicy {
         };
         let r = stats.scope().scope("retries");
         ServicePolicy {
-            total_timeout: p.total_timeout_ms.map(Duration::from_millis),
+            total_timeout: p
+                .total_timeout_ms
+                .map(Duration::from_millis)
+                .or(default_total),
             classifier,
             budget,
             backoff,
@@ -229,7 +236,14 @@ pub struct Router {
     pub limits: RequestLimits,
     pub max_err_kb: u32,
     service_cfg: PerPrefix<ServiceParams>,
+    /// The total timeout of a service whose config sets none (`None` when every server of
+    /// the router sets its own `timeoutMs`).
+    pub default_total_timeout: Option<Duration>,
 }
+
+/// Default bound on a request's time to its response head, for a service with no
+/// `totalTimeoutMs` on a router whose servers set no `timeoutMs`.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
 
 impl Router {
     #[allow(clippy::too_many_arguments)]
@@ -252,6 +266,7 @@ impl Router {
             limits,
             max_err_kb,
             service_cfg,
+            default_total_timeout: Some(Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS)),
         }
     }
 
@@ -260,6 +275,7 @@ impl Router {
             Arc::new(ServicePolicy::new(
                 &service_params(&self.service_cfg, &entry.path),
                 &entry.stats,
+                self.default_total_timeout,
             ))
         })
     }
@@ -410,8 +426,10 @@ impl Router {
                 }
             }
         };
+        // Pinned where it is: wrapping the future by value would copy it.
+        tokio::pin!(attempt_loop);
         let result = match policy.total_timeout {
-            Some(t) => match tokio::time::timeout(t, attempt_loop).await {
+            Some(t) => match tokio::time::timeout(t, attempt_loop.as_mut()).await {
                 Ok(r) => r,
                 Err(_) => Err(RouteError::Timeout(format!(
                     "exceeded {} total timeout for {}",
@@ -424,18 +442,20 @@ impl Router {
         let lat = start.elapsed().as_millis() as u64;
         match result {
             Ok((mut resp, failure)) => {
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if switching && client_upgrade.is_none() {
+                    entry.stats.record(None, lat, false);
+                    return Err(RouteError::Upstream(
+                        "the endpoint switched protocols on a request that asked for no upgrade"
+                            .into(),
+                    ));
+                }
                 entry
                     .stats
                     .record(Some(resp.status().as_u16()), lat, !failure);
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    match client_upgrade {
-                        Some(on_client) => tunnel(on_client, hyper::upgrade::on(&mut resp)),
-                        None => {
-                            return Err(RouteError::Upstream(
-                                "the endpoint switched protocols on a request that asked for no upgrade"
-                                    .into(),
-                            ))
-                        }
+                if switching {
+                    if let Some(on_client) = client_upgrade {
+                        tunnel(on_client, hyper::upgrade::on(&mut resp));
                     }
                 } else {
                     // hyper decoded any chunking; a Content-Length sent beside it is wrong now.

@@ -44,9 +44,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// Default bound on reading one request head (and on an idle keep-alive connection).
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
-/// Default bound on a request's time to its response head when neither the server's
-/// `timeoutMs` nor the service's `totalTimeoutMs` is set.
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
 
 /// hyper's read buffer for heads within `max_headers_kb` and `max_initial_line_kb`.
 pub fn buf_size_for(max_headers_kb: u32, max_initial_line_kb: u32) -> usize {

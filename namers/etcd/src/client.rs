@@ -382,14 +382,13 @@ pub struct Client {
     grpc: Grpc<Channel>,
 }
 
-/// Sends requests on an open watch stream.
+/// Sends requests on an open watch stream. Unbounded on purpose: the one task that sends
+/// creates and cancels is also the one that reads the answers, so a bounded queue could stop it
+/// while etcd waits for it to read (one create per watched service; a few hundred bytes each).
 #[derive(Clone)]
 pub struct WatchSender {
-    tx: tokio::sync::mpsc::Sender<pb::WatchRequest>,
+    tx: tokio::sync::mpsc::UnboundedSender<pb::WatchRequest>,
 }
-
-/// How many watch requests may wait to be sent on one stream.
-const WATCH_SEND_QUEUE: usize = 128;
 
 impl WatchSender {
     /// Adds a watcher on the stream.
@@ -411,13 +410,15 @@ impl WatchSender {
             .send(pb::WatchRequest {
                 request_union: Some(r),
             })
-            .await
             .map_err(|_| Error::Unavailable {
                 call: "Watch",
                 message: "the watch stream is closed".into(),
             })
     }
 }
+
+/// Largest answer read from etcd (tonic's default is 4 MB; listing a large prefix can pass it).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// The answers of an open watch stream.
 pub type WatchStream = tonic::Streaming<pb::WatchResponse>;
@@ -476,7 +477,7 @@ impl Client {
             _ => Channel::balance_list(eps.into_iter()),
         };
         Ok(Client {
-            grpc: Grpc::new(channel),
+            grpc: Grpc::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES),
         })
     }
 
@@ -516,10 +517,16 @@ impl Client {
         self.unary("Range", "/etcdserverpb.KV/Range", req).await
     }
 
-    /// Every key under `prefix`, at one revision.
+    /// Every key under `prefix` (every key, for an empty prefix), at one revision.
     pub async fn get_prefix(&mut self, prefix: &[u8]) -> Result<pb::RangeResponse, Error> {
+        // etcd refuses an empty key; the whole keyspace is `[\0, \0)`, as clientv3 sends it.
+        let key = if prefix.is_empty() {
+            vec![0]
+        } else {
+            prefix.to_vec()
+        };
         self.range(pb::RangeRequest {
-            key: prefix.to_vec(),
+            key,
             range_end: prefix_end(prefix),
             ..Default::default()
         })
@@ -621,7 +628,7 @@ impl Client {
         first: pb::WatchCreateRequest,
     ) -> Result<(WatchSender, WatchStream), Error> {
         self.ready("Watch").await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(WATCH_SEND_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sender = WatchSender { tx };
         sender.create(first).await?;
         let requests = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
