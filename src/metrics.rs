@@ -67,6 +67,24 @@ impl Gauge {
     }
 }
 
+/// Holds one unit of a gauge while alive (an open connection, say): added on creation, taken
+/// away on drop, so every holder, however it ends, gives it back exactly once.
+#[derive(Debug)]
+pub struct GaugeHold(Gauge);
+
+impl GaugeHold {
+    pub fn new(g: &Gauge) -> GaugeHold {
+        g.add(1);
+        GaugeHold(g.clone())
+    }
+}
+
+impl Drop for GaugeHold {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
+}
+
 /// Sub-buckets per power of two above the exact range.
 const SUB: u64 = 64;
 /// Values below this are counted exactly.

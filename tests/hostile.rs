@@ -459,3 +459,54 @@ async fn connections_past_max_connections_are_refused_and_counted() {
     );
     assert_eq!(m[&key], 1, "{m}");
 }
+
+#[tokio::test]
+async fn an_open_websocket_tunnel_counts_as_a_connection() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let yaml = config(
+        FS_DTAB,
+        "  servers: [{ip: 127.0.0.1, port: 0, maxConnections: 1}]\n",
+    )
+    .replace("  servers: [{ip: 127.0.0.1, port: 0}]\n", "");
+    let p = proxy(&yaml, &disco.path()).await;
+    let key = format!("rt/http/server/127.0.0.1/{}/connections", p.addr.port());
+    let mut ws = TcpStream::connect(p.addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, ws.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // Bytes cross the tunnel: the HTTP connection has handed over to it.
+    ws.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(WAIT, ws.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping");
+    let m = metrics(p.admin).await;
+    assert_eq!(m[key.as_str()], 1, "the open tunnel is not counted");
+    // So the server is full: a new connection is closed at once.
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n").await;
+    let mut one = [0u8; 1];
+    let r = tokio::time::timeout(WAIT, c.read(&mut one)).await.unwrap();
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // Closing the tunnel gives the connection back.
+    drop(ws);
+    until_metric(p.admin, &key, |v| v == 0).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+}

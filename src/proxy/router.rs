@@ -339,6 +339,8 @@ impl Router {
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        // The server's hold on its connection count, for a tunnel to keep while it is open.
+        let conn_hold = parts.extensions.remove::<Arc<crate::metrics::GaugeHold>>();
         // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
         let version = parts.version;
         prepare_request(
@@ -455,7 +457,7 @@ impl Router {
                     .record(Some(resp.status().as_u16()), lat, !failure);
                 if switching {
                     if let Some(on_client) = client_upgrade {
-                        tunnel(on_client, hyper::upgrade::on(&mut resp));
+                        tunnel(on_client, hyper::upgrade::on(&mut resp), conn_hold);
                     }
                 } else {
                     // hyper decoded any chunking; a Content-Length sent beside it is wrong now.
@@ -597,9 +599,15 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
-/// Joins the client's and the endpoint's upgraded connections (WebSocket and the like).
-fn tunnel(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::OnUpgrade) {
+/// Joins the client's and the endpoint's upgraded connections (WebSocket and the like). The
+/// tunnel counts as one of the server's open connections until it closes (`hold`).
+fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    endpoint: hyper::upgrade::OnUpgrade,
+    hold: Option<Arc<crate::metrics::GaugeHold>>,
+) {
     tokio::spawn(async move {
+        let _hold = hold;
         match tokio::try_join!(client, endpoint) {
             Ok((a, b)) => {
                 let mut a = hyper_util::rt::TokioIo::new(a);

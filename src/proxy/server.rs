@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use super::body::RespBody;
 use super::error::RouteError;
 use super::router::Router;
-use crate::metrics::{Counter, Gauge, RequestStats, Scope};
+use crate::metrics::{Counter, Gauge, GaugeHold, RequestStats, Scope};
 
 /// A server's settings, from its config.
 #[derive(Clone)]
@@ -154,14 +154,21 @@ impl BoundServer {
                     let _ = stream.set_nodelay(true);
                     let ctx = Arc::clone(&self.ctx);
                     // Counted at accept, so a burst of connections cannot pass the limit
-                    // before their tasks run.
-                    ctx.connections.add(1);
+                    // before their tasks run; held by the connection's task and by any
+                    // upgraded tunnel that outlives it.
+                    let open = Arc::new(GaugeHold::new(&ctx.connections));
                     let mut drain = drain_rx.clone();
                     conns.spawn(async move {
                         ctx.connects.incr();
                         let svc_ctx = Arc::clone(&ctx);
-                        let svc = service_fn(move |req| {
+                        let svc_open = Arc::clone(&open);
+                        let svc = service_fn(move |mut req: Request<Incoming>| {
                             let ctx = Arc::clone(&svc_ctx);
+                            // An upgrade may outlive this connection's task: its tunnel takes
+                            // a hold on the connection count (the router moves it there).
+                            if req.headers().contains_key(http::header::UPGRADE) {
+                                req.extensions_mut().insert(Arc::clone(&svc_open));
+                            }
                             async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
                         });
                         let conn = http1::Builder::new()
@@ -183,7 +190,7 @@ impl BoundServer {
                                 let _ = conn.as_mut().await;
                             }
                         }
-                        ctx.connections.add(-1);
+                        drop(open);
                     });
                 }
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
