@@ -290,6 +290,7 @@ impl Router {
         req: Request<Incoming>,
         max_call_depth: u32,
         clear_context: bool,
+        conn: &Arc<crate::metrics::GaugeHold>,
     ) -> Result<Response<RespBody>, RouteError> {
         let (mut head, body) = req.into_parts();
         let seen = guard::check(&mut head, &self.limits)?;
@@ -339,8 +340,6 @@ impl Router {
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        // The server's hold on its connection count, for a tunnel to keep while it is open.
-        let conn_hold = parts.extensions.remove::<Arc<crate::metrics::GaugeHold>>();
         // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
         let version = parts.version;
         prepare_request(
@@ -457,7 +456,8 @@ impl Router {
                     .record(Some(resp.status().as_u16()), lat, !failure);
                 if switching {
                     if let Some(on_client) = client_upgrade {
-                        tunnel(on_client, hyper::upgrade::on(&mut resp), conn_hold);
+                        // The tunnel keeps a hold on the server's connection count.
+                        tunnel(on_client, hyper::upgrade::on(&mut resp), Arc::clone(conn));
                     }
                 } else {
                     // hyper decoded any chunking; a Content-Length sent beside it is wrong now.
@@ -604,7 +604,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     endpoint: hyper::upgrade::OnUpgrade,
-    hold: Option<Arc<crate::metrics::GaugeHold>>,
+    hold: Arc<crate::metrics::GaugeHold>,
 ) {
     tokio::spawn(async move {
         let _hold = hold;

@@ -162,14 +162,12 @@ impl BoundServer {
                         ctx.connects.incr();
                         let svc_ctx = Arc::clone(&ctx);
                         let svc_open = Arc::clone(&open);
-                        let svc = service_fn(move |mut req: Request<Incoming>| {
+                        let svc = service_fn(move |req| {
                             let ctx = Arc::clone(&svc_ctx);
                             // An upgrade may outlive this connection's task: its tunnel takes
-                            // a hold on the connection count (the router moves it there).
-                            if req.headers().contains_key(http::header::UPGRADE) {
-                                req.extensions_mut().insert(Arc::clone(&svc_open));
-                            }
-                            async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
+                            // a hold on the connection count.
+                            let open = Arc::clone(&svc_open);
+                            async move { Ok::<_, Infallible>(handle(ctx, req, peer, &open).await) }
                         });
                         let conn = http1::Builder::new()
                             .keep_alive(true)
@@ -214,6 +212,7 @@ async fn handle(
     ctx: Arc<ServerCtx>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    open: &Arc<GaugeHold>,
 ) -> Response<RespBody> {
     let sampled = ctx.settings.recent.as_ref().is_some_and(|r| r.sample());
     let wanted = ctx.settings.access_log.is_some() || sampled;
@@ -241,7 +240,7 @@ async fn handle(
                 .map(String::from)
         })
         .flatten();
-    let resp = handle_inner(&ctx, req).await;
+    let resp = handle_inner(&ctx, req, open).await;
     if let Some((method, uri, version, referer, ua)) = logged {
         if let Some(log) = &ctx.settings.access_log {
             log.log(&super::access_log::Entry {
@@ -290,7 +289,11 @@ impl Drop for Pending<'_> {
     }
 }
 
-async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<RespBody> {
+async fn handle_inner(
+    ctx: &Arc<ServerCtx>,
+    req: Request<Incoming>,
+    open: &Arc<GaugeHold>,
+) -> Response<RespBody> {
     let start = Instant::now();
     ctx.stats.pending.add(1);
     let mut pending = Pending {
@@ -309,9 +312,12 @@ async fn handle_inner(ctx: &Arc<ServerCtx>, req: Request<Incoming>) -> Response<
         },
         None => None,
     };
-    let route = ctx
-        .router
-        .route(req, ctx.settings.max_call_depth, ctx.settings.clear_context);
+    let route = ctx.router.route(
+        req,
+        ctx.settings.max_call_depth,
+        ctx.settings.clear_context,
+        open,
+    );
     // Pinned where it is: wrapping the (large) future by value would copy it.
     tokio::pin!(route);
     let result = match ctx.settings.timeout {
