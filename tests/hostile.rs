@@ -510,3 +510,41 @@ async fn an_open_websocket_tunnel_counts_as_a_connection() {
     until_metric(p.admin, &key, |v| v == 0).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn graceful_shutdown_closes_open_tunnels() {
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
+    let mut ws = TcpStream::connect(p.addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, ws.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&buf[..n]);
+    }
+    ws.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(WAIT, ws.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    p.shutdown.trigger();
+    // The tunnel is closed by the drain, not left open until the process exits.
+    let r = tokio::time::timeout(WAIT, ws.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "tunnel still open: {r:?}"
+    );
+    tokio::time::timeout(WAIT, p.done).await.unwrap().unwrap();
+}

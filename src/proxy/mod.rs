@@ -7,6 +7,7 @@ pub mod balancer;
 pub mod binder;
 pub mod body;
 pub mod client;
+pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod identify;

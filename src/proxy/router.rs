@@ -290,7 +290,7 @@ impl Router {
         req: Request<Incoming>,
         max_call_depth: u32,
         clear_context: bool,
-        conn: &Arc<crate::metrics::GaugeHold>,
+        conn: &Arc<super::conn::Conn>,
     ) -> Result<Response<RespBody>, RouteError> {
         let (mut head, body) = req.into_parts();
         let seen = guard::check(&mut head, &self.limits)?;
@@ -600,25 +600,33 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// Joins the client's and the endpoint's upgraded connections (WebSocket and the like). The
-/// tunnel counts as one of the server's open connections until it closes (`hold`).
+/// tunnel counts as one of the server's open connections until it closes, and closes when the
+/// server drains (`conn`).
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     endpoint: hyper::upgrade::OnUpgrade,
-    hold: Arc<crate::metrics::GaugeHold>,
+    conn: Arc<super::conn::Conn>,
 ) {
     tokio::spawn(async move {
-        let _hold = hold;
-        match tokio::try_join!(client, endpoint) {
-            Ok((a, b)) => {
-                let mut a = hyper_util::rt::TokioIo::new(a);
-                let mut b = hyper_util::rt::TokioIo::new(b);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
-                    tracing::debug!(error = %e, "upgraded connection ended");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        tokio::select! {
+            _ = splice(client, endpoint) => {}
+            _ = conn.drained() => tracing::debug!("server draining; tunnel closed"),
         }
     });
+}
+
+/// Copies bytes both ways between the two upgraded connections until either ends.
+async fn splice(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, endpoint) {
+        Ok((a, b)) => {
+            let mut a = hyper_util::rt::TokioIo::new(a);
+            let mut b = hyper_util::rt::TokioIo::new(b);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
 }
 
 /// Counts the comma-separated entries of every `Via` header.

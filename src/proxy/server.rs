@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::body::RespBody;
+use super::conn::Conn;
 use super::error::RouteError;
 use super::router::Router;
-use crate::metrics::{Counter, Gauge, GaugeHold, RequestStats, Scope};
+use crate::metrics::{Counter, Gauge, RequestStats, Scope};
 
 /// A server's settings, from its config.
 #[derive(Clone)]
@@ -156,7 +157,7 @@ impl BoundServer {
                     // Counted at accept, so a burst of connections cannot pass the limit
                     // before their tasks run; held by the connection's task and by any
                     // upgraded tunnel that outlives it.
-                    let open = Arc::new(GaugeHold::new(&ctx.connections));
+                    let open = Arc::new(Conn::new(&ctx.connections, drain_rx.clone()));
                     let mut drain = drain_rx.clone();
                     conns.spawn(async move {
                         ctx.connects.incr();
@@ -212,7 +213,7 @@ async fn handle(
     ctx: Arc<ServerCtx>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    open: &Arc<GaugeHold>,
+    open: &Arc<Conn>,
 ) -> Response<RespBody> {
     let sampled = ctx.settings.recent.as_ref().is_some_and(|r| r.sample());
     let wanted = ctx.settings.access_log.is_some() || sampled;
@@ -292,7 +293,7 @@ impl Drop for Pending<'_> {
 async fn handle_inner(
     ctx: &Arc<ServerCtx>,
     req: Request<Incoming>,
-    open: &Arc<GaugeHold>,
+    open: &Arc<Conn>,
 ) -> Response<RespBody> {
     let start = Instant::now();
     ctx.stats.pending.add(1);
