@@ -19,7 +19,7 @@ use crate::config::plugins::TelemeterKind;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::binder::{Binder, DEFAULT_CACHE_CAPACITY, DEFAULT_IDLE_TTL_SECS};
-use crate::proxy::error::{DEFAULT_MAX_ERR_RESPONSE_KB, DEFAULT_MAX_HEADERS_KB};
+use crate::proxy::error::DEFAULT_MAX_ERR_RESPONSE_KB;
 use crate::proxy::router::{Router, DEFAULT_MAX_CALL_DEPTH};
 use crate::proxy::server::{BoundServer, ServerSettings, Shutdown};
 
@@ -104,22 +104,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                     .binding_timeout_ms
                     .unwrap_or(DEFAULT_BINDING_TIMEOUT_MS),
             ),
-            crate::proxy::guard::RequestLimits {
-                max_headers_kb: r.http.max_headers_kb.unwrap_or(DEFAULT_MAX_HEADERS_KB),
-                max_initial_line_kb: r
-                    .http
-                    .max_initial_line_kb
-                    .unwrap_or(crate::proxy::guard::DEFAULT_MAX_INITIAL_LINE_KB),
-                body_read_timeout: match r
-                    .http
-                    .body_read_timeout_ms
-                    .unwrap_or(crate::proxy::guard::DEFAULT_BODY_READ_TIMEOUT_MS)
-                {
-                    0 => None,
-                    ms => Some(Duration::from_millis(ms)),
-                },
-                ..Default::default()
-            },
+            crate::proxy::guard::RequestLimits::from_config(&r.http),
             r.http
                 .max_err_response_kb
                 .unwrap_or(DEFAULT_MAX_ERR_RESPONSE_KB),

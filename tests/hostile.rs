@@ -52,6 +52,40 @@ async fn raw_head(addr: SocketAddr, bytes: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
+/// Opens a WebSocket tunnel through the proxy to the backend's echoing `/ws`, and checks that
+/// bytes cross it.
+async fn open_tunnel(addr: SocketAddr) -> TcpStream {
+    let mut ws = TcpStream::connect(addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, ws.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    ws.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(WAIT, ws.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping");
+    ws
+}
+
 fn echo_headers(r: &Resp) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{r:?}"));
     v["headers"].clone()
@@ -472,31 +506,8 @@ async fn an_open_websocket_tunnel_counts_as_a_connection() {
     .replace("  servers: [{ip: 127.0.0.1, port: 0}]\n", "");
     let p = proxy(&yaml, &disco.path()).await;
     let key = format!("rt/http/server/127.0.0.1/{}/connections", p.addr.port());
-    let mut ws = TcpStream::connect(p.addr).await.unwrap();
-    ws.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, ws.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        head.extend_from_slice(&buf[..n]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
     // Bytes cross the tunnel: the HTTP connection has handed over to it.
-    ws.write_all(b"ping").await.unwrap();
-    let mut echo = [0u8; 4];
-    tokio::time::timeout(WAIT, ws.read_exact(&mut echo))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&echo, b"ping");
+    let ws = open_tunnel(p.addr).await;
     let m = metrics(p.admin).await;
     assert_eq!(m[key.as_str()], 1, "the open tunnel is not counted");
     // So the server is full: a new connection is closed at once.
@@ -517,28 +528,8 @@ async fn graceful_shutdown_closes_open_tunnels() {
     let disco = Disco::new();
     disco.set_backends("web", &[&web]);
     let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
-    let mut ws = TcpStream::connect(p.addr).await.unwrap();
-    ws.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, ws.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        head.extend_from_slice(&buf[..n]);
-    }
-    ws.write_all(b"ping").await.unwrap();
-    let mut echo = [0u8; 4];
-    tokio::time::timeout(WAIT, ws.read_exact(&mut echo))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut ws = open_tunnel(p.addr).await;
+    let mut buf = [0u8; 16];
     p.shutdown.trigger();
     // The tunnel is closed by the drain, not left open until the process exits.
     let r = tokio::time::timeout(WAIT, ws.read(&mut buf)).await;

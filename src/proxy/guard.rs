@@ -11,6 +11,10 @@ use http::HeaderMap;
 
 use super::error::RouteError;
 
+/// The request's local dtab headers (Linkerd's names); the guard counts their bytes.
+pub const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
+pub const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
+
 /// Default `maxInitialLineKB` of an http router (Linkerd's default).
 pub const DEFAULT_MAX_INITIAL_LINE_KB: u32 = 4;
 /// Default cap on the bytes of all `l5d-dtab` and `l5d-ctx-dtab` values of one request.
@@ -31,6 +35,23 @@ pub struct RequestLimits {
 
 /// Default `bodyReadTimeoutMs`: the longest pause allowed inside a request body.
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+
+impl RequestLimits {
+    /// The limits an `http` router's config sets, defaults for the rest.
+    pub fn from_config(c: &crate::config::model::HttpRouterConfig) -> RequestLimits {
+        let d = RequestLimits::default();
+        RequestLimits {
+            max_headers_kb: c.max_headers_kb.unwrap_or(d.max_headers_kb),
+            max_initial_line_kb: c.max_initial_line_kb.unwrap_or(d.max_initial_line_kb),
+            body_read_timeout: match c.body_read_timeout_ms {
+                Some(0) => None,
+                Some(ms) => Some(std::time::Duration::from_millis(ms)),
+                None => d.body_read_timeout,
+            },
+            ..d
+        }
+    }
+}
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -79,7 +100,7 @@ pub fn check(parts: &mut http::request::Parts, limits: &RequestLimits) -> Result
         bytes += n.as_str().len() + v.len() + 4;
         if *n == header::HOST {
             hosts += 1;
-        } else if *n == super::router::L5D_DTAB || *n == super::router::L5D_CTX_DTAB {
+        } else if *n == L5D_DTAB || *n == L5D_CTX_DTAB {
             dtab_bytes += v.len();
         } else if *n == header::UPGRADE {
             upgrade = true;

@@ -25,8 +25,7 @@ use crate::config::model::{PerPrefix, ServiceParams};
 use crate::config::plugins::{IdentifierKind, ResponseClassifierKind};
 use crate::metrics::{Counter, Histogram, RequestStats};
 
-pub const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
-pub const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
+pub use super::guard::{L5D_CTX_DTAB, L5D_DTAB};
 pub const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
 pub const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
 pub const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static("l5d-dst-residual");
