@@ -417,6 +417,10 @@ impl WatchSender {
     }
 }
 
+/// Bound on one unary call (range, put, txn, lease...): an etcd that accepts and never
+/// answers must not hold its caller (the namer's listing, a test) forever.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Largest answer read from etcd (tonic's default is 4 MB; listing a large prefix can pass it).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -498,17 +502,25 @@ impl Client {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        self.ready(call).await?;
-        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-        let resp = self
-            .grpc
-            .unary(
-                tonic::Request::new(req),
-                PathAndQuery::from_static(path),
-                codec,
-            )
+        let timed_out = || Error::Unavailable {
+            call,
+            message: format!("no answer within {CALL_TIMEOUT:?}"),
+        };
+        let send = async {
+            self.ready(call).await?;
+            let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+            self.grpc
+                .unary(
+                    tonic::Request::new(req),
+                    PathAndQuery::from_static(path),
+                    codec,
+                )
+                .await
+                .map_err(|source| Error::Status { call, source })
+        };
+        let resp = tokio::time::timeout(CALL_TIMEOUT, send)
             .await
-            .map_err(|source| Error::Status { call, source })?;
+            .map_err(|_| timed_out())??;
         Ok(resp.into_inner())
     }
 

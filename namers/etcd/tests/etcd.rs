@@ -317,3 +317,32 @@ async fn outage_keeps_the_last_good_set_then_resumes_and_relists_after_compactio
     );
     etcd.down().await;
 }
+
+#[tokio::test]
+async fn an_etcd_that_never_answers_times_out() {
+    // Accepts connections and never says a byte: no HTTP/2 settings, no answer.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let opts = ConnectOptions {
+        keep_alive: None,
+        ..ConnectOptions::default()
+    };
+    // The call ends on its own with an error (the outer bound is only a safety net).
+    let call = async {
+        match Client::connect(&[addr.as_str()], &opts).await {
+            Ok(mut c) => c.get_prefix(b"/x").await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    };
+    let r = tokio::time::timeout(switchboard_namer_etcd::client::CALL_TIMEOUT * 3, call)
+        .await
+        .expect("the call to a silent etcd never ended");
+    let e = r.expect_err("a silent etcd answered");
+    assert!(e.to_string().contains("no answer within"), "{e}");
+}
