@@ -71,7 +71,7 @@ pub struct PathEntry {
     /// `l5d-dst-service`.
     pub header: http::HeaderValue,
     /// The service policy, built on first use.
-    pub(crate) policy: std::sync::OnceLock<Arc<super::router::ServicePolicy>>,
+    pub(crate) policy: std::sync::OnceLock<Arc<super::policy::ServicePolicy>>,
     live: LiveNames,
     last_used: AtomicU64,
     task: tokio::task::AbortHandle,

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod identify;
+pub mod policy;
 pub mod pool;
 pub mod recent;
 pub mod router;

@@ -4,33 +4,31 @@
 //! policies (total timeout, retries within a budget for bodyless requests, response
 //! classification), and the error responses of section 1.19. Sockets live in `server`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchboard_namer_core::delegate::DelegateTree;
-use switchboard_namer_core::rewrite::PathMatcher;
 use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
 
-use super::balancer::Backoff;
 use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
 use super::body::{ReqBody, RespBody};
 use super::client::AddrState;
 use super::error::RouteError;
 use super::guard::{self, RequestLimits};
 use super::identify::identify;
+use super::policy::{service_params, ServicePolicy, MAX_RETRIES_PER_REQUEST};
 use crate::config::model::{PerPrefix, ServiceParams};
-use crate::config::plugins::{IdentifierKind, ResponseClassifierKind};
-use crate::metrics::{Counter, Histogram, RequestStats};
+use crate::config::plugins::IdentifierKind;
 
 pub use super::guard::{L5D_CTX_DTAB, L5D_DTAB};
 pub const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
 pub const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
 pub const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static("l5d-dst-residual");
 pub const L5D_REQID: HeaderName = HeaderName::from_static("l5d-reqid");
-pub const L5D_RETRYABLE: HeaderName = HeaderName::from_static("l5d-retryable");
+pub use super::policy::L5D_RETRYABLE;
 /// What Switchboard appends to `Via` (Linkerd's token, so mixed meshes count hops alike).
 pub const VIA_TOKEN_11: &str = "1.1 linkerd";
 const VIA_TOKEN_10: &str = "1.0 linkerd";
@@ -47,183 +45,6 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];
-
-/// Per-logical-name policies.
-pub struct ServicePolicy {
-    total_timeout: Option<Duration>,
-    classifier: ResponseClassifierKind,
-    budget: RetryBudget,
-    backoff: Backoff,
-    retries_total: Counter,
-    budget_exhausted: Counter,
-    per_request: Arc<Histogram>,
-}
-
-/// Finagle's retry budget: each request deposits `percentCanRetry` of a retry, and a reserve
-/// of `minRetriesPerSec` over `ttlSecs` is always allowed.
-struct RetryBudget {
-    percent: f64,
-    min_per_sec: f64,
-    ttl: Duration,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl RetryBudget {
-    fn reserve(&self) -> f64 {
-        self.min_per_sec * self.ttl.as_secs_f64()
-    }
-
-    fn new(percent: f64, min_per_sec: f64, ttl: Duration) -> RetryBudget {
-        let b = RetryBudget {
-            percent,
-            min_per_sec,
-            ttl,
-            state: Mutex::new((0.0, Instant::now())),
-        };
-        // Starts with the reserve, so a fresh service can retry at `minRetriesPerSec`.
-        b.state.lock().unwrap_or_else(|p| p.into_inner()).0 = b.reserve();
-        b
-    }
-
-    fn deposit(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // Deposits cover at most one ttl's worth of a 1000 rps service.
-        let cap = self.reserve() + self.percent * 1000.0 * self.ttl.as_secs_f64();
-        s.0 = (s.0 + self.percent).min(cap.max(1.0));
-    }
-
-    fn try_withdraw(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = s.1.elapsed().as_secs_f64();
-        s.1 = Instant::now();
-        let reserve = self.reserve();
-        if s.0 < reserve {
-            s.0 = (s.0 + self.min_per_sec * elapsed).min(reserve);
-        }
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-fn service_params(cfg: &PerPrefix<ServiceParams>, path: &Path) -> ServiceParams {
-    match cfg {
-        PerPrefix::Global(p) => p.clone(),
-        PerPrefix::Static(list) => {
-            let mut out = ServiceParams::default();
-            for (prefix, p) in list {
-                let hit = PathMatcher::new(prefix)
-                    .ok()
-                    .and_then(|m| m.extract(path))
-                    .is_some();
-                if hit {
-                    if p.total_timeout_ms.is_some() {
-                        out.total_timeout_ms = p.total_timeout_ms;
-                    }
-                    if p.retries.is_some() {
-                        out.retries = p.retries.clone();
-                    }
-                    if p.response_classifier.is_some() {
-                        out.response_classifier = p.response_classifier.clone();
-                    }
-                }
-            }
-            out
-        }
-    }
-}
-
-/// A cap on retries of one request, beyond Linkerd (which retries while the budget lasts), so a
-/// persistently failing service cannot spend the whole reserve on one request.
-pub const MAX_RETRIES_PER_REQUEST: u32 = 25;
-
-/// Default retry budget parameters (Linkerd's).
-const DEFAULT_MIN_RETRIES_PER_SEC: f64 = 10.0;
-const DEFAULT_PERCENT_CAN_RETRY: f64 = 0.2;
-const DEFAULT_BUDGET_TTL_SECS: u64 = 10;
-
-impl ServicePolicy {
-    fn new(
-        p: &ServiceParams,
-        stats: &RequestStats,
-        default_total: Option<Duration>,
-    ) -> ServicePolicy {
-        let classifier = p
-            .response_classifier
-            .as_ref()
-            .map(|c| c.value)
-            .unwrap_or(ResponseClassifierKind::NonRetryable5XX);
-        let b = p
-            .retries
-            .as_ref()
-            .and_then(|r| r.budget.clone())
-            .unwrap_or_default();
-        let budget = RetryBudget::new(
-            b.percent_can_retry.unwrap_or(DEFAULT_PERCENT_CAN_RETRY),
-            b.min_retries_per_sec
-                .map(f64::from)
-                .unwrap_or(DEFAULT_MIN_RETRIES_PER_SEC),
-            Duration::from_secs(b.ttl_secs.unwrap_or(DEFAULT_BUDGET_TTL_SECS)),
-        );
-        let backoff = match p
-            .retries
-            .as_ref()
-            .and_then(|r| r.backoff.as_ref())
-            .map(|b| &b.value)
-        {
-            None => Backoff::Constant(0),
-            Some(crate::config::plugins::BackoffKind::Constant { ms }) => Backoff::Constant(*ms),
-            Some(crate::config::plugins::BackoffKind::Jittered { min_ms, max_ms }) => {
-                Backoff::Jittered {
-                    min_ms: *min_ms,
-                    max_ms: *max_ms,
-                }
-            }
-        };
-        let r = stats.scope().scope("retries");
-        ServicePolicy {
-            total_timeout: p
-                .total_timeout_ms
-                .map(Duration::from_millis)
-                .or(default_total),
-            classifier,
-            budget,
-            backoff,
-            retries_total: r.counter("total"),
-            budget_exhausted: r.counter("budget_exhausted"),
-            per_request: r.histogram("per_request"),
-        }
-    }
-
-    /// Whether a response is a failure, and whether it may be retried.
-    fn classify(&self, method: &Method, status: StatusCode, headers: &HeaderMap) -> (bool, bool) {
-        use ResponseClassifierKind as R;
-        let is_5xx = status.is_server_error();
-        let failure = match self.classifier {
-            R::AllSuccessful => false,
-            _ => is_5xx,
-        };
-        let read = matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
-        let idempotent = read || matches!(*method, Method::PUT | Method::DELETE);
-        let by_kind = is_5xx
-            && match self.classifier {
-                R::NonRetryable5XX | R::AllSuccessful => false,
-                R::RetryableRead5XX => read,
-                R::RetryableIdempotent5XX => idempotent,
-                R::RetryableAll5XX => true,
-            };
-        let by_header = headers
-            .get(L5D_RETRYABLE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-        (failure, failure && (by_kind || by_header))
-    }
-}
 
 /// A running `http` router (the part shared by its servers).
 pub struct Router {
@@ -354,7 +175,7 @@ impl Router {
         let keep = retryable_req;
         let mut parts = Some(parts);
         let mut body = Some(ReqBody::stream(body, self.limits.body_read_timeout));
-        policy.budget.deposit();
+        policy.deposit();
 
         let attempt_loop = async {
             let mut retries = 0u32;
@@ -403,11 +224,11 @@ impl Router {
                         if retry
                             && retryable_req
                             && retries < MAX_RETRIES_PER_REQUEST
-                            && self.may_retry(&policy)
+                            && policy.may_retry()
                         {
                             retries += 1;
                             drop(resp);
-                            backoff(&policy.backoff, retries).await;
+                            policy.backoff(retries).await;
                             continue;
                         }
                         policy.per_request.add(retries as u64);
@@ -474,16 +295,6 @@ impl Router {
                 entry.stats.record(None, lat, false);
                 Err(e)
             }
-        }
-    }
-
-    fn may_retry(&self, policy: &ServicePolicy) -> bool {
-        if policy.budget.try_withdraw() {
-            policy.retries_total.incr();
-            true
-        } else {
-            policy.budget_exhausted.incr();
-            false
         }
     }
 
@@ -561,13 +372,6 @@ pub fn twitter_duration(d: Duration) -> String {
         format!("{}.seconds", ms / 1000)
     } else {
         format!("{ms}.milliseconds")
-    }
-}
-
-async fn backoff(b: &Backoff, n: u32) {
-    let ms = b.nth_ms(n.saturating_sub(1));
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
