@@ -548,7 +548,7 @@ fn client_state(st: &State0) -> Value {
                         "weight": e.weight(),
                         "load": e.load.load(std::sync::atomic::Ordering::Relaxed),
                         "available": e.available(crate::proxy::balancer::now_ns()),
-                        "connections": e.pool.open(),
+                        "connections": e.session.open(),
                     })
                 })
                 .collect();

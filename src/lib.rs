@@ -9,3 +9,4 @@ pub mod demo;
 pub mod metrics;
 pub mod proxy;
 pub mod run;
+pub mod transport;

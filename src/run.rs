@@ -72,7 +72,8 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         let binder = Binder::new(
             Arc::clone(&interp),
             r.dtab.clone(),
-            r.client.clone(),
+            crate::proxy::client::ClientSettings::build(r.client.clone(), r.protocol, &scope)
+                .with_context(|| format!("router {}: client tls", r.label))?,
             scope.clone(),
             cache.paths.unwrap_or(DEFAULT_CACHE_CAPACITY),
             cache.clients.unwrap_or(DEFAULT_CACHE_CAPACITY),

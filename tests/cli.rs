@@ -218,14 +218,14 @@ fn check_reports_every_error_and_warning() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
-        "namers:\n- kind: io.l5d.fs\n  rootDir: /no/such/dir\nrouters:\n- protocol: h2\n- protocol: http\n  identifier: {kind: io.l5d.path, segmentz: 1}\n",
+        "namers:\n- kind: io.l5d.fs\n  rootDir: /no/such/dir\nrouters:\n- protocol: thrift\n- protocol: http\n  identifier: {kind: io.l5d.path, segmentz: 1}\n",
     )
     .unwrap();
     let b = bad.to_str().unwrap();
     check(
         &["check", b],
         Err(&format!(
-            "error: {b}: routers[0].protocol: protocol `h2` is not supported yet; supported: http\n\
+            "error: {b}: routers[0].protocol: protocol `thrift` is not supported yet; supported: http, h2\n\
              error: {b}: routers[1].identifier (io.l5d.path).segmentz: unknown field `segmentz`, expected `segments` or `consume`\n\
              warning: {b}: namers[0] (io.l5d.fs).rootDir: `/no/such/dir` is not a directory here"
         )),

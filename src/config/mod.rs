@@ -24,8 +24,9 @@ use switchboard_namer_core::{Dtab, Path};
 
 pub use diag::{Diag, Diags, Loc};
 use model::{
-    AdminConfig, ClientParams, HttpRouterConfig, NamerCommon, PerPrefix, ServerConfig, ServerTls,
-    Usage, DEFAULT_DST_PREFIX, DEFAULT_HTTP_PORT, DEFAULT_IP, NAMER_COMMON_KEYS,
+    AdminConfig, ClientParams, HttpRouterConfig, NamerCommon, PerPrefix, Protocol, ServerConfig,
+    ServerTls, Usage, DEFAULT_DST_PREFIX, DEFAULT_H2_PORT, DEFAULT_HTTP_PORT, DEFAULT_IP,
+    NAMER_COMMON_KEYS,
 };
 use plugins::{Identifiers, InterpreterKind, NamerKind, Namers, Telemeters, Transformers};
 use registry::Plugin;
@@ -33,9 +34,27 @@ use registry::Plugin;
 /// The top-level keys of a linker config.
 pub const TOP_LEVEL_KEYS: [&str; 5] = ["admin", "routers", "namers", "telemetry", "usage"];
 /// Router protocols Switchboard serves.
-pub const SUPPORTED_PROTOCOLS: [&str; 1] = ["http"];
+pub const SUPPORTED_PROTOCOLS: [&str; 2] = ["http", "h2"];
 /// Linkerd 1 protocols Switchboard does not serve yet.
-pub const NOT_YET_PROTOCOLS: [&str; 4] = ["h2", "thrift", "thriftmux", "mux"];
+pub const NOT_YET_PROTOCOLS: [&str; 3] = ["thrift", "thriftmux", "mux"];
+
+/// Router keys that belong to one protocol only: `(key, protocol)`.
+const PROTOCOL_KEYS: &[(&str, &str)] = &[
+    ("httpAccessLog", "http"),
+    ("httpAccessLogRollPolicy", "http"),
+    ("httpAccessLogAppend", "http"),
+    ("httpAccessLogRotateCount", "http"),
+    ("maxHeadersKB", "http"),
+    ("maxInitialLineKB", "http"),
+    ("maxErrResponseKB", "http"),
+    ("streamAfterContentLengthKB", "http"),
+    ("streamingEnabled", "http"),
+    ("compressionLevel", "http"),
+    ("h2AccessLog", "h2"),
+    ("h2AccessLogRollPolicy", "h2"),
+    ("h2AccessLogAppend", "h2"),
+    ("h2AccessLogRotateCount", "h2"),
+];
 /// Linkerd's text when `routers` is missing or empty.
 pub const NO_ROUTERS: &str = "At least one router must be specified in the configuration.";
 
@@ -53,7 +72,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Router {
     pub label: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub dtab: Dtab,
     pub dst_prefix: Path,
     pub servers: Vec<Server>,
@@ -322,7 +341,10 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
     if NOT_YET_PROTOCOLS.contains(&protocol.as_str()) {
         d.error(
             &loc.key("protocol"),
-            format!("protocol `{protocol}` is not supported yet; supported: http"),
+            format!(
+                "protocol `{protocol}` is not supported yet; supported: {}",
+                SUPPORTED_PROTOCOLS.join(", ")
+            ),
         );
         return None;
     }
@@ -344,9 +366,23 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
         );
         return None;
     }
+    let mut ok = true;
+    for (key, only) in PROTOCOL_KEYS {
+        if map.contains_key(*key) && *only != protocol {
+            d.error(
+                &loc.key(key),
+                format!("`{key}` is a key of `{only}` routers, not `{protocol}` ones"),
+            );
+            ok = false;
+        }
+    }
     let http: HttpRouterConfig = d.typed(v, loc)?;
     let label = http.label.clone().unwrap_or_else(|| protocol.clone());
-    let mut ok = true;
+    let typed = if protocol == "h2" {
+        Protocol::H2
+    } else {
+        Protocol::Http1
+    };
     let dtab = match Dtab::read(http.dtab.as_deref().unwrap_or("")) {
         Ok(t) => t,
         Err(e) => {
@@ -373,7 +409,11 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
         );
         ok = false;
     }
-    if let Some(p) = &http.http_access_log {
+    if let Some(p) = http
+        .http_access_log
+        .as_ref()
+        .or(http.h2_access_log.as_ref())
+    {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
         if dir.is_some_and(|dir| !dir.is_dir()) {
             d.warn(
@@ -405,7 +445,34 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
             ok = false;
         }
         let ip = resolve_ip(s.ip.as_deref().unwrap_or(DEFAULT_IP), &sloc.key("ip"), d);
-        let port = s.port.unwrap_or(DEFAULT_HTTP_PORT);
+        let port = s.port.unwrap_or(match typed {
+            Protocol::Http1 => DEFAULT_HTTP_PORT,
+            Protocol::H2 => DEFAULT_H2_PORT,
+        });
+        if typed == Protocol::Http1 {
+            for (key, set) in [
+                ("windowUpdateRatio", s.window_update_ratio.is_some()),
+                ("headerTableBytes", s.header_table_bytes.is_some()),
+                (
+                    "initialStreamWindowBytes",
+                    s.initial_stream_window_bytes.is_some(),
+                ),
+                (
+                    "maxConcurrentStreamsPerConnection",
+                    s.max_concurrent_streams_per_connection.is_some(),
+                ),
+                ("maxFrameBytes", s.max_frame_bytes.is_some()),
+                ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
+            ] {
+                if set {
+                    d.error(
+                        &sloc.key(key),
+                        format!("`{key}` is a key of `h2` servers, not `http` ones"),
+                    );
+                    ok = false;
+                }
+            }
+        }
         servers.push(Server {
             addr: SocketAddr::new(ip, port),
             config: s,
@@ -421,7 +488,7 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
     }
     Some(Router {
         label,
-        protocol,
+        protocol: typed,
         dtab,
         dst_prefix,
         servers,

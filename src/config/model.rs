@@ -21,6 +21,17 @@ pub const DEFAULT_ADMIN_PORT: u16 = 9990;
 pub const DEFAULT_IP: &str = "127.0.0.1";
 /// `http` server port when `port` is absent.
 pub const DEFAULT_HTTP_PORT: u16 = 4140;
+/// `h2` server port when `port` is absent.
+pub const DEFAULT_H2_PORT: u16 = 4142;
+
+/// The protocol a router serves and speaks to its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http`: HTTP/1.1 (and 1.0) in, HTTP/1.1 out.
+    Http1,
+    /// `h2`: HTTP/2 in (prior knowledge, or ALPN `h2` with TLS), HTTP/2 out.
+    H2,
+}
 /// Prefix put in front of identified names.
 pub const DEFAULT_DST_PREFIX: &str = "/svc";
 /// How long a request may wait for its name to bind.
@@ -116,6 +127,13 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: Option<u64>,
     /// Beyond Linkerd: open connections beyond which new ones are closed at once.
     pub max_connections: Option<usize>,
+    // h2 servers (section 1.6).
+    pub window_update_ratio: Option<f64>,
+    pub header_table_bytes: Option<u32>,
+    pub initial_stream_window_bytes: Option<u32>,
+    pub max_concurrent_streams_per_connection: Option<u32>,
+    pub max_frame_bytes: Option<u32>,
+    pub max_header_list_bytes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -204,6 +222,10 @@ pub struct HttpRouterConfig {
     pub http_access_log_roll_policy: Option<String>,
     pub http_access_log_append: Option<bool>,
     pub http_access_log_rotate_count: Option<i32>,
+    pub h2_access_log: Option<PathBuf>,
+    pub h2_access_log_roll_policy: Option<String>,
+    pub h2_access_log_append: Option<bool>,
+    pub h2_access_log_rotate_count: Option<i32>,
     #[serde(rename = "maxHeadersKB")]
     pub max_headers_kb: Option<u32>,
     #[serde(rename = "maxInitialLineKB")]
@@ -268,6 +290,12 @@ pub struct ClientParams {
     pub socket_options: Option<SocketOptions>,
     pub tls: Option<ClientTls>,
     pub forward_client_cert: Option<bool>,
+    // h2 clients (section 1.6).
+    pub window_update_ratio: Option<f64>,
+    pub header_table_bytes: Option<u32>,
+    pub initial_stream_window_bytes: Option<u32>,
+    pub max_frame_bytes: Option<u32>,
+    pub max_header_list_bytes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -313,7 +341,21 @@ pub struct ServiceParams {
     pub total_timeout_ms: Option<u64>,
     pub retries: Option<Retries>,
     pub response_classifier: Option<Plugin<ResponseClassifiers>>,
+    // h2 services (section 1.6).
+    pub classification_timeout_ms: Option<u64>,
+    pub retry_buffer_size: Option<RetryBufferSize>,
 }
+
+/// How much of an h2 request (and response) is kept so the call can be retried.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryBufferSize {
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+}
+
+/// Default `retryBufferSize.requestBytes` and `responseBytes` (Linkerd's).
+pub const DEFAULT_RETRY_BUFFER_BYTES: u64 = 16_383;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

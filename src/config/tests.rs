@@ -101,11 +101,20 @@ fn router_rows() {
     use Want::*;
     check(
         "routers:\n- label: x\n",
-        Err(&["routers[0]: missing `protocol`; known protocols: http"]),
+        Err(&["routers[0]: missing `protocol`; known protocols: http, h2"]),
+    );
+    check("routers:\n- protocol: h2\n", Ok(&[]));
+    // Keys of one protocol on a router of the other.
+    check(
+        "routers:\n- protocol: h2\n  maxHeadersKB: 16\n- protocol: http\n  h2AccessLog: a.log\n",
+        Err(&[
+            "routers[0].maxHeadersKB: `maxHeadersKB` is a key of `http` routers, not `h2` ones",
+            "routers[1].h2AccessLog: `h2AccessLog` is a key of `h2` routers, not `http` ones",
+        ]),
     );
     check(
-        "routers:\n- protocol: h2\n",
-        Err(&["routers[0].protocol: protocol `h2` is not supported yet"]),
+        "routers:\n- protocol: http\n  servers: [{initialStreamWindowBytes: 1024}]\n",
+        Err(&["routers[0].servers[0].initialStreamWindowBytes: `initialStreamWindowBytes` is a key of `h2` servers, not `http` ones"]),
     );
     check(
         "routers:\n- protocol: thrift\n- protocol: mux\n",
@@ -116,7 +125,7 @@ fn router_rows() {
     );
     check(
         "routers:\n- protocol: gopher\n",
-        Err(&["routers[0].protocol: unknown protocol `gopher`; known protocols: http (not supported yet: h2, thrift, thriftmux, mux)"]),
+        Err(&["routers[0].protocol: unknown protocol `gopher`; known protocols: http, h2 (not supported yet: thrift, thriftmux, mux)"]),
     );
     check(
         "routers:\n- protocol: http\n  baseDtab: /a=>/b\n",
@@ -162,7 +171,6 @@ fn router_rows() {
     check(
         "routers:\n- protocol: http\n  label: a\n  servers: [{port: 1}]\n- protocol: h2\n  label: a\n",
         Err(&[
-            "routers[1].protocol: protocol `h2` is not supported yet",
             "routers[1].label: Multiple routers with the label a (also routers[0])",
         ]),
     );

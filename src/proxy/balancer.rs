@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::pool::Pool;
+use super::session::Session;
 use crate::config::plugins::{BackoffKind, FailureAccrualKind, LoadBalancerKind};
 
 /// Nanoseconds on a process-wide monotonic clock.
@@ -128,7 +128,7 @@ impl AccrualPolicy {
     }
 }
 
-/// An endpoint of a client: its address, weight, load, latency estimate, health and pool.
+/// An endpoint of a client: its address, weight, load, latency estimate, health and session.
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// The Host to send, from the address metadata `authority` (Consul's `setHost`).
@@ -142,11 +142,11 @@ pub struct Endpoint {
     deaths: AtomicU32,
     success_ewma: AtomicU64,
     dead_until: AtomicU64,
-    pub pool: Arc<Pool>,
+    pub session: Session,
 }
 
 impl Endpoint {
-    pub fn new(addr: SocketAddr, weight: f64, pool: Arc<Pool>) -> Endpoint {
+    pub fn new(addr: SocketAddr, weight: f64, session: Session) -> Endpoint {
         Endpoint {
             addr,
             authority: None,
@@ -158,7 +158,7 @@ impl Endpoint {
             deaths: AtomicU32::new(0),
             success_ewma: AtomicU64::new(1f64.to_bits()),
             dead_until: AtomicU64::new(0),
-            pool,
+            session,
         }
     }
 
@@ -429,7 +429,9 @@ fn p2c(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::pool::{PoolConfig, PoolStats};
+    use crate::proxy::session::http1::{Pool, PoolConfig};
+    use crate::proxy::session::PoolStats;
+    use crate::transport::Connector;
 
     fn eps(n: u16) -> Vec<Arc<Endpoint>> {
         (0..n)
@@ -438,7 +440,12 @@ mod tests {
                 Arc::new(Endpoint::new(
                     a,
                     1.0,
-                    Pool::new(a, PoolConfig::default(), PoolStats::default()),
+                    Session::Http1(Pool::new(
+                        a,
+                        PoolConfig::default(),
+                        Connector::plain(None),
+                        PoolStats::default(),
+                    )),
                 ))
             })
             .collect()

@@ -15,8 +15,7 @@ use switchboard_namer_core::{Bound, DefaultInterpreter, Dtab, NameTree, Path, St
 use tokio::sync::watch;
 
 use super::balancer::now_ns;
-use super::client::{params_for, Client};
-use crate::config::model::{ClientParams, PerPrefix};
+use super::client::{Client, ClientSettings};
 use crate::metrics::{Counter, RequestStats, Scope};
 
 /// Default capacity of each binding cache.
@@ -140,7 +139,7 @@ impl CacheStats {
 pub struct Binder {
     interp: Arc<DefaultInterpreter>,
     base: Dtab,
-    client_cfg: PerPrefix<ClientParams>,
+    client_cfg: ClientSettings,
     scope: Scope,
     paths: Mutex<HashMap<(Path, String), Arc<PathEntry>>>,
     live: LiveNames,
@@ -157,7 +156,7 @@ impl Binder {
     pub fn new(
         interp: Arc<DefaultInterpreter>,
         base: Dtab,
-        client_cfg: PerPrefix<ClientParams>,
+        client_cfg: ClientSettings,
         scope: Scope,
         path_capacity: usize,
         client_capacity: usize,
@@ -273,11 +272,10 @@ impl Binder {
             }
         }
         let label = crate::metrics::label(b.id.show().trim_start_matches('/'));
-        let params = params_for(&self.client_cfg, &b.id);
         let c = Client::new(
             b.id.clone(),
             b.addr.clone(),
-            &params,
+            &self.client_cfg,
             self.scope.scope("client").scope(&label),
         );
         clients.insert(b.id.clone(), Arc::clone(&c));
@@ -345,7 +343,7 @@ impl Binder {
         }
         for c in clients.values() {
             for e in c.endpoints().iter() {
-                e.pool.expire_idle();
+                e.session.expire_idle();
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The two body types of the data path, as enums rather than boxed trait objects so a proxied
 //! request allocates nothing for its body: a request body is the client's streaming body or a
 //! small buffered one (for retries); a response body is the endpoint's streaming body (which
-//! returns its connection to the pool when it ends) or one Switchboard wrote itself.
+//! lets go of its connection or stream when it ends) or one Switchboard wrote itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::pool::Checkin;
+use super::session::Held;
 
 /// A buffered body: its one frame, then the end.
 fn poll_full(b: &mut Option<Bytes>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
@@ -119,10 +119,11 @@ impl Body for ReqBody {
 
 /// A response body on its way to the client.
 pub enum RespBody {
-    /// From an endpoint; its connection goes back to the pool once the body has ended.
+    /// From an endpoint; what it holds (an HTTP/1 connection, back to the pool then; an h2
+    /// stream's place) is let go once the body has ended.
     Proxied {
         body: Incoming,
-        checkin: Option<Checkin>,
+        checkin: Option<Held>,
     },
     Full(Option<Bytes>),
 }

@@ -19,9 +19,13 @@ use tokio::sync::watch;
 use super::balancer::{now_ns, AccrualPolicy, Balancer, Endpoint};
 use super::body::{ReqBody, RespBody};
 use super::error::RouteError;
-use super::pool::{Pool, PoolConfig, PoolStats};
+use super::session::h2::{H2Session, H2Settings};
+use super::session::http1::{Pool, PoolConfig};
+use super::session::{PoolStats, Protocol, Session, SessionError};
 use crate::config::model::{ClientParams, PerPrefix};
 use crate::metrics::{Counter, Gauge, RequestStats, Scope};
+use crate::transport::tls::{ClientTlsConfig, TlsError};
+use crate::transport::{Connector, TlsStats, ALPN_H2, ALPN_HTTP11};
 
 /// How long a connection to an endpoint may take (Finagle's default connect timeout), so a
 /// blackholed endpoint fails a request quickly and is requeued.
@@ -29,6 +33,91 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How many times a request whose connection failed is sent to another endpoint.
 pub const MAX_REQUEUES: usize = 2;
+
+/// A router's client settings, resolved once: the per-prefix params, the TLS built from each
+/// `tls` block, the protocol spoken to endpoints and its h2 settings.
+pub struct ClientSettings {
+    cfg: PerPrefix<ClientParams>,
+    /// The built TLS of each entry (`Global`: one), `None` where it has none.
+    tls: Vec<Option<ClientTlsConfig>>,
+    pub protocol: Protocol,
+}
+
+impl ClientSettings {
+    /// Reads and checks every TLS file now, so a bad one stops the start.
+    pub fn build(
+        cfg: PerPrefix<ClientParams>,
+        protocol: Protocol,
+        scope: &Scope,
+    ) -> Result<ClientSettings, TlsError> {
+        let alpn: &[&[u8]] = match protocol {
+            Protocol::Http1 => &[ALPN_HTTP11],
+            Protocol::H2 => &[ALPN_H2],
+        };
+        let build = |p: &ClientParams| -> Result<Option<ClientTlsConfig>, TlsError> {
+            match &p.tls {
+                Some(t) if t.enabled != Some(false) => {
+                    ClientTlsConfig::build(t, alpn, scope).map(Some)
+                }
+                _ => Ok(None),
+            }
+        };
+        let tls = match &cfg {
+            PerPrefix::Global(p) => vec![build(p)?],
+            PerPrefix::Static(list) => list
+                .iter()
+                .map(|(_, p)| build(p))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(ClientSettings { cfg, tls, protocol })
+    }
+
+    /// Plain HTTP/1.1 with these params (tests, and routers without TLS).
+    pub fn plain(cfg: PerPrefix<ClientParams>) -> ClientSettings {
+        let n = match &cfg {
+            PerPrefix::Global(_) => 1,
+            PerPrefix::Static(l) => l.len(),
+        };
+        ClientSettings {
+            cfg,
+            tls: vec![None; n],
+            protocol: Protocol::Http1,
+        }
+    }
+
+    pub fn params_for(&self, id: &Path) -> ClientParams {
+        params_for(&self.cfg, id)
+    }
+
+    /// The TLS of client `id`: from the last matching entry with a `tls` block, its
+    /// `commonName` filled from that entry's prefix variables.
+    fn tls_for(&self, id: &Path) -> Option<Result<crate::transport::tls::ClientTls, String>> {
+        let mut found = None;
+        match &self.cfg {
+            PerPrefix::Global(_) => {
+                if let Some(Some(t)) = self.tls.first() {
+                    found = Some((t, std::collections::BTreeMap::new()));
+                }
+            }
+            PerPrefix::Static(list) => {
+                for ((prefix, p), t) in list.iter().zip(&self.tls) {
+                    let vars = PathMatcher::new(prefix).ok().and_then(|m| m.extract(id));
+                    if let Some(vars) = vars {
+                        if p.tls.is_some() {
+                            // `enabled: false` in a later entry turns TLS off again.
+                            found = t.as_ref().map(|t| (t, vars));
+                        }
+                    }
+                }
+            }
+        }
+        let (t, vars) = found?;
+        Some(
+            t.for_vars(&|name| vars.get(name).cloned())
+                .map_err(|e| e.to_string()),
+        )
+    }
+}
 
 /// The client parameters that apply to `id`: every matching `io.l5d.static` entry in order,
 /// later ones overriding earlier ones per parameter.
@@ -65,7 +154,12 @@ fn overlay(out: &mut ClientParams, p: &ClientParams) {
         client_session,
         socket_options,
         tls,
-        forward_client_cert
+        forward_client_cert,
+        window_update_ratio,
+        header_table_bytes,
+        initial_stream_window_bytes,
+        max_frame_bytes,
+        max_header_list_bytes
     );
 }
 
@@ -91,6 +185,9 @@ pub struct Client {
     attempt_timeout: Option<Duration>,
     pool_cfg: PoolConfig,
     pool_stats: PoolStats,
+    protocol: Protocol,
+    h2: H2Settings,
+    connector: Connector,
     pub stats: RequestStats,
     scope: Scope,
     lb_size: Gauge,
@@ -108,7 +205,7 @@ impl Drop for Client {
             t.abort();
         }
         for e in self.endpoints().iter() {
-            e.pool.retire();
+            e.session.retire();
         }
         self.scope.remove();
     }
@@ -116,7 +213,17 @@ impl Drop for Client {
 
 impl Client {
     /// A client for `id` following `addr`. Must be called inside a tokio runtime.
-    pub fn new(id: Path, addr: Var<Addr>, params: &ClientParams, scope: Scope) -> Arc<Client> {
+    pub fn new(id: Path, addr: Var<Addr>, settings: &ClientSettings, scope: Scope) -> Arc<Client> {
+        let params = &settings.params_for(&id);
+        let connector = Connector {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            tls: settings.tls_for(&id).map(|t| {
+                if let Err(e) = &t {
+                    tracing::error!(client = %id.show(), error = %e, "client TLS unusable; its connections will fail");
+                }
+                (t, TlsStats::new(&scope))
+            }),
+        };
         let label = id.show().trim_start_matches('/').to_string();
         let lb = scope.scope("loadbalancer");
         let pool = params.host_connection_pool.clone().unwrap_or_default();
@@ -136,14 +243,22 @@ impl Client {
                 max_waiters: pool.max_waiters,
                 idle_time: Some(Duration::from_millis(
                     pool.idle_time_ms
-                        .unwrap_or(super::pool::DEFAULT_IDLE_TIME_MS),
+                        .unwrap_or(super::session::http1::DEFAULT_IDLE_TIME_MS),
                 )),
-                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             },
             pool_stats: PoolStats {
                 connects: scope.counter("connects"),
                 connections: scope.gauge("connections"),
             },
+            protocol: settings.protocol,
+            h2: H2Settings {
+                initial_stream_window: params.initial_stream_window_bytes,
+                initial_connection_window: None,
+                max_frame_size: params.max_frame_bytes,
+                max_header_list_size: params.max_header_list_bytes,
+                header_table_size: params.header_table_bytes,
+            },
+            connector,
             stats: RequestStats::new(scope.clone()),
             lb_size: lb.gauge("size"),
             lb_available: lb.gauge("available"),
@@ -188,6 +303,23 @@ impl Client {
         .is_ok()
     }
 
+    fn session(&self, addr: SocketAddr) -> Session {
+        match self.protocol {
+            Protocol::Http1 => Session::Http1(Pool::new(
+                addr,
+                self.pool_cfg.clone(),
+                self.connector.clone(),
+                self.pool_stats.clone(),
+            )),
+            Protocol::H2 => Session::H2(H2Session::new(
+                addr,
+                self.connector.clone(),
+                self.h2.clone(),
+                self.pool_stats.clone(),
+            )),
+        }
+    }
+
     /// Applies a new address set, keeping the endpoints (and pools) that stay.
     fn update(&self, addr: Addr) {
         let state = match &addr {
@@ -219,9 +351,7 @@ impl Client {
                         }
                         _ => {
                             self.lb_adds.incr();
-                            let pool =
-                                Pool::new(ep.addr, self.pool_cfg.clone(), self.pool_stats.clone());
-                            let mut e = Endpoint::new(ep.addr, ep.weight, pool);
+                            let mut e = Endpoint::new(ep.addr, ep.weight, self.session(ep.addr));
                             e.authority = authority;
                             out.push(Arc::new(e));
                         }
@@ -242,7 +372,7 @@ impl Client {
             for e in old.iter() {
                 if !now.iter().any(|n| Arc::ptr_eq(n, e)) {
                     self.lb_removes.incr();
-                    e.pool.retire();
+                    e.session.retire();
                 }
             }
             self.lb_size.set(now.len() as i64);
@@ -283,10 +413,10 @@ impl Client {
             }
             let load = LoadGuard::new(&ep);
             let start = Instant::now();
-            let mut co = match ep.pool.checkout().await {
+            let mut co = match ep.session.checkout().await {
                 Ok(c) => c,
                 // A full pool says nothing about the endpoint's health.
-                Err(e @ super::pool::PoolError::TooManyWaiters { .. }) => {
+                Err(e @ SessionError::TooManyWaiters { .. }) => {
                     last_err = Some(RouteError::PoolExhausted(e.to_string()));
                     continue;
                 }
@@ -309,10 +439,7 @@ impl Client {
                 }
                 (None, None) => {}
             }
-            let Some(sender) = co.sender() else {
-                continue;
-            };
-            let fut = sender.try_send_request(req);
+            let fut = co.send(req);
             let res = match self.attempt_timeout {
                 Some(t) => match tokio::time::timeout(t, fut).await {
                     Ok(r) => r,
@@ -339,24 +466,8 @@ impl Client {
                     }
                     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (parts, body) = resp.into_parts();
-                    let body = if upgrade {
-                        drop(co);
-                        RespBody::Proxied {
-                            body,
-                            checkin: None,
-                        }
-                    } else if body.is_end_stream() {
-                        co.release();
-                        RespBody::Proxied {
-                            body,
-                            checkin: None,
-                        }
-                    } else {
-                        RespBody::Proxied {
-                            body,
-                            checkin: Some(co),
-                        }
-                    };
+                    let checkin = co.hold(body.is_end_stream(), upgrade);
+                    let body = RespBody::Proxied { body, checkin };
                     return Ok((Response::from_parts(parts, body), ep.addr));
                 }
                 Err(mut e) => {

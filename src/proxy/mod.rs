@@ -12,7 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod identify;
 pub mod policy;
-pub mod pool;
 pub mod recent;
 pub mod router;
 pub mod server;
+pub mod session;

@@ -1,4 +1,4 @@
-//! A connection pool for one endpoint: HTTP/1.1 connections kept alive and reused LIFO, with
+//! The HTTP/1.1 session of one endpoint: a pool of connections kept alive and reused LIFO, with
 //! Linkerd's `hostConnectionPool` limits (`maxSize`, `maxWaiters`, `idleTimeMs`). A connection
 //! goes back to the pool only when its response body has ended (so it is idle and ready); a
 //! response abandoned mid-body closes its connection. The pool does not balance or retry.
@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use super::body::ReqBody;
-use crate::metrics::{Counter, Gauge};
+use super::{PoolStats, SessionError};
+use crate::proxy::body::ReqBody;
+use crate::transport::Connector;
 
 /// Default `hostConnectionPool.idleTimeMs` (Linkerd: forever). A connection idle for longer
 /// is not reused: below the idle keep-alive timeouts of common servers (Switchboard's own
@@ -28,38 +28,12 @@ pub struct PoolConfig {
     pub max_size: Option<usize>,
     pub max_waiters: Option<usize>,
     pub idle_time: Option<Duration>,
-    pub connect_timeout: Option<Duration>,
-}
-
-/// Why a connection could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum PoolError {
-    #[error("connection to {addr} failed: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connection to {addr} timed out")]
-    ConnectTimeout { addr: SocketAddr },
-    #[error("handshake with {addr} failed: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
-    #[error("too many requests waiting for a connection to {addr} (maxWaiters {max})")]
-    TooManyWaiters { addr: SocketAddr, max: usize },
-}
-
-/// Connection counters of the client that owns the pool.
-#[derive(Clone, Default)]
-pub struct PoolStats {
-    pub connects: Counter,
-    pub connections: Gauge,
 }
 
 pub struct Pool {
     addr: SocketAddr,
     cfg: PoolConfig,
+    connector: Connector,
     idle: Mutex<Vec<(Conn, Instant)>>,
     open: AtomicUsize,
     waiters: AtomicUsize,
@@ -93,22 +67,26 @@ impl Drop for OpenGuard {
 /// A checked-out connection that returns to the pool when released.
 pub struct Checkin {
     pool: Arc<Pool>,
-    conn: Option<Conn>,
+    conn: Conn,
 }
 
 impl Checkin {
-    pub fn release(mut self) {
-        if let Some(c) = self.conn.take() {
-            self.pool.put(c);
-        }
+    pub fn release(self) {
+        self.pool.put(self.conn);
     }
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, cfg: PoolConfig, stats: PoolStats) -> Arc<Pool> {
+    pub fn new(
+        addr: SocketAddr,
+        cfg: PoolConfig,
+        connector: Connector,
+        stats: PoolStats,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             addr,
             cfg,
+            connector,
             idle: Mutex::new(Vec::new()),
             open: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
@@ -160,14 +138,14 @@ impl Pool {
     }
 
     /// A ready connection: an idle one, or a new one within `maxSize`.
-    pub async fn checkout(self: &Arc<Self>) -> Result<Checkin, PoolError> {
+    pub async fn checkout(self: &Arc<Self>) -> Result<Checkin, SessionError> {
         loop {
             while let Some(mut c) = self.pop_idle() {
                 // A pooled connection's last response has ended, so it is ready at once.
                 if c.sender.ready().await.is_ok() {
                     return Ok(Checkin {
                         pool: Arc::clone(self),
-                        conn: Some(c),
+                        conn: c,
                     });
                 }
             }
@@ -182,7 +160,7 @@ impl Pool {
                 let conn = self.connect(guard).await?;
                 return Ok(Checkin {
                     pool: Arc::clone(self),
-                    conn: Some(conn),
+                    conn,
                 });
             }
             // At maxSize: wait for a connection to be released or closed.
@@ -190,7 +168,7 @@ impl Pool {
             let _w = WaiterGuard(self);
             if let Some(mw) = self.cfg.max_waiters {
                 if waiting >= mw {
-                    return Err(PoolError::TooManyWaiters {
+                    return Err(SessionError::TooManyWaiters {
                         addr: self.addr,
                         max: mw,
                     });
@@ -200,21 +178,13 @@ impl Pool {
         }
     }
 
-    async fn connect(self: &Arc<Self>, guard: OpenGuard) -> Result<Conn, PoolError> {
+    async fn connect(self: &Arc<Self>, guard: OpenGuard) -> Result<Conn, SessionError> {
         let addr = self.addr;
-        let connect = TcpStream::connect(addr);
-        let stream = match self.cfg.connect_timeout {
-            Some(t) => tokio::time::timeout(t, connect)
-                .await
-                .map_err(|_| PoolError::ConnectTimeout { addr })?,
-            None => connect.await,
-        }
-        .map_err(|source| PoolError::Connect { addr, source })?;
-        let _ = stream.set_nodelay(true);
+        let io = self.connector.connect(addr).await?;
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
-            .map_err(|source| PoolError::Handshake { addr, source })?;
+            .map_err(|source| SessionError::Handshake { addr, source })?;
         self.stats.connects.incr();
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -237,7 +207,7 @@ impl Drop for WaiterGuard<'_> {
 }
 
 impl Checkin {
-    pub fn sender(&mut self) -> Option<&mut SendRequest<ReqBody>> {
-        self.conn.as_mut().map(|c| &mut c.sender)
+    pub fn sender(&mut self) -> &mut SendRequest<ReqBody> {
+        &mut self.conn.sender
     }
 }
