@@ -116,6 +116,18 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         if r.servers.iter().all(|s| s.config.timeout_ms.is_some()) {
             router.default_total_timeout = None;
         }
+        router.protocol = r.protocol;
+        if r.protocol == crate::config::model::Protocol::H2 {
+            // HTTP/2 bounds its header list itself (`maxHeaderListBytes`, hyper's 16 KB by
+            // default); the router's own check uses the same bound.
+            let list = r
+                .servers
+                .iter()
+                .filter_map(|s| s.config.max_header_list_bytes)
+                .max()
+                .unwrap_or(crate::proxy::server::DEFAULT_H2_MAX_HEADER_LIST_BYTES);
+            router.limits.max_headers_kb = list.div_ceil(1024);
+        }
         let router = Arc::new(router);
         admin_routers.push(AdminRouter {
             label: r.label.clone(),
@@ -135,7 +147,26 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             None => None,
         };
         for s in &r.servers {
+            let alpn: &[&[u8]] = match r.protocol {
+                crate::config::model::Protocol::Http1 => &[crate::transport::ALPN_HTTP11],
+                crate::config::model::Protocol::H2 => &[crate::transport::ALPN_H2],
+            };
+            let tls = match &s.config.tls {
+                Some(t) if t.enabled != Some(false) => Some(Arc::new(
+                    crate::transport::tls::ServerTls::build(t, alpn, &scope)
+                        .with_context(|| format!("router {}: server {} tls", r.label, s.addr))?,
+                )),
+                _ => None,
+            };
             let settings = ServerSettings {
+                protocol: r.protocol,
+                h2: crate::proxy::server::H2ServerSettings {
+                    max_concurrent_streams: s.config.max_concurrent_streams_per_connection,
+                    initial_stream_window: s.config.initial_stream_window_bytes,
+                    max_frame_size: s.config.max_frame_bytes,
+                    max_header_list_size: s.config.max_header_list_bytes,
+                },
+                tls,
                 access_log: access_log.clone(),
                 recent: recent.clone(),
                 max_concurrent: s.config.max_concurrent_requests,

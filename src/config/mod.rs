@@ -441,8 +441,7 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
     for (i, s) in raw_servers.into_iter().enumerate() {
         let sloc = loc.key("servers").idx(i);
         if let Some(t) = &s.tls {
-            check_server_tls(t, &sloc.key("tls"), d);
-            ok = false;
+            ok &= check_server_tls(t, &sloc.key("tls"), d);
         }
         let ip = resolve_ip(s.ip.as_deref().unwrap_or(DEFAULT_IP), &sloc.key("ip"), d);
         let port = s.port.unwrap_or(match typed {
@@ -520,25 +519,69 @@ fn warn_missing_file(p: &FsPath, loc: &Loc, d: &mut Diags) {
     }
 }
 
-/// Until TLS is built, a `tls` block is refused: serving or connecting in plaintext where the
-/// config asks for TLS would silently weaken what the user asked for.
-const TLS_NOT_SUPPORTED: &str =
-    "`tls` is not supported yet: Switchboard would serve or connect in plaintext, so the config is refused";
-
-fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) {
-    d.error(loc, TLS_NOT_SUPPORTED);
-    warn_missing_file(&t.cert_path, &loc.key("certPath"), d);
-    warn_missing_file(&t.key_path, &loc.key("keyPath"), d);
-    if let Some(p) = &t.intermediate_certs_path {
-        warn_missing_file(p, &loc.key("intermediateCertsPath"), d);
+/// A server `tls` block: files that exist here are read and checked (a certificate that is
+/// unreadable, expired, not yet valid, or does not match its key is an error where it is
+/// named); files missing here are warnings (they may exist where the proxy runs).
+fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) -> bool {
+    let mut ok = true;
+    let present = [(&t.cert_path, "certPath"), (&t.key_path, "keyPath")]
+        .into_iter()
+        .chain(
+            t.intermediate_certs_path
+                .as_ref()
+                .map(|p| (p, "intermediateCertsPath")),
+        )
+        .chain(t.ca_cert_path.as_ref().map(|p| (p, "caCertPath")))
+        .fold(true, |all, (p, key)| {
+            let here = p.is_file();
+            if !here {
+                warn_missing_file(p, &loc.key(key), d);
+            }
+            all && here
+        });
+    if t.require_client_auth == Some(true) && t.ca_cert_path.is_none() {
+        d.error(
+            &loc.key("requireClientAuth"),
+            "`requireClientAuth: true` needs `caCertPath` (the CA that signs client certificates)",
+        );
+        ok = false;
     }
-    if let Some(p) = &t.ca_cert_path {
-        warn_missing_file(p, &loc.key("caCertPath"), d);
+    if present {
+        let files = crate::transport::tls::KeyFiles {
+            cert: t.cert_path.clone(),
+            key: t.key_path.clone(),
+            intermediates: t.intermediate_certs_path.clone(),
+        };
+        if let Err(e) = files.load() {
+            d.error(&loc.key(tls_key_of(&e)), e.to_string());
+            ok = false;
+        }
+        if let Some(ca) = &t.ca_cert_path {
+            if let Err(e) = crate::transport::tls::load_certs(ca) {
+                d.error(&loc.key("caCertPath"), e.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// The key of a server or client-auth `tls` block a certificate error belongs to.
+fn tls_key_of(e: &crate::transport::tls::TlsError) -> &'static str {
+    use crate::transport::tls::TlsError as E;
+    match e {
+        E::NoKey { .. } | E::Mismatch { .. } => "keyPath",
+        _ => "certPath",
     }
 }
 
 fn check_admin(a: &AdminConfig, loc: &Loc, d: &mut Diags) {
     if let Some(t) = &a.tls {
+        d.error(
+            &loc.key("tls"),
+            "`tls` on the admin server is not supported yet: it would serve in plaintext, so \
+             the config is refused",
+        );
         check_server_tls(t, &loc.key("tls"), d);
     }
     if let Some(ip) = &a.ip {
@@ -572,9 +615,26 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     for (l, p) in entries {
         let Some(t) = &p.tls else { continue };
         let tl = l.key("tls");
-        d.error(&tl, TLS_NOT_SUPPORTED);
-        ok = false;
         let disabled = t.disable_validation == Some(true);
+        if t.common_name.is_none() && !disabled && t.enabled != Some(false) {
+            d.error(
+                &tl,
+                "client `tls` needs `commonName` unless `disableValidation: true`",
+            );
+            ok = false;
+        }
+        if !disabled
+            && t.enabled != Some(false)
+            && t.trust_certs.as_ref().is_none_or(|v| v.is_empty())
+            && t.trust_certs_bundle.is_none()
+        {
+            d.error(
+                &tl,
+                "client `tls` needs `trustCertsBundle` (or `trustCerts`): Switchboard does not \
+                 read the system's trust store",
+            );
+            ok = false;
+        }
         if disabled && t.client_auth.is_some() {
             d.error(
                 &tl,
@@ -583,8 +643,20 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
             ok = false;
         }
         if let Some(ca) = &t.client_auth {
-            warn_missing_file(&ca.cert_path, &tl.key("clientAuth").key("certPath"), d);
-            warn_missing_file(&ca.key_path, &tl.key("clientAuth").key("keyPath"), d);
+            let al = tl.key("clientAuth");
+            warn_missing_file(&ca.cert_path, &al.key("certPath"), d);
+            warn_missing_file(&ca.key_path, &al.key("keyPath"), d);
+            if ca.cert_path.is_file() && ca.key_path.is_file() {
+                let files = crate::transport::tls::KeyFiles {
+                    cert: ca.cert_path.clone(),
+                    key: ca.key_path.clone(),
+                    intermediates: ca.intermediate_certs_path.clone(),
+                };
+                if let Err(e) = files.load() {
+                    d.error(&al.key(tls_key_of(&e)), e.to_string());
+                    ok = false;
+                }
+            }
         }
         for (i, f) in t.trust_certs.iter().flatten().enumerate() {
             warn_missing_file(f, &tl.key("trustCerts").idx(i), d);

@@ -306,11 +306,51 @@ pub const DEFAULT_PATH_SEGMENTS: usize = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdentifierKind {
-    HeaderToken { header: String },
-    Header { header: String },
-    MethodAndHost { http_uri_in_dst: bool },
-    Path { segments: usize, consume: bool },
-    Static { path: String },
+    HeaderToken {
+        header: String,
+    },
+    Header {
+        header: String,
+    },
+    MethodAndHost {
+        http_uri_in_dst: bool,
+    },
+    Path {
+        segments: usize,
+        consume: bool,
+    },
+    Static {
+        path: String,
+    },
+    /// h2's `io.l5d.header.path`: the path segments of a header (`:path` by default), all of
+    /// them or the first `segments`.
+    HeaderPath {
+        header: String,
+        segments: Option<usize>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderPathParams {
+    header: Option<String>,
+    segments: Option<usize>,
+}
+
+/// Default header of `io.l5d.header.path`.
+pub const DEFAULT_HEADER_PATH_HEADER: &str = ":path";
+
+fn header_path(v: serde_json::Value) -> Result<IdentifierKind, String> {
+    let p = params::<HeaderPathParams>(v)?;
+    if p.segments == Some(0) {
+        return Err("`segments` must be at least 1".into());
+    }
+    Ok(IdentifierKind::HeaderPath {
+        header: p
+            .header
+            .unwrap_or_else(|| DEFAULT_HEADER_PATH_HEADER.into()),
+        segments: p.segments,
+    })
 }
 
 #[derive(Deserialize)]
@@ -396,14 +436,9 @@ impl Family for Identifiers {
             ("io.l5d.ingress", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.istio", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.istio-ingress", Entry::NotYet(NEEDS_K8S)),
-            (
-                "io.l5d.header.path",
-                Entry::NotYet("it identifies h2 requests, and the h2 protocol is not built yet"),
-            ),
-            (
-                "io.l5d.headerPath",
-                Entry::NotYet("the pre-1.0 name of the h2 identifier io.l5d.header.path"),
-            ),
+            ("io.l5d.header.path", Entry::Supported(header_path)),
+            // The pre-1.0 name of io.l5d.header.path.
+            ("io.l5d.headerPath", Entry::Supported(header_path)),
         ]
     }
 }
@@ -699,9 +734,78 @@ pub enum ResponseClassifierKind {
     RetryableIdempotent5XX,
     RetryableAll5XX,
     AllSuccessful,
+    /// gRPC: a `grpc-status` other than 0 (and not in `success`) is a failure; `retryable`
+    /// holds the statuses that may be retried; `http_retryable` adds HTTP 429, 502, 503 and
+    /// 504 (`compliant`). Status sets are bit masks over codes 0..=31.
+    Grpc {
+        success: u32,
+        retryable: u32,
+        http_retryable: bool,
+    },
 }
 
-const H2_LATER: &str = "it classifies h2 responses, and the h2 protocol is not built yet";
+/// gRPC UNAVAILABLE.
+const GRPC_UNAVAILABLE: u32 = 14;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GrpcParams {
+    success_status_codes: Option<Vec<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GrpcCodesParams {
+    success_status_codes: Option<Vec<u32>>,
+    retryable_status_codes: Vec<u32>,
+}
+
+fn grpc_mask(key: &str, codes: &[u32]) -> Result<u32, String> {
+    let mut m = 0u32;
+    for (i, c) in codes.iter().enumerate() {
+        if *c > 16 {
+            return Err(nest(
+                &format!("{key}[{i}]"),
+                &format!("{c} is not a gRPC status code (0 to 16)"),
+            ));
+        }
+        m |= 1 << c;
+    }
+    Ok(m)
+}
+
+fn grpc(
+    v: serde_json::Value,
+    retryable: Option<u32>,
+    http_retryable: bool,
+) -> Result<ResponseClassifierKind, String> {
+    let (success, retryable) = match retryable {
+        Some(r) => {
+            let p = params::<GrpcParams>(v)?;
+            let s = grpc_mask(
+                "successStatusCodes",
+                p.success_status_codes.as_deref().unwrap_or(&[]),
+            )?;
+            (s, r)
+        }
+        None => {
+            let p = params::<GrpcCodesParams>(v)?;
+            let s = grpc_mask(
+                "successStatusCodes",
+                p.success_status_codes.as_deref().unwrap_or(&[]),
+            )?;
+            (
+                s,
+                grpc_mask("retryableStatusCodes", &p.retryable_status_codes)?,
+            )
+        }
+    };
+    Ok(ResponseClassifierKind::Grpc {
+        success,
+        retryable,
+        http_retryable,
+    })
+}
 
 pub struct ResponseClassifiers;
 impl Family for ResponseClassifiers {
@@ -730,18 +834,45 @@ impl Family for ResponseClassifiers {
                 "io.l5d.http.allSuccessful",
                 Entry::Supported(|v| params::<NoParams>(v).map(|_| R::AllSuccessful)),
             ),
-            ("io.l5d.h2.nonRetryable5XX", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.retryableRead5XX", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.retryableIdempotent5XX", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.retryableAll5XX", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.allSuccessful", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.grpc.default", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.grpc.compliant", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.grpc.alwaysRetryable", Entry::NotYet(H2_LATER)),
-            ("io.l5d.h2.grpc.neverRetryable", Entry::NotYet(H2_LATER)),
+            (
+                "io.l5d.h2.nonRetryable5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::NonRetryable5XX)),
+            ),
+            (
+                "io.l5d.h2.retryableRead5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableRead5XX)),
+            ),
+            (
+                "io.l5d.h2.retryableIdempotent5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableIdempotent5XX)),
+            ),
+            (
+                "io.l5d.h2.retryableAll5XX",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::RetryableAll5XX)),
+            ),
+            (
+                "io.l5d.h2.allSuccessful",
+                Entry::Supported(|v| params::<NoParams>(v).map(|_| R::AllSuccessful)),
+            ),
+            (
+                "io.l5d.h2.grpc.default",
+                Entry::Supported(|v| grpc(v, Some(1 << GRPC_UNAVAILABLE), false)),
+            ),
+            (
+                "io.l5d.h2.grpc.compliant",
+                Entry::Supported(|v| grpc(v, Some(1 << GRPC_UNAVAILABLE), true)),
+            ),
+            (
+                "io.l5d.h2.grpc.alwaysRetryable",
+                Entry::Supported(|v| grpc(v, Some(u32::MAX), false)),
+            ),
+            (
+                "io.l5d.h2.grpc.neverRetryable",
+                Entry::Supported(|v| grpc(v, Some(0), false)),
+            ),
             (
                 "io.l5d.h2.grpc.retryableStatusCodes",
-                Entry::NotYet(H2_LATER),
+                Entry::Supported(|v| grpc(v, None, false)),
             ),
         ]
     }

@@ -115,6 +115,78 @@ impl RouteError {
     }
 }
 
+/// gRPC status codes Switchboard answers with.
+pub mod grpc {
+    pub const INVALID_ARGUMENT: u16 = 3;
+    pub const DEADLINE_EXCEEDED: u16 = 4;
+    pub const RESOURCE_EXHAUSTED: u16 = 8;
+    pub const INTERNAL: u16 = 13;
+    pub const UNAVAILABLE: u16 = 14;
+}
+
+pub const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+pub const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+
+impl RouteError {
+    /// The gRPC status of this error on a gRPC call.
+    pub fn grpc_status(&self) -> u16 {
+        match self {
+            RouteError::Unidentified(_)
+            | RouteError::BadDtab(_)
+            | RouteError::CallDepth(_)
+            | RouteError::BadRequest(_)
+            | RouteError::BindLimit(_)
+            | RouteError::UriTooLong(_)
+            | RouteError::HeadersTooLarge(_) => grpc::INVALID_ARGUMENT,
+            RouteError::BadUpload(_) => grpc::INTERNAL,
+            RouteError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
+            RouteError::Overloaded(_) | RouteError::PoolExhausted(_) => grpc::RESOURCE_EXHAUSTED,
+            RouteError::NoBrokers(_)
+            | RouteError::BindingTimeout(..)
+            | RouteError::NamingFailed(_)
+            | RouteError::Connect(_)
+            | RouteError::Upstream(_) => grpc::UNAVAILABLE,
+        }
+    }
+
+    /// The error as a gRPC call's answer: HTTP 200, trailers-only (`grpc-status`,
+    /// `grpc-message` percent-encoded and cut to `maxHeadersKB`), and `l5d-err`.
+    pub fn grpc_response(&self, max_headers_kb: u32) -> Response<RespBody> {
+        let msg = self.to_string();
+        let mut enc = urlencode(&msg);
+        truncate(&mut enc, max_headers_kb as usize * 1024);
+        let mut gm = grpc_encode(&msg);
+        truncate(&mut gm, max_headers_kb as usize * 1024);
+        let mut r = Response::new(RespBody::empty());
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(GRPC_STATUS, HeaderValue::from(self.grpc_status()));
+        if let Ok(v) = HeaderValue::from_str(&gm) {
+            h.insert(GRPC_MESSAGE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&enc) {
+            h.insert(L5D_ERR, v);
+        }
+        r
+    }
+}
+
+/// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%`, percent-encoded.
+fn grpc_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
         let mut i = max;
@@ -166,6 +238,14 @@ mod tests {
         assert_eq!(
             RouteError::Connect("x".into()).response(8, 1).headers()[L5D_RETRYABLE],
             "true"
+        );
+        let g = RouteError::Timeout("late\n100%".into()).grpc_response(8);
+        assert_eq!(g.status(), 200);
+        assert_eq!(g.headers()[GRPC_STATUS], "4");
+        assert_eq!(g.headers()[GRPC_MESSAGE], "late%0A100%25");
+        assert_eq!(
+            RouteError::NoBrokers("x".into()).grpc_response(8).headers()[GRPC_STATUS],
+            "14"
         );
         let long = RouteError::Upstream("x".repeat(5000));
         assert_eq!(long.response(1, 5120).headers()[L5D_ERR].len(), 1024);

@@ -41,8 +41,12 @@ fn host<B>(req: &Request<B>) -> Option<&str> {
 }
 
 fn header<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
-    if name.eq_ignore_ascii_case("host") {
+    // `:authority` is HTTP/2's Host (the server sets Host from it); `:path` its target.
+    if name.eq_ignore_ascii_case("host") || name == ":authority" {
         return host(req);
+    }
+    if name == ":path" {
+        return req.uri().path_and_query().map(|p| p.as_str());
     }
     req.headers()
         .get(name)
@@ -131,6 +135,21 @@ fn identify_one<B>(
             })
         }
         IdentifierKind::Static { path } => Path::read(path).map(named).map_err(|e| e.to_string()),
+        IdentifierKind::HeaderPath {
+            header: h,
+            segments: n,
+        } => {
+            let Some(v) = header(req, h) else {
+                return Err(format!("{h} header is absent"));
+            };
+            let path = v.split(['?', '#']).next().unwrap_or("");
+            let segs: Vec<&str> = segments(path).collect();
+            match n {
+                Some(n) if segs.len() < *n => Err("not enough segments in path".into()),
+                Some(n) => Ok(named(Path::utf8(segs[..*n].iter()))),
+                None => Ok(named(Path::utf8(segs.iter()))),
+            }
+        }
     }
 }
 
@@ -283,5 +302,60 @@ mod tests {
         let r = req("GET", "/a", V::HTTP_11, &[("host", "web")]);
         let got = identify(&list, &Path::read("/svc").unwrap(), &r).unwrap();
         assert_eq!(got.path.show(), "/svc/web");
+    }
+
+    #[test]
+    fn h2_rows() {
+        use http::Version as V;
+        use IdentifierKind as I;
+        let path = |segments| I::HeaderPath {
+            header: ":path".into(),
+            segments,
+        };
+        // gRPC: /package.Service/Method.
+        let grpc = || {
+            req(
+                "POST",
+                "http://svc:80/hello.Greeter/SayHello",
+                V::HTTP_2,
+                &[],
+            )
+        };
+        check(
+            path(None),
+            grpc(),
+            Ok(("/svc/hello.Greeter/SayHello", None)),
+        );
+        check(path(Some(1)), grpc(), Ok(("/svc/hello.Greeter", None)));
+        check(path(Some(3)), grpc(), Err("not enough segments in path"));
+        check(
+            path(None),
+            req("GET", "/a/b?x=1", V::HTTP_2, &[]),
+            Ok(("/svc/a/b", None)),
+        );
+        let custom = I::HeaderPath {
+            header: "x-route".into(),
+            segments: None,
+        };
+        check(
+            custom.clone(),
+            req("GET", "/", V::HTTP_2, &[("x-route", "/c/d")]),
+            Ok(("/svc/c/d", None)),
+        );
+        check(
+            custom,
+            req("GET", "/", V::HTTP_2, &[]),
+            Err("x-route header is absent"),
+        );
+        // :authority is the URI's authority in HTTP/2 (Host when a client sent one).
+        let auth = I::HeaderToken {
+            header: ":authority".into(),
+        };
+        check(auth.clone(), grpc(), Ok(("/svc/svc:80", None)));
+        check(
+            auth,
+            req("GET", "/", V::HTTP_11, &[("host", "web")]),
+            Ok(("/svc/web", None)),
+        );
     }
 }

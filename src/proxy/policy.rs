@@ -185,12 +185,37 @@ impl ServicePolicy {
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
         let idempotent = read || matches!(*method, Method::PUT | Method::DELETE);
+        if let R::Grpc {
+            success,
+            retryable,
+            http_retryable,
+        } = self.classifier
+        {
+            // A status in the head: a trailers-only answer (how gRPC servers fail a call
+            // before any message). A status in the trailers is not seen here.
+            let code = headers
+                .get(super::error::GRPC_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok());
+            let (failure, retry) = match code {
+                Some(0) => (false, false),
+                Some(c) if c < 32 && success & (1 << c) != 0 => (false, false),
+                Some(c) => (true, c < 32 && retryable & (1 << c) != 0),
+                None if status == StatusCode::OK => (false, false),
+                None => (
+                    true,
+                    http_retryable && matches!(status.as_u16(), 429 | 502 | 503 | 504),
+                ),
+            };
+            return (failure, retry);
+        }
         let by_kind = is_5xx
             && match self.classifier {
                 R::NonRetryable5XX | R::AllSuccessful => false,
                 R::RetryableRead5XX => read,
                 R::RetryableIdempotent5XX => idempotent,
                 R::RetryableAll5XX => true,
+                R::Grpc { .. } => false,
             };
         let by_header = headers
             .get(L5D_RETRYABLE)

@@ -20,6 +20,7 @@ use super::error::RouteError;
 use super::guard::{self, RequestLimits};
 use super::identify::identify;
 use super::policy::{service_params, ServicePolicy, MAX_RETRIES_PER_REQUEST};
+use super::session::Protocol;
 use crate::config::model::{PerPrefix, ServiceParams};
 use crate::config::plugins::IdentifierKind;
 
@@ -59,6 +60,8 @@ pub struct Router {
     /// The total timeout of a service whose config sets none (`None` when every server of
     /// the router sets its own `timeoutMs`).
     pub default_total_timeout: Option<Duration>,
+    /// What the router's clients speak to endpoints.
+    pub protocol: Protocol,
 }
 
 /// Default bound on a request's time to its response head, for a service with no
@@ -87,6 +90,7 @@ impl Router {
             max_err_kb,
             service_cfg,
             default_total_timeout: Some(Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS)),
+            protocol: Protocol::Http1,
         }
     }
 
@@ -100,7 +104,12 @@ impl Router {
         })
     }
 
-    pub fn error_response(&self, e: &RouteError) -> Response<RespBody> {
+    /// The answer to a request Switchboard could not route: Linkerd's `l5d-err` response, or
+    /// on a gRPC call a gRPC status (HTTP 200, trailers-only).
+    pub fn error_response(&self, e: &RouteError, grpc: bool) -> Response<RespBody> {
+        if grpc {
+            return e.grpc_response(self.limits.max_headers_kb);
+        }
         e.response(self.limits.max_headers_kb, self.max_err_kb)
     }
 
@@ -163,6 +172,7 @@ impl Router {
         // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
         let version = parts.version;
         prepare_request(
+            self.protocol,
             &mut parts,
             &local,
             id.rewrite_uri.as_deref(),
@@ -516,6 +526,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 fn prepare_request(
+    upstream: Protocol,
     parts: &mut http::request::Parts,
     local: &Dtab,
     rewrite_uri: Option<&str>,
@@ -539,6 +550,15 @@ fn prepare_request(
         for n in &HOP_BY_HOP[1..4] {
             h.remove(n);
         }
+    } else if upstream == Protocol::H2 {
+        // `TE: trailers` is the one hop-by-hop header HTTP/2 carries (gRPC needs it).
+        let trailers = h
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        strip_hop_by_hop(h);
+        if trailers {
+            h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
     } else {
         let te = h.get(http::header::TRANSFER_ENCODING).cloned();
         strip_hop_by_hop(h);
@@ -549,6 +569,32 @@ fn prepare_request(
     }
     h.insert(L5D_REQID, request_id());
     append_via(h, parts.version);
+    if upstream == Protocol::H2 {
+        // HTTP/2 to endpoints: the authority goes in `:authority` (from Host), not a header.
+        parts.version = http::Version::HTTP_2;
+        let host = h.remove(http::header::HOST);
+        let pq = match rewrite_uri {
+            Some(u) => u.to_string(),
+            None => parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+        };
+        let authority = host
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let mut b = http::Uri::builder().scheme("http").path_and_query(pq);
+        if let Some(a) = authority {
+            b = b.authority(a);
+        }
+        if let Ok(u) = b.build() {
+            parts.uri = u;
+        }
+        return;
+    }
     // Endpoints are spoken to in HTTP/1.1 (pooled, keep-alive), whatever the client used.
     parts.version = http::Version::HTTP_11;
     // Forward in origin form; an absolute-form URI keeps its authority in Host.

@@ -20,7 +20,9 @@ use super::body::RespBody;
 use super::conn::Conn;
 use super::error::RouteError;
 use super::router::Router;
+use super::session::Protocol;
 use crate::metrics::{Counter, Gauge, RequestStats, Scope};
+use crate::transport::{Acceptor, Io};
 
 /// A server's settings, from its config.
 #[derive(Clone)]
@@ -38,7 +40,28 @@ pub struct ServerSettings {
     pub max_buf_size: usize,
     /// Open connections beyond which new ones are closed at once (`connections_refused`).
     pub max_connections: usize,
+    /// What the server speaks: `Http1` serves HTTP/1.x; `H2` serves HTTP/2 (prior knowledge,
+    /// or ALPN `h2`) and HTTP/1.1 from clients that send no HTTP/2 preface.
+    pub protocol: Protocol,
+    pub h2: H2ServerSettings,
+    /// The server's TLS (`None`: plaintext).
+    pub tls: Option<Arc<crate::transport::tls::ServerTls>>,
 }
+
+/// hyper's default bound on an h2 request's header list, used when `maxHeaderListBytes` is unset.
+pub const DEFAULT_H2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// An h2 server's settings (section 1.6).
+#[derive(Clone, Debug, Default)]
+pub struct H2ServerSettings {
+    pub max_concurrent_streams: Option<u32>,
+    pub initial_stream_window: Option<u32>,
+    pub max_frame_size: Option<u32>,
+    pub max_header_list_size: Option<u32>,
+}
+
+/// Default `maxConcurrentStreamsPerConnection` of an h2 server (Linkerd's).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
 
 /// Default `maxConnections` of a server.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
@@ -55,6 +78,7 @@ pub fn buf_size_for(max_headers_kb: u32, max_initial_line_kb: u32) -> usize {
 
 struct ServerCtx {
     router: Arc<Router>,
+    acceptor: Acceptor,
     settings: ServerSettings,
     limit: Option<Semaphore>,
     stats: RequestStats,
@@ -113,8 +137,15 @@ impl BoundServer {
         let scope = router_scope
             .scope("server")
             .scope(&format!("{}/{}", addr.ip(), addr.port()));
+        let acceptor = Acceptor {
+            tls: settings
+                .tls
+                .clone()
+                .map(|t| (t, crate::transport::TlsStats::new(&scope))),
+        };
         let ctx = Arc::new(ServerCtx {
             router,
+            acceptor,
             limit: settings.max_concurrent.map(|n| Semaphore::new(n as usize)),
             settings,
             stats: RequestStats::new(scope.clone()),
@@ -170,24 +201,16 @@ impl BoundServer {
                             let open = Arc::clone(&svc_open);
                             async move { Ok::<_, Infallible>(handle(ctx, req, peer, &open).await) }
                         });
-                        let conn = http1::Builder::new()
-                            .keep_alive(true)
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(ctx.settings.header_read_timeout)
-                            .max_buf_size(ctx.settings.max_buf_size)
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .with_upgrades();
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            r = conn.as_mut() => {
-                                if let Err(e) = r {
-                                    tracing::debug!(%peer, error = %e, "connection ended");
-                                }
+                        let io = match ctx.acceptor.accept(stream).await {
+                            Ok(io) => io,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
                             }
-                            _ = async { let _ = drain.wait_for(|v| *v).await; } => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.as_mut().await;
-                            }
+                        };
+                        match ctx.settings.protocol {
+                            Protocol::Http1 => serve_http1(&ctx, io, svc, &mut drain, peer).await,
+                            Protocol::H2 => serve_h2(&ctx, io, svc, &mut drain, peer).await,
                         }
                         drop(open);
                     });
@@ -207,6 +230,100 @@ impl BoundServer {
             }
         }
     }
+}
+
+/// Runs a connection's future until it ends or the server drains; on drain, stops it
+/// gracefully (no new requests, in-flight ones finish).
+macro_rules! until_drained {
+    ($conn:expr, $drain:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %$peer, error = %e, "connection ended");
+                }
+            }
+            _ = async { let _ = $drain.wait_for(|v| *v).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+            }
+        }
+    }};
+}
+
+async fn serve_http1<S>(
+    ctx: &ServerCtx,
+    io: Io,
+    svc: S,
+    drain: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<RespBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    until_drained!(
+        http1::Builder::new()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(ctx.settings.header_read_timeout)
+            .max_buf_size(ctx.settings.max_buf_size)
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades(),
+        drain,
+        peer
+    )
+}
+
+async fn serve_h2<S>(
+    ctx: &ServerCtx,
+    io: Io,
+    svc: S,
+    drain: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<RespBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.settings.header_read_timeout)
+        .max_buf_size(ctx.settings.max_buf_size);
+    let h = &ctx.settings.h2;
+    let mut h2 = b.http2();
+    h2.timer(TokioTimer::new())
+        .keep_alive_interval(Some(super::session::h2::PING_INTERVAL))
+        .keep_alive_timeout(super::session::h2::PING_TIMEOUT)
+        .max_concurrent_streams(
+            h.max_concurrent_streams
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        );
+    if let Some(w) = h.initial_stream_window {
+        h2.initial_stream_window_size(w);
+    }
+    if let Some(f) = h.max_frame_size {
+        h2.max_frame_size(f);
+    }
+    if let Some(l) = h.max_header_list_size {
+        h2.max_header_list_size(l);
+    }
+    // ALPN `h2` over TLS: HTTP/2 only.
+    let h2_only = io.alpn() == Some(crate::transport::ALPN_H2);
+    let b = if h2_only { b.http2_only() } else { b };
+    until_drained!(b.serve_connection(TokioIo::new(io), svc), drain, peer)
 }
 
 async fn handle(
@@ -296,6 +413,7 @@ async fn handle_inner(
     open: &Arc<Conn>,
 ) -> Response<RespBody> {
     let start = Instant::now();
+    let grpc = is_grpc(&req);
     ctx.stats.pending.add(1);
     let mut pending = Pending {
         ctx,
@@ -307,7 +425,9 @@ async fn handle_inner(
             Ok(p) => Some(p),
             Err(_) => {
                 let max = ctx.settings.max_concurrent.unwrap_or(0);
-                let resp = ctx.router.error_response(&RouteError::Overloaded(max));
+                let resp = ctx
+                    .router
+                    .error_response(&RouteError::Overloaded(max), grpc);
                 return finish(&mut pending, resp);
             }
         },
@@ -335,7 +455,7 @@ async fn handle_inner(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
-            ctx.router.error_response(&e)
+            ctx.router.error_response(&e, grpc)
         }
     };
     if ctx.settings.clear_context {
@@ -358,12 +478,24 @@ async fn handle_inner(
     finish(&mut pending, resp)
 }
 
+/// A gRPC call: its errors are answered as gRPC statuses.
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 fn finish(p: &mut Pending<'_>, resp: Response<RespBody>) -> Response<RespBody> {
     let status = resp.status().as_u16();
+    // A trailers-only gRPC answer carries its outcome in the head.
+    let grpc_failed = resp
+        .headers()
+        .get(super::error::GRPC_STATUS)
+        .is_some_and(|v| v.as_bytes() != b"0");
     p.ctx.stats.record(
         Some(status),
         p.start.elapsed().as_millis() as u64,
-        status < 500,
+        status < 500 && !grpc_failed,
     );
     p.done = true;
     resp

@@ -1,0 +1,433 @@
+//! End-to-end tests of the `h2` router: Switchboard in-process, an HTTP/2 backend written here
+//! on hyper (gRPC-shaped: length-prefixed messages, `grpc-status` in trailers), clients with
+//! prior knowledge. Streaming both ways, trailers, large bodies, gRPC errors Switchboard
+//! produces itself, an endpoint that dies mid-stream, and HTTP/1.1 clients on an h2 router.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::Disco;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn trailers(status: &str) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", status.parse().unwrap());
+    t
+}
+
+/// A body from a channel of frames.
+fn channel_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, Body) {
+    let (tx, rx) = mpsc::channel(4);
+    let s = tokio_stream_from(rx);
+    (
+        tx,
+        StreamBody::new(s).map_err(|never| match never {}).boxed(),
+    )
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The backend: an HTTP/2 (prior knowledge) server.
+/// - `/echo.Echo/Unary`: the whole request body back, headers it saw, trailers `grpc-status: 0`.
+/// - `/echo.Echo/Stream`: each request frame echoed as it arrives, then `grpc-status: 0`.
+/// - `/echo.Echo/Count`: the number of request body bytes, after reading them all.
+/// - `/echo.Echo/Big?n=N`: N bytes streamed in 64 KB frames.
+/// - `/echo.Echo/Fail`: trailers-only `grpc-status: 14`.
+/// - `/echo.Echo/Die`: one frame, then the connection is dropped.
+async fn h2_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let (kill_tx, mut kill_rx) = mpsc::channel::<()>(1);
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let kill = kill_tx.clone();
+                    async move { Ok::<_, Infallible>(answer(req, kill).await) }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = kill_rx.recv() => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn answer(req: Request<Incoming>, kill: mpsc::Sender<()>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let seen = format!(
+        "authority={} te={} dst={}",
+        req.uri().authority().map(|a| a.as_str()).unwrap_or("-"),
+        req.headers()
+            .get("te")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        req.headers()
+            .get("l5d-dst-service")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+    );
+    let grpc = |body: Body| {
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .header("x-seen", seen.clone())
+            .body(body)
+            .unwrap()
+    };
+    match path.as_str() {
+        "/echo.Echo/Unary" => {
+            let data = req.into_body().collect().await.unwrap().to_bytes();
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(data))).await;
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Stream" => {
+            let (tx, body) = channel_body();
+            let mut inb = req.into_body();
+            tokio::spawn(async move {
+                while let Some(Ok(f)) = inb.frame().await {
+                    if let Ok(d) = f.into_data() {
+                        if tx.send(Ok(Frame::data(d))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Count" => {
+            let mut n = 0usize;
+            let mut inb = req.into_body();
+            while let Some(Ok(f)) = inb.frame().await {
+                if let Ok(d) = f.into_data() {
+                    n += d.len();
+                }
+            }
+            grpc(full(n.to_string()))
+        }
+        "/echo.Echo/Big" => {
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if tx.send(Ok(Frame::data(chunk.slice(..k)))).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Fail" => Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .header("grpc-message", "backend unavailable")
+            .body(full(Bytes::new()))
+            .unwrap(),
+        "/echo.Echo/Die" => {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = kill.send(()).await;
+                // Keep the body open: the connection dies under it.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(tx);
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Slow" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            grpc(full(Bytes::new()))
+        }
+        _ => Response::builder()
+            .status(404)
+            .body(full(Bytes::new()))
+            .unwrap(),
+    }
+}
+
+/// An h2 (prior knowledge) client connection.
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+fn grpc_req(authority: &str, path: &str, body: Body) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(format!("http://{authority}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap()
+}
+
+/// Reads a response body whole: its data and its trailers.
+async fn read_all(r: Response<Incoming>) -> (Bytes, Option<HeaderMap>) {
+    let c = r.into_body().collect().await.unwrap();
+    let t = c.trailers().cloned();
+    (c.to_bytes(), t)
+}
+
+fn h2_config(extra: &str) -> String {
+    format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {{disco}}\nrouters:\n- protocol: h2\n  label: h2\n  dtab: /svc => /#/io.l5d.fs;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n{extra}"
+    )
+}
+
+async fn world(extra: &str) -> (support::Proxy, Disco) {
+    let backend = h2_backend().await;
+    let disco = Disco::new();
+    disco.set("echo", &[format!("127.0.0.1 {}", backend.port())]);
+    let p = support::proxy(&h2_config(extra), &disco.path()).await;
+    (p, disco)
+}
+
+#[tokio::test]
+async fn unary_call_with_trailers_by_authority_and_by_path() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Unary", full("hello")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-seen"],
+        "authority=echo te=trailers dst=/svc/echo"
+    );
+    let (body, t) = read_all(r).await;
+    assert_eq!(body, "hello");
+    assert_eq!(t.unwrap()["grpc-status"], "0");
+
+    // io.l5d.header.path: the gRPC service names the destination.
+    let (p, d) = world("  identifier: {kind: io.l5d.header.path, segments: 1}\n").await;
+    let backend = std::fs::read_to_string(d.path().join("echo")).unwrap();
+    d.set("echo.Echo", &[backend.trim().to_string()]);
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("whatever", "/echo.Echo/Unary", full("by path")))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-seen"],
+        "authority=whatever te=trailers dst=/svc/echo.Echo"
+    );
+    assert_eq!(read_all(r).await.0, "by path");
+}
+
+#[tokio::test]
+async fn bidirectional_stream_is_not_buffered() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let (tx, body) = channel_body();
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    let mut inb = r.into_body();
+    // Each message comes back before the next is sent: nothing waits for the end of stream.
+    for i in 0..20 {
+        let msg = Bytes::from(format!("message {i}"));
+        tx.send(Ok(Frame::data(msg.clone()))).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), inb.frame())
+            .await
+            .expect("echo of one message while the stream stays open")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.into_data().unwrap(), msg);
+    }
+    drop(tx);
+    let last = inb.frame().await.unwrap().unwrap();
+    assert_eq!(last.into_trailers().unwrap()["grpc-status"], "0");
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    // 64 MB up, counted by the backend as it arrives.
+    let (tx, body) = channel_body();
+    let up = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'y'; 256 * 1024]);
+        for _ in 0..256 {
+            tx.send(Ok(Frame::data(chunk.clone()))).await.unwrap();
+        }
+    });
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Count", body))
+        .await
+        .unwrap();
+    up.await.unwrap();
+    assert_eq!(read_all(r).await.0, (64 * 1024 * 1024).to_string());
+    // 64 MB down.
+    let r = c
+        .send_request(grpc_req(
+            "echo",
+            &format!("/echo.Echo/Big?n={}", 64 * 1024 * 1024),
+            full(""),
+        ))
+        .await
+        .unwrap();
+    let (body, t) = read_all(r).await;
+    assert_eq!(body.len(), 64 * 1024 * 1024);
+    assert_eq!(t.unwrap()["grpc-status"], "0");
+}
+
+#[tokio::test]
+async fn switchboard_errors_on_grpc_calls_are_grpc_statuses() {
+    let (p, _d) = world(
+        "  service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc/echo\n      totalTimeoutMs: 300\n",
+    )
+    .await;
+    let mut c = h2_client(p.addr).await;
+    // No route: UNAVAILABLE, trailers-only, HTTP 200.
+    let r = c
+        .send_request(grpc_req("nowhere", "/x.Y/Z", full("")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["grpc-status"], "14");
+    assert!(r.headers()["grpc-message"]
+        .to_str()
+        .unwrap()
+        .contains("Unable to route request!"));
+    assert_eq!(r.headers()["content-type"], "application/grpc");
+    let (body, _) = read_all(r).await;
+    assert!(body.is_empty());
+    // The service's total timeout: DEADLINE_EXCEEDED.
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Slow", full("")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["grpc-status"], "4");
+    // A backend's own trailers-only failure passes through unchanged.
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Fail", full("")))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["grpc-status"], "14");
+    assert_eq!(r.headers()["grpc-message"], "backend unavailable");
+    // A plain HTTP/2 request (not gRPC) gets Linkerd's l5d-err answer.
+    let r = c
+        .send_request(
+            Request::builder()
+                .uri("http://nowhere/")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().contains_key("l5d-err"));
+}
+
+#[tokio::test]
+async fn an_endpoint_dying_mid_stream_resets_the_stream() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Die", full("")))
+        .await
+        .unwrap();
+    let mut inb = r.into_body();
+    let first = inb.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    // The backend's connection dies: the client's stream fails, promptly, and does not hang.
+    let next = tokio::time::timeout(Duration::from_secs(5), inb.frame())
+        .await
+        .expect("the stream ends when its endpoint dies");
+    assert!(
+        matches!(next, Some(Err(_))),
+        "want a stream error, got {next:?}"
+    );
+    // The router goes on serving on a new connection.
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Unary", full("again")))
+        .await
+        .unwrap();
+    assert_eq!(read_all(r).await.0, "again");
+}
+
+#[tokio::test]
+async fn http1_clients_of_an_h2_router_reach_h2_endpoints() {
+    let (p, _d) = world("").await;
+    let r = support::send(
+        p.addr,
+        Request::builder()
+            .method("POST")
+            .uri("/echo.Echo/Unary")
+            .header("host", "echo")
+            .body(support::body("over http/1.1"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "over http/1.1");
+    assert_eq!(r.header("x-seen"), "authority=echo te=- dst=/svc/echo");
+}
+
+#[tokio::test]
+async fn h2_metrics_count_streams_and_one_connection() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let f = c.send_request(grpc_req("echo", "/echo.Echo/Unary", full(format!("{i}"))));
+        calls.push(f);
+    }
+    for (i, f) in calls.into_iter().enumerate() {
+        assert_eq!(read_all(f.await.unwrap()).await.0, i.to_string());
+    }
+    let m = support::metrics(p.admin).await;
+    let client = "rt/h2/client/#/io.l5d.fs/echo";
+    assert_eq!(m[format!("{client}/requests")], 10);
+    // Ten calls share one multiplexed connection to the endpoint.
+    assert_eq!(m[format!("{client}/connects")], 1);
+}
