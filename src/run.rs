@@ -134,15 +134,23 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             dtab: r.dtab.clone(),
             binder: Arc::clone(&binder),
         });
-        let access_log = match &r.http.http_access_log {
+        let (log_path, log_append) = match r.protocol {
+            crate::config::model::Protocol::Http1 => {
+                (&r.http.http_access_log, r.http.http_access_log_append)
+            }
+            crate::config::model::Protocol::H2 => {
+                (&r.http.h2_access_log, r.http.h2_access_log_append)
+            }
+        };
+        let access_log = match log_path {
             Some(path) => Some(
                 crate::proxy::access_log::AccessLog::open(
                     path,
-                    r.http.http_access_log_append.unwrap_or(true),
+                    log_append.unwrap_or(true),
                     scope.scope("access_log").counter("dropped"),
                 )
                 .await
-                .with_context(|| format!("router {}: httpAccessLog {}", r.label, path.display()))?,
+                .with_context(|| format!("router {}: access log {}", r.label, path.display()))?,
             ),
             None => None,
         };

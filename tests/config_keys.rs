@@ -69,6 +69,11 @@ const ACTED: &[(&str, &[&str])] = &[
             "maxCallDepth",
             "headerReadTimeoutMs",
             "maxConnections",
+            "tls",
+            "initialStreamWindowBytes",
+            "maxConcurrentStreamsPerConnection",
+            "maxFrameBytes",
+            "maxHeaderListBytes",
         ],
     ),
     (
@@ -88,6 +93,8 @@ const ACTED: &[(&str, &[&str])] = &[
             "servers",
             "httpAccessLog",
             "httpAccessLogAppend",
+            "h2AccessLog",
+            "h2AccessLogAppend",
             "maxHeadersKB",
             "maxInitialLineKB",
             "maxErrResponseKB",
@@ -104,6 +111,11 @@ const ACTED: &[(&str, &[&str])] = &[
             "hostConnectionPool",
             "clientSession",
             "socketOptions",
+            "tls",
+            "headerTableBytes",
+            "initialStreamWindowBytes",
+            "maxFrameBytes",
+            "maxHeaderListBytes",
         ],
     ),
     (
@@ -112,7 +124,13 @@ const ACTED: &[(&str, &[&str])] = &[
     ),
     (
         "ServiceParams",
-        &["totalTimeoutMs", "retries", "responseClassifier"],
+        &[
+            "totalTimeoutMs",
+            "retries",
+            "responseClassifier",
+            "classificationTimeoutMs",
+            "retryBufferSize",
+        ],
     ),
     ("Retries", &["budget", "backoff"]),
     (
@@ -142,12 +160,10 @@ const ACTED: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Keys whose presence refuses the config (TLS until it is built; announcers' kinds).
+/// Keys whose presence refuses the config (TLS where it is not built; announcers' kinds).
 const REFUSED: &[(&str, &[&str])] = &[
     ("AdminConfig", &["tls"]),
-    ("ServerConfig", &["tls"]),
     ("HttpRouterConfig", &["announcers"]),
-    ("ClientParams", &["tls"]),
     ("ConsulNamerParams", &["tls"]),
 ];
 
@@ -237,7 +253,11 @@ fn every_parsed_key_is_acted_on_refused_or_reported() {
 /// A value of the right type for a no-effect key.
 fn sample(key: &str) -> &'static str {
     match key {
-        "orgId" | "httpAccessLogRollPolicy" | "timestampHeader" | "label" => "x",
+        "orgId"
+        | "httpAccessLogRollPolicy"
+        | "h2AccessLogRollPolicy"
+        | "timestampHeader"
+        | "label" => "x",
         "enabled" | "experimental" | "streamingEnabled" | "noDelay" | "reuseAddr" | "reusePort"
         | "keepAlive" | "failFast" | "forwardClientCert" | "enableProbation"
         | "transferMetadata" => "true",
@@ -251,7 +271,14 @@ fn sample(key: &str) -> &'static str {
 
 /// A config with `key: value` at `place`, and the location the warning names.
 fn placed(p: Place, key: &str, v: &str) -> (String, String) {
-    let r = "routers:\n- protocol: http\n";
+    // Keys of h2 routers and servers are placed in an h2 router.
+    let h2_only = key.starts_with("h2")
+        || matches!(key, "windowUpdateRatio" | "headerTableBytes") && matches!(p, Place::Server);
+    let r = if h2_only {
+        "routers:\n- protocol: h2\n"
+    } else {
+        "routers:\n- protocol: http\n"
+    };
     match p {
         Place::Admin => (format!("admin:\n  {key}: {v}\n{r}"), format!("admin.{key}")),
         Place::Usage => (format!("usage:\n  {key}: {v}\n{r}"), format!("usage.{key}")),
@@ -309,8 +336,6 @@ fn each_no_effect_key_is_a_located_warning() {
 fn each_refused_key_is_a_located_not_supported_error() {
     let rows = [
         ("admin:\n  tls: {certPath: c, keyPath: k}\nrouters:\n- protocol: http\n", "admin.tls"),
-        ("routers:\n- protocol: http\n  servers:\n  - tls: {certPath: c, keyPath: k}\n", "routers[0].servers[0].tls"),
-        ("routers:\n- protocol: http\n  client:\n    tls: {commonName: x}\n", "routers[0].client.tls"),
         ("routers:\n- protocol: http\n  announcers:\n  - kind: io.l5d.serversets\n", "routers[0].announcers"),
         ("namers:\n- kind: io.l5d.consul\n  tls: {disableValidation: true}\nrouters:\n- protocol: http\n", "namers[0] (io.l5d.consul).tls"),
     ];

@@ -58,6 +58,31 @@ pub const NO_EFFECT: &[(Place, &str, &str)] = &[
     ),
     (
         Place::Router,
+        "h2AccessLogRollPolicy",
+        "the access log is not rotated (rotate it with a tool that sends no signal, e.g. copytruncate)",
+    ),
+    (
+        Place::Router,
+        "h2AccessLogRotateCount",
+        "the access log is not rotated",
+    ),
+    (
+        Place::Server,
+        "windowUpdateRatio",
+        "hyper sends WINDOW_UPDATE by its own rule",
+    ),
+    (
+        Place::Server,
+        "headerTableBytes",
+        "hyper's h2 server does not set its HPACK table size",
+    ),
+    (
+        Place::Client,
+        "windowUpdateRatio",
+        "hyper sends WINDOW_UPDATE by its own rule",
+    ),
+    (
+        Place::Router,
         "streamAfterContentLengthKB",
         "request and response bodies always stream",
     ),

@@ -623,18 +623,7 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
             );
             ok = false;
         }
-        if !disabled
-            && t.enabled != Some(false)
-            && t.trust_certs.as_ref().is_none_or(|v| v.is_empty())
-            && t.trust_certs_bundle.is_none()
-        {
-            d.error(
-                &tl,
-                "client `tls` needs `trustCertsBundle` (or `trustCerts`): Switchboard does not \
-                 read the system's trust store",
-            );
-            ok = false;
-        }
+
         if disabled && t.client_auth.is_some() {
             d.error(
                 &tl,

@@ -736,10 +736,10 @@ pub enum ResponseClassifierKind {
     AllSuccessful,
     /// gRPC: a `grpc-status` other than 0 (and not in `success`) is a failure; `retryable`
     /// holds the statuses that may be retried; `http_retryable` adds HTTP 429, 502, 503 and
-    /// 504 (`compliant`). Status sets are bit masks over codes 0..=31.
+    /// 504 (`compliant`). Status sets are bit masks over codes 0..=127.
     Grpc {
-        success: u32,
-        retryable: u32,
+        success: u128,
+        retryable: u128,
         http_retryable: bool,
     },
 }
@@ -760,13 +760,17 @@ struct GrpcCodesParams {
     retryable_status_codes: Vec<u32>,
 }
 
-fn grpc_mask(key: &str, codes: &[u32]) -> Result<u32, String> {
-    let mut m = 0u32;
+/// The largest status code a classifier can name (gRPC's own go to 16; Linkerd accepted any
+/// integer, and its docs list 100).
+const MAX_GRPC_CODE: u32 = 127;
+
+fn grpc_mask(key: &str, codes: &[u32]) -> Result<u128, String> {
+    let mut m = 0u128;
     for (i, c) in codes.iter().enumerate() {
-        if *c > 16 {
+        if *c > MAX_GRPC_CODE {
             return Err(nest(
                 &format!("{key}[{i}]"),
-                &format!("{c} is not a gRPC status code (0 to 16)"),
+                &format!("{c} is over {MAX_GRPC_CODE}"),
             ));
         }
         m |= 1 << c;
@@ -776,7 +780,7 @@ fn grpc_mask(key: &str, codes: &[u32]) -> Result<u32, String> {
 
 fn grpc(
     v: serde_json::Value,
-    retryable: Option<u32>,
+    retryable: Option<u128>,
     http_retryable: bool,
 ) -> Result<ResponseClassifierKind, String> {
     let (success, retryable) = match retryable {
@@ -864,7 +868,7 @@ impl Family for ResponseClassifiers {
             ),
             (
                 "io.l5d.h2.grpc.alwaysRetryable",
-                Entry::Supported(|v| grpc(v, Some(u32::MAX), false)),
+                Entry::Supported(|v| grpc(v, Some(u128::MAX), false)),
             ),
             (
                 "io.l5d.h2.grpc.neverRetryable",

@@ -199,8 +199,8 @@ impl ServicePolicy {
                 .and_then(|v| v.parse::<u32>().ok());
             let (failure, retry) = match code {
                 Some(0) => (false, false),
-                Some(c) if c < 32 && success & (1 << c) != 0 => (false, false),
-                Some(c) => (true, c < 32 && retryable & (1 << c) != 0),
+                Some(c) if c < 128 && success & (1 << c) != 0 => (false, false),
+                Some(c) => (true, c < 128 && retryable & (1 << c) != 0),
                 None if status == StatusCode::OK => (false, false),
                 None => (
                     true,

@@ -297,6 +297,24 @@ fn roots(files: &[PathBuf]) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
+/// The system's trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR`, else the platform's).
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "no certificates found".into());
+        return Err(TlsError::Setting(format!(
+            "no `trustCertsBundle` given and the system trust store is unusable: {why}"
+        )));
+    }
+    Ok(store)
+}
+
 /// A server's TLS: its certificate (reloading), optional client authentication, ALPN.
 pub struct ServerTls {
     acceptor: tokio_rustls::TlsAcceptor,
@@ -396,14 +414,12 @@ impl ClientTlsConfig {
         } else {
             let mut files: Vec<PathBuf> = cfg.trust_certs.clone().unwrap_or_default();
             files.extend(cfg.trust_certs_bundle.clone());
-            if files.is_empty() {
-                return Err(TlsError::Setting(
-                    "client `tls` needs `trustCertsBundle` (or `trustCerts`): Switchboard does \
-                     not read the system's trust store"
-                        .into(),
-                ));
-            }
-            builder.with_root_certificates(roots(&files)?)
+            let store = if files.is_empty() {
+                system_roots()?
+            } else {
+                roots(&files)?
+            };
+            builder.with_root_certificates(store)
         };
         let mut config = match &cfg.client_auth {
             Some(a) => {

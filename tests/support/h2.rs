@@ -1,0 +1,212 @@
+//! An HTTP/2 backend and client for tests (`#[path]`-included by the tests that use them): the
+//! backend is gRPC-shaped (messages back, `grpc-status` in trailers); see `h2_backend`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub type Body =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn trailers(status: &str) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", status.parse().unwrap());
+    t
+}
+
+/// A body from a channel of frames.
+pub fn channel_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, Body) {
+    let (tx, rx) = mpsc::channel(4);
+    let s = tokio_stream_from(rx);
+    (
+        tx,
+        StreamBody::new(s).map_err(|never| match never {}).boxed(),
+    )
+}
+
+pub fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The backend: an HTTP/2 (prior knowledge) server.
+/// - `/echo.Echo/Unary`: the whole request body back, headers it saw, trailers `grpc-status: 0`.
+/// - `/echo.Echo/Stream`: each request frame echoed as it arrives, then `grpc-status: 0`.
+/// - `/echo.Echo/Count`: the number of request body bytes, after reading them all.
+/// - `/echo.Echo/Big?n=N`: N bytes streamed in 64 KB frames.
+/// - `/echo.Echo/Fail`: trailers-only `grpc-status: 14`.
+/// - `/echo.Echo/Die`: one frame, then the connection is dropped.
+pub async fn h2_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let (kill_tx, mut kill_rx) = mpsc::channel::<()>(1);
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let kill = kill_tx.clone();
+                    async move { Ok::<_, Infallible>(answer(req, kill).await) }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = kill_rx.recv() => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+pub async fn answer(req: Request<Incoming>, kill: mpsc::Sender<()>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let seen = format!(
+        "authority={} te={} dst={}",
+        req.uri().authority().map(|a| a.as_str()).unwrap_or("-"),
+        req.headers()
+            .get("te")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        req.headers()
+            .get("l5d-dst-service")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+    );
+    let grpc = |body: Body| {
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .header("x-seen", seen.clone())
+            .body(body)
+            .unwrap()
+    };
+    match path.as_str() {
+        "/echo.Echo/Unary" => {
+            let data = req.into_body().collect().await.unwrap().to_bytes();
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(data))).await;
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Stream" => {
+            let (tx, body) = channel_body();
+            let mut inb = req.into_body();
+            tokio::spawn(async move {
+                while let Some(Ok(f)) = inb.frame().await {
+                    if let Ok(d) = f.into_data() {
+                        if tx.send(Ok(Frame::data(d))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Count" => {
+            let mut n = 0usize;
+            let mut inb = req.into_body();
+            while let Some(Ok(f)) = inb.frame().await {
+                if let Ok(d) = f.into_data() {
+                    n += d.len();
+                }
+            }
+            grpc(full(n.to_string()))
+        }
+        "/echo.Echo/Big" => {
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if tx.send(Ok(Frame::data(chunk.slice(..k)))).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+                let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Fail" => Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .header("grpc-message", "backend unavailable")
+            .body(full(Bytes::new()))
+            .unwrap(),
+        "/echo.Echo/Die" => {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = kill.send(()).await;
+                // Keep the body open: the connection dies under it.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(tx);
+            });
+            grpc(body)
+        }
+        "/echo.Echo/Slow" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            grpc(full(Bytes::new()))
+        }
+        _ => Response::builder()
+            .status(404)
+            .body(full(Bytes::new()))
+            .unwrap(),
+    }
+}
+
+/// An h2 (prior knowledge) client connection.
+pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+pub fn grpc_req(authority: &str, path: &str, body: Body) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(format!("http://{authority}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap()
+}
+
+/// Reads a response body whole: its data and its trailers.
+pub async fn read_all(r: Response<Incoming>) -> (Bytes, Option<HeaderMap>) {
+    let c = r.into_body().collect().await.unwrap();
+    let t = c.trailers().cloned();
+    (c.to_bytes(), t)
+}
