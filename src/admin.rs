@@ -227,6 +227,7 @@ struct State0 {
 pub struct Admin {
     listener: TcpListener,
     state: Arc<State0>,
+    acceptor: crate::transport::Acceptor,
 }
 
 const ENDPOINTS: [&str; 11] = [
@@ -244,8 +245,17 @@ const ENDPOINTS: [&str; 11] = [
 ];
 
 impl Admin {
-    pub async fn bind(addr: SocketAddr, parts: AdminParts) -> std::io::Result<Admin> {
+    /// Binds the admin server; with `tls`, it serves HTTPS only (ALPN `http/1.1`).
+    pub async fn bind(
+        addr: SocketAddr,
+        parts: AdminParts,
+        tls: Option<Arc<crate::transport::tls::ServerTls>>,
+    ) -> std::io::Result<Admin> {
+        let stats = crate::transport::TlsStats::new(&parts.metrics.scope("admin"));
         Ok(Admin {
+            acceptor: crate::transport::Acceptor {
+                tls: tls.map(|t| (t, stats)),
+            },
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(State0 {
                 security: parts.security,
@@ -276,7 +286,9 @@ impl Admin {
                     // (a rebound DNS name arrives here too, with a foreign Host).
                     let loopback = stream.local_addr().is_ok_and(|a| a.ip().is_loopback());
                     let st = Arc::clone(&self.state);
+                    let acceptor = self.acceptor.clone();
                     tokio::spawn(async move {
+                        let Ok(stream) = acceptor.accept(stream).await else { return };
                         let svc = service_fn(move |req| {
                             let st = Arc::clone(&st);
                             async move { Ok::<_, Infallible>(handle(&st, req, loopback).await) }

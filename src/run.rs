@@ -223,6 +223,17 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         TelemeterKind::RecentRequests { .. } => None,
     });
     let shutdown = Shutdown::new();
+    let admin_tls = match &cfg.admin.tls {
+        Some(t) if t.enabled != Some(false) => Some(Arc::new(
+            crate::transport::tls::ServerTls::build(
+                t,
+                &[crate::transport::ALPN_HTTP11],
+                &metrics.scope("admin"),
+            )
+            .context("admin: tls")?,
+        )),
+        _ => None,
+    };
     let admin = Admin::bind(
         admin_addr,
         crate::admin::AdminParts {
@@ -235,6 +246,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             shutdown: shutdown.clone(),
             security: crate::admin::Security::from_config(cfg.admin.security.as_ref()),
         },
+        admin_tls,
     )
     .await
     .with_context(|| format!("admin: binding {admin_addr}"))?;

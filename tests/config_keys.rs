@@ -43,7 +43,14 @@ enum Status {
 const ACTED: &[(&str, &[&str])] = &[
     (
         "AdminConfig",
-        &["ip", "port", "shutdownGraceMs", "security", "socketOptions"],
+        &[
+            "ip",
+            "port",
+            "shutdownGraceMs",
+            "security",
+            "socketOptions",
+            "tls",
+        ],
     ),
     (
         "AdminSecurity",
@@ -162,7 +169,6 @@ const ACTED: &[(&str, &[&str])] = &[
 
 /// Keys whose presence refuses the config (TLS where it is not built; announcers' kinds).
 const REFUSED: &[(&str, &[&str])] = &[
-    ("AdminConfig", &["tls"]),
     ("HttpRouterConfig", &["announcers"]),
     ("ConsulNamerParams", &["tls"]),
 ];
@@ -335,7 +341,6 @@ fn each_no_effect_key_is_a_located_warning() {
 #[test]
 fn each_refused_key_is_a_located_not_supported_error() {
     let rows = [
-        ("admin:\n  tls: {certPath: c, keyPath: k}\nrouters:\n- protocol: http\n", "admin.tls"),
         ("routers:\n- protocol: http\n  announcers:\n  - kind: io.l5d.serversets\n", "routers[0].announcers"),
         ("namers:\n- kind: io.l5d.consul\n  tls: {disableValidation: true}\nrouters:\n- protocol: http\n", "namers[0] (io.l5d.consul).tls"),
     ];

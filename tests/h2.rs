@@ -233,3 +233,64 @@ async fn h2_metrics_count_streams_and_one_connection() {
     // Ten calls share one multiplexed connection to the endpoint.
     assert_eq!(m[format!("{client}/connects")], 1);
 }
+
+const GRPC_RETRIES: &str = "  service:\n    responseClassifier: {kind: io.l5d.h2.grpc.default}\n";
+
+#[tokio::test]
+async fn unary_calls_failing_in_trailers_are_retried_with_their_body() {
+    let (p, _d) = world(GRPC_RETRIES).await;
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Flaky", full("payload")))
+        .await
+        .unwrap();
+    // The second attempt answered, with the request body replayed whole.
+    assert_eq!(r.headers()["x-attempt"], "1");
+    let (body, t) = read_all(r).await;
+    assert_eq!(body, "payload");
+    assert_eq!(t.unwrap()["grpc-status"], "0");
+    let m = support::metrics(p.admin).await;
+    assert_eq!(m["rt/h2/service/svc/echo/retries/total"], 1);
+    // The failed attempt counts as a failure of the client.
+    assert_eq!(m["rt/h2/client/#/io.l5d.fs/echo/failures"], 1);
+}
+
+#[tokio::test]
+async fn calls_larger_than_the_retry_buffer_are_not_retried() {
+    let (p, _d) = world(
+        "  service:\n    responseClassifier: {kind: io.l5d.h2.grpc.default}\n    retryBufferSize: {requestBytes: 4}\n",
+    )
+    .await;
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req(
+            "echo",
+            "/echo.Echo/Flaky",
+            full("more than four bytes"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-attempt"], "0");
+    let (_, t) = read_all(r).await;
+    assert_eq!(t.unwrap()["grpc-status"], "14");
+    let m = support::metrics(p.admin).await;
+    assert_eq!(m["rt/h2/service/svc/echo/retries/total"], 0);
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_a_deadline() {
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let mut req = grpc_req("echo", "/echo.Echo/Slow", full(""));
+    req.headers_mut()
+        .insert("grpc-timeout", "200m".parse().unwrap());
+    let started = std::time::Instant::now();
+    let r = c.send_request(req).await.unwrap();
+    assert_eq!(r.headers()["grpc-status"], "4");
+    assert!(r.headers()["grpc-message"]
+        .to_str()
+        .unwrap()
+        .contains("grpc-timeout"));
+    // Well before the service's default total timeout (60 s).
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

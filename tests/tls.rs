@@ -194,6 +194,16 @@ async fn direct(
     pki: &Pki,
     client_cert: Option<(&Path, &Path)>,
 ) -> Result<u16, String> {
+    direct_get(addr, pki, client_cert, "web", "/").await
+}
+
+async fn direct_get(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    client_cert: Option<(&Path, &Path)>,
+    host: &str,
+    path: &str,
+) -> Result<u16, String> {
     use switchboard::transport::tls::{load_certs, load_key};
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(&pki.path("ca.pem")).unwrap() {
@@ -222,8 +232,8 @@ async fn direct(
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = http::Request::builder()
-        .uri("/")
-        .header("host", "web")
+        .uri(path)
+        .header("host", host)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
     let r = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
@@ -439,5 +449,39 @@ fn check_reports_bad_certificates_where_they_are_named() {
         e.iter()
             .any(|l| l.contains("routers[0].client.tls") && l.contains("needs `commonName`")),
         "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_server_serves_over_tls() {
+    let pki = standard_pki();
+    let cfg = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n  tls: {{certPath: {}, keyPath: {}}}\nrouters:\n- protocol: http\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+        pki.path("incoming.pem").display(),
+        pki.path("incoming.key").display()
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    // HTTPS answers.
+    assert_eq!(
+        direct_get(p.admin, &pki, None, "127.0.0.1", "/admin/ping").await,
+        Ok(200)
+    );
+    // Plain HTTP gets no answer.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(5),
+        support::send(
+            p.admin,
+            http::Request::builder()
+                .uri("/admin/ping")
+                .header("host", "127.0.0.1")
+                .body(support::body(""))
+                .unwrap(),
+        ),
+    );
+    let r = tokio::spawn(plain).await;
+    assert!(
+        !matches!(r, Ok(Ok(ref resp)) if resp.status == 200),
+        "plaintext must not be served: {r:?}"
     );
 }

@@ -422,6 +422,34 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
             );
         }
     }
+    if let Some(svc) = &http.service {
+        let own = match typed {
+            Protocol::Http1 => "io.l5d.http.",
+            Protocol::H2 => "io.l5d.h2.",
+        };
+        let entries: Vec<(Loc, &model::ServiceParams)> = match &svc.value {
+            PerPrefix::Global(p) => vec![(loc.key("service").kind(svc.kind), p)],
+            PerPrefix::Static(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, (_, p))| (loc.key("service").kind(svc.kind).key("configs").idx(i), p))
+                .collect(),
+        };
+        for (l, p) in entries {
+            if let Some(c) = &p.response_classifier {
+                if !c.kind.starts_with(own) {
+                    d.error(
+                        &l.key("responseClassifier").kind(c.kind),
+                        format!(
+                            "`{}` classifies the other protocol's responses; a `{protocol}` router takes `{own}*` classifiers",
+                            c.kind
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
     let client = match &http.client {
         Some(c) => c.value.clone(),
         None => PerPrefix::Global(ClientParams::default()),
@@ -577,11 +605,6 @@ fn tls_key_of(e: &crate::transport::tls::TlsError) -> &'static str {
 
 fn check_admin(a: &AdminConfig, loc: &Loc, d: &mut Diags) {
     if let Some(t) = &a.tls {
-        d.error(
-            &loc.key("tls"),
-            "`tls` on the admin server is not supported yet: it would serve in plaintext, so \
-             the config is refused",
-        );
         check_server_tls(t, &loc.key("tls"), d);
     }
     if let Some(ip) = &a.ip {

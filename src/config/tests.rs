@@ -218,16 +218,31 @@ fn server_rows() {
     );
     check(
         "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem, keyPath: /no/key.pem, serverCaChainPath: /no/chain.pem}\n",
-        // Refused, never served in plaintext (the file warnings still come with it).
-        Err(&["routers[0].servers[0].tls: `tls` is not supported yet"]),
+        // Files missing here are warnings (they may exist where the proxy runs).
+        Ok(&[
+            "routers[0].servers[0].tls.certPath: file `/no/cert.pem` does not exist here",
+            "routers[0].servers[0].tls.keyPath: file `/no/key.pem` does not exist here",
+            "routers[0].servers[0].tls.intermediateCertsPath: file `/no/chain.pem` does not exist here",
+        ]),
+    );
+    check(
+        "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/c.pem, keyPath: /no/k.pem, requireClientAuth: true}\n",
+        Err(&["routers[0].servers[0].tls.requireClientAuth: `requireClientAuth: true` needs `caCertPath`"]),
     );
     check(
         "admin:\n  tls: {certPath: /no/cert.pem, keyPath: /no/key.pem}\nrouters:\n- protocol: http\n",
-        Err(&["admin.tls: `tls` is not supported yet"]),
+        Ok(&[
+            "admin.tls.certPath: file `/no/cert.pem` does not exist here",
+            "admin.tls.keyPath: file `/no/key.pem` does not exist here",
+        ]),
     );
     check(
         "routers:\n- protocol: http\n  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/web\n      tls: {commonName: web}\n",
-        Err(&["routers[0].client (io.l5d.static).configs[0].tls: `tls` is not supported yet"]),
+        Ok(&[]),
+    );
+    check(
+        "routers:\n- protocol: http\n  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/web\n      tls: {trustCertsBundle: /no/ca.pem}\n",
+        Err(&["routers[0].client (io.l5d.static).configs[0].tls: client `tls` needs `commonName` unless `disableValidation: true`"]),
     );
     check(
         "routers:\n- protocol: http\n  servers:\n  - tls: {certPath: /no/cert.pem}\n",
@@ -268,7 +283,7 @@ fn plugin_rows() {
     );
     check(
         &id("{kind: io.l5d.nope}"),
-        Err(&["routers[0].identifier (io.l5d.nope): unknown identifier kind `io.l5d.nope`; known identifier kinds: io.l5d.header.token, io.l5d.header, io.l5d.methodAndHost, io.l5d.path, io.l5d.static (Linkerd 1 kinds not supported yet: io.l5d.ingress"]),
+        Err(&["routers[0].identifier (io.l5d.nope): unknown identifier kind `io.l5d.nope`; known identifier kinds: io.l5d.header.token, io.l5d.header, io.l5d.methodAndHost, io.l5d.path, io.l5d.static, io.l5d.header.path, io.l5d.headerPath (Linkerd 1 kinds not supported yet: io.l5d.ingress"]),
     );
     check(
         &id("{kind: com.example.Mine}"),
@@ -310,7 +325,6 @@ fn plugin_rows() {
     check(
         &client("    tls: {disableValidation: true, clientAuth: {certPath: a, keyPath: b}}\n"),
         Err(&[
-            "routers[0].client.tls: `tls` is not supported yet",
             "routers[0].client.tls: `disableValidation: true` is incompatible with `clientAuth`",
         ]),
     );
@@ -321,7 +335,20 @@ fn plugin_rows() {
     );
     check(
         &svc("    responseClassifier: {kind: io.l5d.h2.grpc.default}\n"),
-        Err(&["routers[0].service (io.l5d.global).responseClassifier (io.l5d.h2.grpc.default): responseClassifier kind `io.l5d.h2.grpc.default` is not supported yet"]),
+        Err(&["routers[0].service (io.l5d.global).responseClassifier (io.l5d.h2.grpc.default): `io.l5d.h2.grpc.default` classifies the other protocol's responses; a `http` router takes `io.l5d.http.*` classifiers"]),
+    );
+    let h2svc = |body: &str| format!("routers:\n- protocol: h2\n  service:\n{body}");
+    check(
+        &h2svc("    responseClassifier: {kind: io.l5d.h2.grpc.retryableStatusCodes, retryableStatusCodes: [14, 100]}\n"),
+        Ok(&[]),
+    );
+    check(
+        &h2svc("    responseClassifier: {kind: io.l5d.h2.grpc.retryableStatusCodes, retryableStatusCodes: [14, 300]}\n"),
+        Err(&["routers[0].service (io.l5d.global).responseClassifier (io.l5d.h2.grpc.retryableStatusCodes).retryableStatusCodes[1]: 300 is over 127"]),
+    );
+    check(
+        &h2svc("    kind: io.l5d.static\n    configs:\n    - prefix: /svc\n      responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n"),
+        Err(&["routers[0].service (io.l5d.static).configs[0].responseClassifier (io.l5d.http.retryableRead5XX): `io.l5d.http.retryableRead5XX` classifies the other protocol's responses; a `h2` router takes `io.l5d.h2.*` classifiers"]),
     );
     check(
         "routers:\n- protocol: http\n  interpreter: {kind: io.l5d.namerd, dst: /$/inet/127.1/4100}\n",

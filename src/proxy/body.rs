@@ -1,7 +1,12 @@
 //! The two body types of the data path, as enums rather than boxed trait objects so a proxied
-//! request allocates nothing for its body: a request body is the client's streaming body or a
-//! small buffered one (for retries); a response body is the endpoint's streaming body (which
-//! lets go of its connection or stream when it ends) or one Switchboard wrote itself.
+//! request allocates nothing for its body: a request body is the client's streaming body, a
+//! small buffered one, or (h2, for retries) the client's body copied as it streams up to a bound
+//! and replayed from that copy; a response body is the endpoint's streaming body (which lets go
+//! of its connection or stream when it ends), the same after a prefix read ahead for
+//! classification, or one Switchboard wrote itself.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,13 +14,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::session::Held;
 
 /// A buffered body: its one frame, then the end.
-fn poll_full(b: &mut Option<Bytes>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+fn poll_full(
+    b: &mut Option<Bytes>,
+) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
     Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
 }
 
@@ -31,6 +39,71 @@ pub enum ReqBody {
         stall: Option<Stall>,
     },
     Full(Option<Bytes>),
+    /// A body being sent while a copy of it is kept (up to a bound) for a retry.
+    Teed(Box<ReqBody>, Arc<Mutex<TeeCopy>>),
+    /// A copy played back.
+    Replay {
+        data: VecDeque<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+}
+
+/// What a teed body has copied so far.
+#[derive(Default)]
+pub struct TeeCopy {
+    data: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    bytes: u64,
+    limit: u64,
+    overflow: bool,
+    ended: bool,
+}
+
+/// The copy a teed request body keeps, shared with whoever may replay it.
+#[derive(Clone)]
+pub struct Tee(Arc<Mutex<TeeCopy>>);
+
+impl Tee {
+    /// Wraps `body`, copying up to `limit` bytes of it.
+    pub fn wrap(body: ReqBody, limit: u64) -> (ReqBody, Tee) {
+        let copy = Arc::new(Mutex::new(TeeCopy {
+            limit,
+            ..Default::default()
+        }));
+        (ReqBody::Teed(Box::new(body), Arc::clone(&copy)), Tee(copy))
+    }
+
+    /// The whole body again, if it was sent to its end within the bound.
+    pub fn replay(&self) -> Option<ReqBody> {
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (c.ended && !c.overflow).then(|| ReqBody::Replay {
+            data: c.data.iter().cloned().collect(),
+            trailers: c.trailers.clone(),
+        })
+    }
+}
+
+fn record(copy: &Mutex<TeeCopy>, frame: Option<&Frame<Bytes>>) {
+    let mut c = copy.lock().unwrap_or_else(|p| p.into_inner());
+    if c.overflow {
+        return;
+    }
+    match frame {
+        None => c.ended = true,
+        Some(f) => {
+            if let Some(d) = f.data_ref() {
+                c.bytes += d.len() as u64;
+                if c.bytes > c.limit {
+                    c.overflow = true;
+                    c.data = Vec::new();
+                    return;
+                }
+                c.data.push(d.clone());
+            } else if let Some(t) = f.trailers_ref() {
+                c.trailers = Some(t.clone());
+            }
+        }
+    }
 }
 
 /// The body read stall timer of a streamed request body. It runs only while the body has been
@@ -99,6 +172,24 @@ impl Body for ReqBody {
                 }
             },
             ReqBody::Full(b) => poll_full(b).map(|o| o.map(|r| r.map_err(Into::into))),
+            ReqBody::Teed(inner, copy) => {
+                let r = Pin::new(&mut **inner).poll_frame(cx);
+                match &r {
+                    Poll::Ready(Some(Ok(f))) => {
+                        record(copy, Some(f));
+                        if inner.is_end_stream() {
+                            record(copy, None);
+                        }
+                    }
+                    Poll::Ready(None) => record(copy, None),
+                    _ => {}
+                }
+                r
+            }
+            ReqBody::Replay { data, trailers } => Poll::Ready(match data.pop_front() {
+                Some(d) => Some(Ok(Frame::data(d))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            }),
         }
     }
 
@@ -106,6 +197,8 @@ impl Body for ReqBody {
         match self {
             ReqBody::Stream { body, .. } => body.is_end_stream(),
             ReqBody::Full(b) => b.is_none(),
+            ReqBody::Teed(inner, _) => inner.is_end_stream(),
+            ReqBody::Replay { data, trailers } => data.is_empty() && trailers.is_none(),
         }
     }
 
@@ -113,6 +206,17 @@ impl Body for ReqBody {
         match self {
             ReqBody::Stream { body, .. } => body.size_hint(),
             ReqBody::Full(b) => full_hint(b),
+            ReqBody::Teed(inner, _) => inner.size_hint(),
+            ReqBody::Replay { data, trailers } => {
+                let n: u64 = data.iter().map(|d| d.len() as u64).sum();
+                if trailers.is_none() {
+                    SizeHint::with_exact(n)
+                } else {
+                    let mut h = SizeHint::new();
+                    h.set_lower(n);
+                    h
+                }
+            }
         }
     }
 }
@@ -126,6 +230,87 @@ pub enum RespBody {
         checkin: Option<Held>,
     },
     Full(Option<Bytes>),
+    /// Frames read ahead (to classify the response by its trailers), then what follows.
+    ReadAhead {
+        frames: VecDeque<Frame<Bytes>>,
+        then: Then,
+    },
+}
+
+/// What follows a read-ahead prefix.
+pub enum Then {
+    /// The body ended within the prefix.
+    End,
+    /// The rest of the body.
+    Rest(Box<RespBody>),
+    /// The body failed after the prefix.
+    Fail(RespBodyError),
+}
+
+/// What a response body fails with.
+pub type RespBodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads `body` ahead until it ends (`Some(trailers)` then, or `Some(empty)` with none), more
+/// than `limit` bytes have come, or `wait` passes; the body returned plays it all back.
+pub async fn read_ahead(
+    mut body: RespBody,
+    limit: u64,
+    wait: Duration,
+) -> (RespBody, Option<HeaderMap>) {
+    use http_body_util::BodyExt;
+    let mut frames = VecDeque::new();
+    let mut bytes = 0u64;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if body.is_end_stream() {
+            let b = RespBody::ReadAhead {
+                frames,
+                then: Then::End,
+            };
+            return (b, Some(HeaderMap::new()));
+        }
+        let next = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        match next {
+            None => {
+                let b = RespBody::ReadAhead {
+                    frames,
+                    then: Then::End,
+                };
+                return (b, Some(HeaderMap::new()));
+            }
+            Some(Err(e)) => {
+                let b = RespBody::ReadAhead {
+                    frames,
+                    then: Then::Fail(e),
+                };
+                return (b, None);
+            }
+            Some(Ok(f)) => {
+                if let Some(t) = f.trailers_ref() {
+                    let t = t.clone();
+                    frames.push_back(f);
+                    let b = RespBody::ReadAhead {
+                        frames,
+                        then: Then::End,
+                    };
+                    return (b, Some(t));
+                }
+                bytes += f.data_ref().map_or(0, |d| d.len() as u64);
+                frames.push_back(f);
+                if bytes > limit {
+                    break;
+                }
+            }
+        }
+    }
+    let b = RespBody::ReadAhead {
+        frames,
+        then: Then::Rest(Box::new(body)),
+    };
+    (b, None)
 }
 
 impl RespBody {
@@ -145,12 +330,12 @@ impl RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RespBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, RespBodyError>>> {
         match self.get_mut() {
             RespBody::Proxied { body, checkin } => {
                 let r = Pin::new(&mut *body).poll_frame(cx);
@@ -167,9 +352,22 @@ impl Body for RespBody {
                     }
                     _ => {}
                 }
-                r
+                r.map(|o| o.map(|f| f.map_err(Into::into)))
             }
-            RespBody::Full(b) => poll_full(b),
+            RespBody::Full(b) => poll_full(b).map(|o| o.map(|f| f.map_err(Into::into))),
+            RespBody::ReadAhead { frames, then } => {
+                if let Some(f) = frames.pop_front() {
+                    return Poll::Ready(Some(Ok(f)));
+                }
+                match then {
+                    Then::End => Poll::Ready(None),
+                    Then::Rest(b) => Pin::new(&mut **b).poll_frame(cx),
+                    Then::Fail(_) => match std::mem::replace(then, Then::End) {
+                        Then::Fail(e) => Poll::Ready(Some(Err(e))),
+                        _ => Poll::Ready(None),
+                    },
+                }
+            }
         }
     }
 
@@ -177,6 +375,14 @@ impl Body for RespBody {
         match self {
             RespBody::Proxied { body, .. } => body.is_end_stream(),
             RespBody::Full(b) => b.is_none(),
+            RespBody::ReadAhead { frames, then } => {
+                frames.is_empty()
+                    && match then {
+                        Then::End => true,
+                        Then::Rest(b) => b.is_end_stream(),
+                        Then::Fail(_) => false,
+                    }
+            }
         }
     }
 
@@ -184,6 +390,30 @@ impl Body for RespBody {
         match self {
             RespBody::Proxied { body, .. } => body.size_hint(),
             RespBody::Full(b) => full_hint(b),
+            RespBody::ReadAhead { frames, then } => {
+                let n: u64 = frames
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.len() as u64)
+                    .sum();
+                match then {
+                    Then::End if frames.iter().all(|f| f.is_data()) => SizeHint::with_exact(n),
+                    Then::Rest(b) => {
+                        let h = b.size_hint();
+                        let mut out = SizeHint::new();
+                        out.set_lower(n + h.lower());
+                        if let Some(u) = h.upper() {
+                            out.set_upper(n + u);
+                        }
+                        out
+                    }
+                    _ => {
+                        let mut h = SizeHint::new();
+                        h.set_lower(n);
+                        h
+                    }
+                }
+            }
         }
     }
 }

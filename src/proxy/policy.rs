@@ -10,7 +10,7 @@ use switchboard_namer_core::rewrite::PathMatcher;
 use switchboard_namer_core::Path;
 
 use super::balancer::Backoff;
-use crate::config::model::{PerPrefix, ServiceParams};
+use crate::config::model::{PerPrefix, ServiceParams, DEFAULT_RETRY_BUFFER_BYTES};
 use crate::config::plugins::ResponseClassifierKind;
 use crate::metrics::{Counter, Histogram, RequestStats};
 
@@ -26,7 +26,15 @@ pub struct ServicePolicy {
     retries_total: Counter,
     budget_exhausted: Counter,
     pub(crate) per_request: Arc<Histogram>,
+    /// How long an h2 response is read ahead, to classify it by its trailers.
+    pub(crate) classification_timeout: Duration,
+    /// h2: bytes of a request kept to send it again, and of a response read ahead.
+    pub(crate) request_buffer: u64,
+    pub(crate) response_buffer: u64,
 }
+
+/// Default `classificationTimeoutMs` of an h2 service (Linkerd's).
+pub const DEFAULT_CLASSIFICATION_TIMEOUT_MS: u64 = 100;
 
 /// Finagle's retry budget: each request deposits `percentCanRetry` of a retry, and a reserve
 /// of `minRetriesPerSec` over `ttlSecs` is always allowed.
@@ -98,6 +106,12 @@ pub fn service_params(cfg: &PerPrefix<ServiceParams>, path: &Path) -> ServicePar
                     if p.response_classifier.is_some() {
                         out.response_classifier = p.response_classifier.clone();
                     }
+                    if p.classification_timeout_ms.is_some() {
+                        out.classification_timeout_ms = p.classification_timeout_ms;
+                    }
+                    if p.retry_buffer_size.is_some() {
+                        out.retry_buffer_size = p.retry_buffer_size.clone();
+                    }
                 }
             }
             out
@@ -164,7 +178,34 @@ impl ServicePolicy {
             retries_total: r.counter("total"),
             budget_exhausted: r.counter("budget_exhausted"),
             per_request: r.histogram("per_request"),
+            classification_timeout: Duration::from_millis(
+                p.classification_timeout_ms
+                    .unwrap_or(DEFAULT_CLASSIFICATION_TIMEOUT_MS),
+            ),
+            request_buffer: p
+                .retry_buffer_size
+                .as_ref()
+                .and_then(|b| b.request_bytes)
+                .unwrap_or(DEFAULT_RETRY_BUFFER_BYTES),
+            response_buffer: p
+                .retry_buffer_size
+                .as_ref()
+                .and_then(|b| b.response_bytes)
+                .unwrap_or(DEFAULT_RETRY_BUFFER_BYTES),
         }
+    }
+
+    /// Whether this response's outcome is in trailers still to come: a gRPC classifier and
+    /// a 200 without `grpc-status` in its head.
+    pub fn needs_trailers(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        matches!(self.classifier, ResponseClassifierKind::Grpc { .. })
+            && status == StatusCode::OK
+            && !headers.contains_key(super::error::GRPC_STATUS)
+    }
+
+    /// Classifies a gRPC response by its trailers (`grpc-status` there, else success).
+    pub fn classify_trailers(&self, method: &Method, trailers: &HeaderMap) -> (bool, bool) {
+        self.classify(method, StatusCode::OK, trailers)
     }
 
     /// Whether a response is a failure, and whether it may be retried.

@@ -14,7 +14,7 @@ use switchboard_namer_core::delegate::DelegateTree;
 use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
 
 use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
-use super::body::{ReqBody, RespBody};
+use super::body::{read_ahead, ReqBody, RespBody, Tee};
 use super::client::AddrState;
 use super::error::RouteError;
 use super::guard::{self, RequestLimits};
@@ -180,11 +180,23 @@ impl Router {
             seen.dtab_bytes > 0,
         );
         let method = parts.method.clone();
-        // A bodyless request keeps a copy of its head: any 5XX may come back marked
-        // `l5d-retryable`, whatever the classifier.
-        let keep = retryable_req;
+        let mut body = ReqBody::stream(body, self.limits.body_read_timeout);
+        // h2: a request with a body keeps a copy of it (up to `retryBufferSize.requestBytes`)
+        // while it streams, so a unary call can be sent again.
+        let tee = if !retryable_req && self.protocol == Protocol::H2 && policy.request_buffer > 0 {
+            let (b, t) = Tee::wrap(body, policy.request_buffer);
+            body = b;
+            Some(t)
+        } else {
+            None
+        };
+        // A request that can be sent again keeps a copy of its head: any 5XX may come back
+        // marked `l5d-retryable`, whatever the classifier.
+        let keep = retryable_req || tee.is_some();
         let mut parts = Some(parts);
-        let mut body = Some(ReqBody::stream(body, self.limits.body_read_timeout));
+        let mut body = Some(body);
+        // gRPC's own deadline bounds the call too.
+        let grpc_deadline = grpc_timeout(&parts.as_ref().map(|p| &p.headers));
         policy.deposit();
 
         let attempt_loop = async {
@@ -225,19 +237,42 @@ impl Router {
                 let result = client.send(out).await;
                 let lat = sent.elapsed().as_millis() as u64;
                 match result {
-                    Ok((resp, _addr)) => {
-                        let (failure, retry) =
+                    Ok((mut resp, _addr)) => {
+                        let (mut failure, mut retry) =
                             policy.classify(&method, resp.status(), resp.headers());
+                        if policy.needs_trailers(resp.status(), resp.headers()) {
+                            // Read the answer ahead, briefly and boundedly: a unary call's
+                            // status is in its trailers.
+                            let (parts, b) = resp.into_parts();
+                            let (b, trailers) = read_ahead(
+                                b,
+                                policy.response_buffer,
+                                policy.classification_timeout,
+                            )
+                            .await;
+                            resp = Response::from_parts(parts, b);
+                            if let Some(t) = trailers {
+                                (failure, retry) = policy.classify_trailers(&method, &t);
+                            }
+                        }
                         client
                             .stats
                             .record(Some(resp.status().as_u16()), lat, !failure);
+                        let again = if retryable_req {
+                            Some(None)
+                        } else {
+                            tee.as_ref().and_then(|t| t.replay()).map(Some)
+                        };
                         if retry
-                            && retryable_req
+                            && again.is_some()
                             && retries < MAX_RETRIES_PER_REQUEST
                             && policy.may_retry()
                         {
                             retries += 1;
                             drop(resp);
+                            if let Some(Some(b)) = again {
+                                body = Some(b);
+                            }
                             policy.backoff(retries).await;
                             continue;
                         }
@@ -259,9 +294,19 @@ impl Router {
         };
         // Pinned where it is: wrapping the future by value would copy it.
         tokio::pin!(attempt_loop);
-        let result = match policy.total_timeout {
-            Some(t) => match tokio::time::timeout(t, attempt_loop.as_mut()).await {
+        let limit = match (policy.total_timeout, grpc_deadline) {
+            (Some(t), Some(g)) if g < t => Some((g, true)),
+            (Some(t), _) => Some((t, false)),
+            (None, g) => g.map(|g| (g, true)),
+        };
+        let result = match limit {
+            Some((t, grpc)) => match tokio::time::timeout(t, attempt_loop.as_mut()).await {
                 Ok(r) => r,
+                Err(_) if grpc => Err(RouteError::Timeout(format!(
+                    "exceeded the call's grpc-timeout ({}) for {}",
+                    twitter_duration(t),
+                    id.path.show()
+                ))),
                 Err(_) => Err(RouteError::Timeout(format!(
                     "exceeded {} total timeout for {}",
                     twitter_duration(t),
@@ -383,6 +428,26 @@ pub fn twitter_duration(d: Duration) -> String {
     } else {
         format!("{ms}.milliseconds")
     }
+}
+
+/// gRPC's `grpc-timeout` (RFC: up to 8 digits and a unit, `H M S m u n`); `None` if absent
+/// or malformed.
+fn grpc_timeout(h: &Option<&HeaderMap>) -> Option<Duration> {
+    let v = h.as_ref()?.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn has_body(req: &Request<Incoming>) -> bool {
@@ -671,6 +736,25 @@ mod tests {
         assert_eq!(local_dtab(&h).unwrap().show(), "/a=>/b;/c=>/d;/e=>/f");
         h.insert(L5D_DTAB, HeaderValue::from_static("/x=>"));
         assert!(matches!(local_dtab(&h), Err(RouteError::BadDtab(_))));
+    }
+
+    #[test]
+    fn grpc_timeouts() {
+        let check = |v: &str, want: Option<Duration>| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+            assert_eq!(grpc_timeout(&Some(&h)), want, "{v}");
+        };
+        check("100m", Some(Duration::from_millis(100)));
+        check("2S", Some(Duration::from_secs(2)));
+        check("1H", Some(Duration::from_secs(3600)));
+        check("5u", Some(Duration::from_micros(5)));
+        check("99999999n", Some(Duration::from_nanos(99_999_999)));
+        check("123456789S", None);
+        check("10", None);
+        check("m", None);
+        check("-1S", None);
+        assert_eq!(grpc_timeout(&Some(&HeaderMap::new())), None);
     }
 
     #[test]

@@ -51,18 +51,22 @@ pub fn tokio_stream_from<T: Send + 'static>(
 /// - `/echo.Echo/Count`: the number of request body bytes, after reading them all.
 /// - `/echo.Echo/Big?n=N`: N bytes streamed in 64 KB frames.
 /// - `/echo.Echo/Fail`: trailers-only `grpc-status: 14`.
+/// - `/echo.Echo/Flaky`: the first call's trailers say `grpc-status: 14`, later ones echo.
 /// - `/echo.Echo/Die`: one frame, then the connection is dropped.
 pub async fn h2_backend() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
+            let calls = calls.clone();
             tokio::spawn(async move {
                 let (kill_tx, mut kill_rx) = mpsc::channel::<()>(1);
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let kill = kill_tx.clone();
-                    async move { Ok::<_, Infallible>(answer(req, kill).await) }
+                    let calls = calls.clone();
+                    async move { Ok::<_, Infallible>(answer(req, kill, calls).await) }
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc);
@@ -76,7 +80,11 @@ pub async fn h2_backend() -> SocketAddr {
     addr
 }
 
-pub async fn answer(req: Request<Incoming>, kill: mpsc::Sender<()>) -> Response<Body> {
+pub async fn answer(
+    req: Request<Incoming>,
+    kill: mpsc::Sender<()>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let seen = format!(
         "authority={} te={} dst={}",
@@ -106,6 +114,21 @@ pub async fn answer(req: Request<Incoming>, kill: mpsc::Sender<()>) -> Response<
                 let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
             });
             grpc(body)
+        }
+        "/echo.Echo/Flaky" => {
+            // The first call fails with UNAVAILABLE in its trailers; later ones echo.
+            let data = req.into_body().collect().await.unwrap().to_bytes();
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let status = if n == 0 { "14" } else { "0" };
+                let _ = tx.send(Ok(Frame::data(data))).await;
+                let _ = tx.send(Ok(Frame::trailers(trailers(status)))).await;
+            });
+            let mut r = grpc(body);
+            r.headers_mut()
+                .insert("x-attempt", n.to_string().parse().unwrap());
+            r
         }
         "/echo.Echo/Stream" => {
             let (tx, body) = channel_body();
