@@ -294,3 +294,62 @@ async fn grpc_timeout_is_a_deadline() {
     // Well before the service's default total timeout (60 s).
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn resets_cross_the_proxy_both_ways_with_their_reason() {
+    // The endpoint resets: the client's stream is reset with the endpoint's reason.
+    let (p, _d) = world("").await;
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Reset", full("")))
+        .await
+        .unwrap();
+    let mut inb = r.into_body();
+    assert_eq!(
+        inb.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "one"
+    );
+    let e = tokio::time::timeout(Duration::from_secs(5), inb.frame())
+        .await
+        .expect("the reset arrives")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(reason_of(&e), "REFUSED_STREAM");
+
+    // The client resets: the endpoint's stream is reset with the client's reason.
+    let (backend, seen) = h2_backend_with_state().await;
+    let disco = Disco::new();
+    disco.set("echo", &[format!("127.0.0.1 {}", backend.port())]);
+    let p = support::proxy(&h2_config(""), &disco.path()).await;
+    let mut c = h2_client(p.addr).await;
+    let (tx2, body) = channel_body_fallible();
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    tx2.send(Ok(Frame::data(Bytes::from_static(b"hello"))))
+        .await
+        .unwrap();
+    let mut inb = r.into_body();
+    assert_eq!(
+        inb.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "hello"
+    );
+    tx2.send(Err(Box::new(h2::Error::from(
+        h2::Reason::ENHANCE_YOUR_CALM,
+    ))))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(r) = seen.body_error.lock().unwrap().clone() {
+            assert_eq!(r, "ENHANCE_YOUR_CALM");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the endpoint saw no reset"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -39,6 +39,13 @@ pub fn channel_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, Body) 
     )
 }
 
+/// A body from a channel of frames or errors (an error resets the stream).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub fn channel_body_fallible() -> (mpsc::Sender<Result<Frame<Bytes>, BoxError>>, Body) {
+    let (tx, rx) = mpsc::channel(4);
+    (tx, StreamBody::new(tokio_stream_from(rx)).boxed())
+}
+
 pub fn tokio_stream_from<T: Send + 'static>(
     mut rx: mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
@@ -54,19 +61,34 @@ pub fn tokio_stream_from<T: Send + 'static>(
 /// - `/echo.Echo/Flaky`: the first call's trailers say `grpc-status: 14`, later ones echo.
 /// - `/echo.Echo/Die`: one frame, then the connection is dropped.
 pub async fn h2_backend() -> SocketAddr {
+    h2_backend_with_state().await.0
+}
+
+/// What the backend saw that a test may ask about.
+#[derive(Clone, Default)]
+pub struct Seen {
+    /// The last request body error (`/echo.Echo/Stream`), as its h2 reason if it had one.
+    pub body_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+pub async fn h2_backend_with_state() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen2 = seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             let calls = calls.clone();
+            let seen = seen2.clone();
             tokio::spawn(async move {
                 let (kill_tx, mut kill_rx) = mpsc::channel::<()>(1);
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let kill = kill_tx.clone();
                     let calls = calls.clone();
-                    async move { Ok::<_, Infallible>(answer(req, kill, calls).await) }
+                    let seen = seen.clone();
+                    async move { Ok::<_, Infallible>(answer(req, kill, calls, seen).await) }
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc);
@@ -77,13 +99,14 @@ pub async fn h2_backend() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, seen)
 }
 
 pub async fn answer(
     req: Request<Incoming>,
     kill: mpsc::Sender<()>,
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    state: Seen,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let seen = format!(
@@ -134,11 +157,20 @@ pub async fn answer(
             let (tx, body) = channel_body();
             let mut inb = req.into_body();
             tokio::spawn(async move {
-                while let Some(Ok(f)) = inb.frame().await {
-                    if let Ok(d) = f.into_data() {
-                        if tx.send(Ok(Frame::data(d))).await.is_err() {
+                loop {
+                    match inb.frame().await {
+                        Some(Ok(f)) => {
+                            if let Ok(d) = f.into_data() {
+                                if tx.send(Ok(Frame::data(d))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Some(Err(e)) => {
+                            *state.body_error.lock().unwrap() = Some(reason_of(&e));
                             return;
                         }
+                        None => break,
                     }
                 }
                 let _ = tx.send(Ok(Frame::trailers(trailers("0")))).await;
@@ -195,6 +227,20 @@ pub async fn answer(
             });
             grpc(body)
         }
+        "/echo.Echo/Reset" => {
+            // One message, then the stream is reset with REFUSED_STREAM.
+            let (tx, rx) =
+                mpsc::channel::<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"one")))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx
+                    .send(Err(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM))))
+                    .await;
+            });
+            let body = StreamBody::new(tokio_stream_from(rx)).boxed();
+            grpc(body)
+        }
         "/echo.Echo/Slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             grpc(full(Bytes::new()))
@@ -232,4 +278,18 @@ pub async fn read_all(r: Response<Incoming>) -> (Bytes, Option<HeaderMap>) {
     let c = r.into_body().collect().await.unwrap();
     let t = c.trailers().cloned();
     (c.to_bytes(), t)
+}
+
+/// The h2 reset reason somewhere in an error's sources, or its text.
+pub fn reason_of(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<h2::Error>() {
+            if let Some(r) = h.reason() {
+                return format!("{r:?}");
+            }
+        }
+        cur = err.source();
+    }
+    e.to_string()
 }
