@@ -2028,6 +2028,10 @@ def main(argv=None):
     ap.add_argument("--default-query-time", default="5m", help="default blocking wait")
     ap.add_argument("--max-query-time", default="10m", help="cap on blocking wait")
     ap.add_argument("--quiet", action="store_true", help="no per-request log on stderr")
+    ap.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    ap.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    ap.add_argument("--tls-client-ca", metavar="PEM",
+                    help="require client certificates signed by this CA (Consul's verify_incoming)")
     ap.add_argument("--version", action="version",
                     version="consul_standin.py %s (a Consul HTTP API stand-in; reports Consul %s)"
                     % (STANDIN_VERSION, CONSUL_VERSION))
@@ -2044,6 +2048,14 @@ def main(argv=None):
 
     store = Store(cfg)
     server = Server(("127.0.0.1", cfg.port), Handler)
+    if cfg.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        if cfg.tls_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cfg.tls_client_ca)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.store = store
     server.cfg = cfg
     server.stats = Stats()

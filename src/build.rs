@@ -34,6 +34,47 @@ fn zk_addrs(p: &crate::config::plugins::ZkNamerParams) -> Vec<(String, u16)> {
         .collect()
 }
 
+fn read(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+}
+
+/// TLS to etcd from a client `tls` block: the trust files as one PEM bundle, the client
+/// certificate, and `commonName` as the name to expect.
+fn etcd_tls(
+    t: &crate::config::model::ClientTls,
+) -> Result<switchboard_namer_etcd::client::Tls, String> {
+    let mut ca_pem = Vec::new();
+    for f in t
+        .trust_certs
+        .iter()
+        .flatten()
+        .chain(t.trust_certs_bundle.iter())
+    {
+        // Checked like any other certificate file, so a bad one is named.
+        crate::transport::tls::load_certs(f).map_err(|e| e.to_string())?;
+        ca_pem.extend(read(f)?);
+        ca_pem.push(b'\n');
+    }
+    let identity = match &t.client_auth {
+        Some(a) => {
+            crate::transport::tls::KeyFiles {
+                cert: a.cert_path.clone(),
+                key: a.key_path.clone(),
+                intermediates: a.intermediate_certs_path.clone(),
+            }
+            .load()
+            .map_err(|e| e.to_string())?;
+            Some((read(&a.cert_path)?, read(&a.key_path)?))
+        }
+        None => None,
+    };
+    Ok(switchboard_namer_etcd::client::Tls {
+        ca_pem,
+        identity,
+        domain: t.common_name.clone(),
+    })
+}
+
 /// Builds one configured namer.
 pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
     let fail = |message: String| BuildError {
@@ -84,6 +125,25 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
                     .iter()
                     .map(|w| (w.tag.clone(), w.weight))
                     .collect(),
+                tls: match p.tls.as_ref().filter(|t| t.enabled != Some(false)) {
+                    Some(t) => {
+                        // Reload counters of a client certificate here have no router to live
+                        // under; the namer's own scope is not exposed.
+                        let scope = crate::metrics::Metrics::new().scope("namer");
+                        let built = crate::transport::tls::ClientTlsConfig::build_with(
+                            t,
+                            &[crate::transport::ALPN_HTTP11],
+                            &scope,
+                            false,
+                        )
+                        .map_err(|e| fail(e.to_string()))?;
+                        Some(switchboard_namer_consul::ConsulTls {
+                            config: built.rustls_config(),
+                            server_name: t.common_name.clone(),
+                        })
+                    }
+                    None => None,
+                },
             };
             Arc::new(ConsulNamer::new(cfg, n.prefix.clone()))
         }
@@ -93,13 +153,20 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
         NamerKind::ZkLeader(p) => {
             switchboard_namer_zk::ZkLeaderNamer::new(zk_addrs(p), n.prefix.clone())
         }
-        NamerKind::Etcd(p) => Arc::new(switchboard_namer_etcd::EtcdNamer::new(
-            p.endpoints.clone(),
-            p.path_prefix
-                .as_deref()
-                .unwrap_or(switchboard_namer_etcd::DEFAULT_PATH_PREFIX),
-            n.prefix.clone(),
-        )),
+        NamerKind::Etcd(p) => {
+            let mut opts = switchboard_namer_etcd::client::ConnectOptions::default();
+            if let Some(t) = p.tls.as_ref().filter(|t| t.enabled != Some(false)) {
+                opts.tls = Some(etcd_tls(t).map_err(fail)?);
+            }
+            Arc::new(switchboard_namer_etcd::EtcdNamer::with_options(
+                p.endpoints.clone(),
+                p.path_prefix
+                    .as_deref()
+                    .unwrap_or(switchboard_namer_etcd::DEFAULT_PATH_PREFIX),
+                n.prefix.clone(),
+                opts,
+            ))
+        }
     };
     Ok(ConfiguredNamer {
         prefix: n.prefix.clone(),

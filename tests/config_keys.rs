@@ -163,6 +163,7 @@ const ACTED: &[(&str, &[&str])] = &[
             "consistencyMode",
             "preferServiceAddress",
             "weights",
+            "tls",
         ],
     ),
 ];
@@ -170,7 +171,6 @@ const ACTED: &[(&str, &[&str])] = &[
 /// Keys whose presence refuses the config (TLS where it is not built; announcers' kinds).
 const REFUSED: &[(&str, &[&str])] = &[
     ("HttpRouterConfig", &["announcers"]),
-    ("ConsulNamerParams", &["tls"]),
 ];
 
 fn place(name: &str) -> Option<Place> {
@@ -342,7 +342,6 @@ fn each_no_effect_key_is_a_located_warning() {
 fn each_refused_key_is_a_located_not_supported_error() {
     let rows = [
         ("routers:\n- protocol: http\n  announcers:\n  - kind: io.l5d.serversets\n", "routers[0].announcers"),
-        ("namers:\n- kind: io.l5d.consul\n  tls: {disableValidation: true}\nrouters:\n- protocol: http\n", "namers[0] (io.l5d.consul).tls"),
     ];
     for (yaml, loc) in rows {
         let e = switchboard::config::load(yaml)

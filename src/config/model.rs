@@ -315,7 +315,7 @@ pub struct HostConnectionPool {
     pub max_waiters: Option<usize>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientTls {
     pub common_name: Option<String>,
@@ -327,7 +327,7 @@ pub struct ClientTls {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientAuth {
     pub cert_path: PathBuf,

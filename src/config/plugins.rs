@@ -85,7 +85,7 @@ pub struct ConsulNamerParams {
     pub weights: Vec<ConsulWeight>,
     #[serde(rename = "fixedLengthStreamedAfterKB")]
     pub fixed_length_streamed_after_kb: Option<u32>,
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<crate::config::model::ClientTls>,
     pub transfer_metadata: Option<bool>,
 }
 
@@ -109,6 +109,8 @@ pub struct EtcdNamerParams {
     pub endpoints: Vec<String>,
     /// The key prefix services live under (default `/services`).
     pub path_prefix: Option<String>,
+    /// TLS to etcd: `trustCertsBundle` (required), `commonName`, `clientAuth`.
+    pub tls: Option<crate::config::model::ClientTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -142,9 +144,6 @@ impl Family for Namers {
                 "io.l5d.consul",
                 Entry::Supported(|v| {
                     let p = params::<ConsulNamerParams>(v)?;
-                    if p.tls.is_some() {
-                        return Err(nest("tls", "TLS to Consul is not supported yet"));
-                    }
                     if let Some(m) = &p.consistency_mode {
                         if !matches!(m.as_str(), "default" | "stale" | "consistent") {
                             return Err(nest(
@@ -198,6 +197,22 @@ impl Family for Namers {
                     if let Some(pp) = &p.path_prefix {
                         if !pp.starts_with('/') {
                             return Err(nest("pathPrefix", &format!("`{pp}` must start with `/`")));
+                        }
+                    }
+                    if let Some(t) = &p.tls {
+                        if t.disable_validation == Some(true) {
+                            return Err(nest(
+                                "tls",
+                                "`disableValidation` is not supported for etcd: give its CA in `trustCertsBundle`",
+                            ));
+                        }
+                        if t.trust_certs_bundle.is_none()
+                            && t.trust_certs.as_ref().is_none_or(|v| v.is_empty())
+                        {
+                            return Err(nest(
+                                "tls",
+                                "TLS to etcd needs `trustCertsBundle` (the CA that signs etcd's certificate)",
+                            ));
                         }
                     }
                     Ok(NamerKind::Etcd(p))

@@ -424,7 +424,11 @@ fn namer_rows() {
     );
     check(
         &n("- kind: io.l5d.consul\n  tls: {disableValidation: true}\n"),
-        Err(&["namers[0] (io.l5d.consul).tls: TLS to Consul is not supported yet"]),
+        Ok(&[]),
+    );
+    check(
+        &n("- kind: io.l5d.etcd\n  tls: {commonName: etcd.test}\n"),
+        Err(&["namers[0] (io.l5d.etcd).tls: TLS to etcd needs `trustCertsBundle`"]),
     );
     check(
         &n("- kind: io.l5d.etcd\n  endpoints: [127.0.0.1:2379]\n  pathPrefix: services\n"),

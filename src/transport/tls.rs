@@ -383,6 +383,7 @@ impl ServerTls {
 /// certificate, ALPN) and the `commonName` template.
 #[derive(Clone)]
 pub struct ClientTlsConfig {
+    config: Arc<rustls::ClientConfig>,
     connector: tokio_rustls::TlsConnector,
     common_name: Option<String>,
     disabled: bool,
@@ -401,6 +402,17 @@ impl ClientTlsConfig {
         cfg: &model::ClientTls,
         alpn: &[&[u8]],
         scope: &Scope,
+    ) -> Result<ClientTlsConfig, TlsError> {
+        ClientTlsConfig::build_with(cfg, alpn, scope, true)
+    }
+
+    /// The same; `require_name: false` lets `commonName` default to the host connected to
+    /// (discovery backends, reached by name).
+    pub fn build_with(
+        cfg: &model::ClientTls,
+        alpn: &[&[u8]],
+        scope: &Scope,
+        require_name: bool,
     ) -> Result<ClientTlsConfig, TlsError> {
         let provider = provider_with(None)?;
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -436,19 +448,26 @@ impl ClientTlsConfig {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-        if cfg.common_name.is_none() && !disabled {
+        if cfg.common_name.is_none() && !disabled && require_name {
             return Err(TlsError::Setting(
                 "client `tls` needs `commonName` unless `disableValidation: true`".into(),
             ));
         }
+        let config = Arc::new(config);
         let c = ClientTlsConfig {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector: tokio_rustls::TlsConnector::from(Arc::clone(&config)),
+            config,
             common_name: cfg.common_name.clone(),
             disabled,
         };
         // The template must make a valid name once its variables are filled in.
         c.for_vars(&|_| Some("x".into()))?;
         Ok(c)
+    }
+
+    /// The rustls configuration, for clients that connect through another library.
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.config)
     }
 
     /// The TLS of one bound id: `commonName` with each `{var}` replaced by `var(name)`.
@@ -463,7 +482,6 @@ impl ClientTlsConfig {
                 )
             }
         };
-        debug_assert!(name.is_some() || self.disabled);
         Ok(ClientTls {
             connector: self.connector.clone(),
             name,

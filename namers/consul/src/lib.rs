@@ -64,6 +64,24 @@ pub struct ConsulConfig {
     pub prefer_service_address: bool,
     /// `(tag, weight)`: an instance with the tag gets the highest matching weight.
     pub weights: Vec<(String, f64)>,
+    /// TLS to the agent (`https://`); `None`: plaintext.
+    pub tls: Option<ConsulTls>,
+}
+
+/// TLS to Consul: the rustls config (roots, client certificate) and the name the agent's
+/// certificate must carry (default: `host`).
+#[derive(Clone)]
+pub struct ConsulTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ConsulTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
 }
 
 impl Default for ConsulConfig {
@@ -79,6 +97,7 @@ impl Default for ConsulConfig {
             consistency: Consistency::Default,
             prefer_service_address: true,
             weights: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -164,7 +183,7 @@ pub struct ConsulNamer {
 struct Inner {
     cfg: ConsulConfig,
     prefix: Path,
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
     services: Services<Key>,
     stats: NamerStats,
     local_dc: Mutex<Option<String>>,
@@ -193,6 +212,35 @@ impl ConsulNamer {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(2)));
+        conn.enforce_http(false);
+        // Plaintext or TLS by the URI's scheme, which `base` chooses from `tls`.
+        let b = hyper_rustls::HttpsConnectorBuilder::new();
+        let conn = match &cfg.tls {
+            Some(t) => {
+                let b = b.with_tls_config((*t.config).clone()).https_only();
+                let b = match t
+                    .server_name
+                    .as_ref()
+                    .and_then(|n| rustls::pki_types::ServerName::try_from(n.clone()).ok())
+                {
+                    Some(n) => {
+                        b.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(n))
+                    }
+                    None => b,
+                };
+                b.enable_http1().wrap_connector(conn)
+            }
+            // Plain HTTP only: an https URI would find no trust roots.
+            None => b
+                .with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(conn),
+        };
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(conn);
@@ -240,7 +288,12 @@ impl Bucket {
 
 impl Inner {
     fn base(&self) -> String {
-        format!("http://{}:{}", self.cfg.host, self.cfg.port)
+        let scheme = if self.cfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}", self.cfg.host, self.cfg.port)
     }
 
     async fn get(&self, path_and_query: &str) -> Result<(u16, Option<u64>, Bytes), String> {

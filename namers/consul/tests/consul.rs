@@ -340,3 +340,155 @@ async fn blocking_query_rules_and_outages() {
         .await;
     }
 }
+
+/// A private stand-in serving HTTPS with client certificates required; its address and the
+/// client TLS (CA, client certificate) to reach it.
+struct TlsStandin {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    addr: String,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    no_cert: std::sync::Arc<rustls::ClientConfig>,
+}
+
+async fn tls_standin() -> Option<TlsStandin> {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // The stand-in runs wherever python3 does (the test command installs nothing for it).
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+            "python3 missing"
+        );
+        eprintln!("python3 missing; skipped");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "consul test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    let leaf = |names: &[&str], eku| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.extended_key_usages = vec![eku];
+        let c = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (c.pem(), key.serialize_pem())
+    };
+    let (sc, sk) = leaf(&["consul.test"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (cc, ck) = leaf(&["client.test"], ExtendedKeyUsagePurpose::ClientAuth);
+    let file = |name: &str, s: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    let (ca_f, sc_f, sk_f) = (
+        file("ca.pem", &ca.pem()),
+        file("s.pem", &sc),
+        file("s.key", &sk),
+    );
+    let ready = dir.path().join("ready");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../integration/consul_standin.py");
+    let child = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["--port", "0", "--quiet", "--ready-file"])
+        .arg(&ready)
+        .arg("--tls-cert")
+        .arg(&sc_f)
+        .arg("--tls-key")
+        .arg(&sk_f)
+        .arg("--tls-client-ca")
+        .arg(&ca_f)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the stand-in");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&ready) {
+            if let Ok(p) = p.trim().parse::<u16>() {
+                break p;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stand-in not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(cc.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(ck.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let no_cert = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(TlsStandin {
+        _child: child,
+        _dir: dir,
+        addr: format!("127.0.0.1:{port}"),
+        tls: std::sync::Arc::new(tls),
+        no_cert: std::sync::Arc::new(no_cert),
+    })
+}
+
+#[tokio::test]
+async fn tls_with_a_client_certificate() {
+    let Some(s) = tls_standin().await else { return };
+    // Register over HTTPS.
+    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*s.tls).clone())
+        .https_only()
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            rustls::pki_types::ServerName::try_from("consul.test").unwrap(),
+        ))
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(conn);
+    let svc = json!({"Name": "web", "ID": "web-1", "Address": "127.0.0.1", "Port": 8091});
+    let resp = client
+        .request(
+            hyper::Request::put(format!("https://{}/v1/agent/service/register", s.addr))
+                .body(Full::new(Bytes::from(svc.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+
+    let with = |config| {
+        namer(&s.addr, |c| {
+            c.tls = Some(switchboard_namer_consul::ConsulTls {
+                config,
+                server_name: Some("consul.test".into()),
+            })
+        })
+    };
+    let n = with(s.tls.clone());
+    let (_tree, b) = bound(&n, "/dc1/web").await;
+    let mut addr = b.addr.clone();
+    until(&mut addr, |a| ports(a) == [(8091, 1.0)]).await;
+
+    // Without a client certificate the stand-in refuses: the name never binds.
+    let n = with(s.no_cert.clone());
+    let mut tree = n.lookup(&Path::read("/dc1/web").unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !matches!(tree.get(), State::Ok(NameTree::Leaf(_))),
+        "bound without a client certificate: {:?}",
+        tree.get()
+    );
+    let _ = &mut tree;
+}

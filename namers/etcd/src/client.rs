@@ -365,6 +365,17 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// HTTP/2 PING interval and how long to wait for its answer (dead-peer detection).
     pub keep_alive: Option<(Duration, Duration)>,
+    /// TLS to etcd (`https://`); `None`: plaintext.
+    pub tls: Option<Tls>,
+}
+
+/// TLS to etcd, as PEM: the CA that signs etcd's certificate, an optional client certificate
+/// and key (etcd's `--client-cert-auth`), and the name to expect (default: the endpoint host).
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    pub ca_pem: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub domain: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -372,6 +383,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             connect_timeout: Duration::from_secs(2),
             keep_alive: Some((Duration::from_secs(5), Duration::from_secs(3))),
+            tls: None,
         }
     }
 }
@@ -441,15 +453,30 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Endpoint, Error> {
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let uri = if e.contains("://") {
         e.to_string()
     } else {
-        format!("http://{e}")
+        format!("{scheme}://{e}")
     };
     let mut ep = Endpoint::from_shared(uri).map_err(|source| Error::Endpoint {
         endpoint: e.to_string(),
         source,
     })?;
+    if let Some(t) = &opts.tls {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca_pem));
+        if let Some((cert, key)) = &t.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(d) = &t.domain {
+            c = c.domain_name(d.clone());
+        }
+        ep = ep.tls_config(c).map_err(|source| Error::Endpoint {
+            endpoint: e.to_string(),
+            source,
+        })?;
+    }
     ep = ep.connect_timeout(opts.connect_timeout).tcp_nodelay(true);
     if let Some((interval, timeout)) = opts.keep_alive {
         ep = ep

@@ -67,6 +67,7 @@ pub struct EtcdNamer {
 
 struct Inner {
     endpoints: Vec<String>,
+    opts: ConnectOptions,
     path_prefix: String,
     prefix: Path,
     client: Mutex<Option<Client>>,
@@ -80,6 +81,16 @@ struct Inner {
 impl EtcdNamer {
     /// A namer reading `path_prefix` from the etcd cluster at `endpoints`. Connects lazily.
     pub fn new(endpoints: Vec<String>, path_prefix: &str, prefix: Path) -> EtcdNamer {
+        EtcdNamer::with_options(endpoints, path_prefix, prefix, ConnectOptions::default())
+    }
+
+    /// The same, with connection options (TLS among them).
+    pub fn with_options(
+        endpoints: Vec<String>,
+        path_prefix: &str,
+        prefix: Path,
+        opts: ConnectOptions,
+    ) -> EtcdNamer {
         let endpoints = if endpoints.is_empty() {
             vec![DEFAULT_ENDPOINT.to_string()]
         } else {
@@ -88,6 +99,7 @@ impl EtcdNamer {
         EtcdNamer {
             inner: Arc::new(Inner {
                 endpoints,
+                opts,
                 path_prefix: path_prefix.trim_end_matches('/').to_string(),
                 prefix,
                 client: Mutex::new(None),
@@ -127,7 +139,7 @@ impl Inner {
         if let Some(c) = c.as_ref() {
             return Ok(c.clone());
         }
-        let client = Client::connect(&self.endpoints, &ConnectOptions::default())
+        let client = Client::connect(&self.endpoints, &self.opts)
             .await
             .map_err(|e| e.to_string())?;
         *c = Some(client.clone());

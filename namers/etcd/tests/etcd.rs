@@ -346,3 +346,131 @@ async fn an_etcd_that_never_answers_times_out() {
     let e = r.expect_err("a silent etcd answered");
     assert!(e.to_string().contains("no answer within"), "{e}");
 }
+
+/// A CA and certificates for a TLS etcd, as PEM strings: (ca, server cert, server key, client
+/// cert, client key).
+fn pki() -> (String, String, String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "etcd test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    let leaf = |names: &[&str], eku| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.extended_key_usages = vec![eku];
+        let c = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (c.pem(), key.serialize_pem())
+    };
+    let (sc, sk) = leaf(&["etcd.test"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (cc, ck) = leaf(&["client.test"], ExtendedKeyUsagePurpose::ClientAuth);
+    (ca.pem(), sc, sk, cc, ck)
+}
+
+#[tokio::test]
+async fn tls_with_client_certificates() {
+    let _turn = TURN.lock().await;
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        assert!(
+            std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+            "etcd binary missing; run integration/backends.sh install"
+        );
+        eprintln!("etcd binary not installed; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, sc, sk, cc, ck) = pki();
+    let file = |name: &str, s: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, s).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (ca_f, sc_f, sk_f) = (file("ca.pem", &ca), file("s.pem", &sc), file("s.key", &sk));
+    let (c, peer, metrics) = (23797, 23807, 23817);
+    let _etcd = Command::new("etcd")
+        .args([
+            "--name",
+            "tls",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &format!("https://127.0.0.1:{c}"),
+            "--advertise-client-urls",
+            &format!("https://127.0.0.1:{c}"),
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster",
+            &format!("tls=http://127.0.0.1:{peer}"),
+            "--listen-metrics-urls",
+            &format!("http://127.0.0.1:{metrics}"),
+            "--cert-file",
+            &sc_f,
+            "--key-file",
+            &sk_f,
+            "--trusted-ca-file",
+            &ca_f,
+            "--client-cert-auth",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start etcd");
+    let addr = format!("127.0.0.1:{c}");
+    let tls = switchboard_namer_etcd::client::Tls {
+        ca_pem: ca.clone().into_bytes(),
+        identity: Some((cc.into_bytes(), ck.into_bytes())),
+        domain: Some("etcd.test".into()),
+    };
+    let opts = ConnectOptions {
+        tls: Some(tls.clone()),
+        ..ConnectOptions::default()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut client = loop {
+        if let Ok(mut cl) = Client::connect(&[addr.as_str()], &opts).await {
+            if cl.get_prefix(b"ready").await.is_ok() {
+                break cl;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "TLS etcd not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    client
+        .put("/services/web/a", "127.0.0.1:8088", 0)
+        .await
+        .unwrap();
+    let n = EtcdNamer::with_options(
+        vec![addr.clone()],
+        "/services",
+        Path::read("/#/io.l5d.etcd").unwrap(),
+        opts,
+    );
+    let (_tree, mut a) = bound(&n, "/web").await;
+    until(&mut a, |a| ports(a) == [(8088, 1.0)]).await;
+
+    // Without a client certificate etcd refuses the call.
+    let no_cert = ConnectOptions {
+        tls: Some(switchboard_namer_etcd::client::Tls {
+            identity: None,
+            ..tls.clone()
+        }),
+        ..ConnectOptions::default()
+    };
+    let refused = match Client::connect(&[addr.as_str()], &no_cert).await {
+        Ok(mut cl) => cl.get_prefix(b"/services").await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "etcd answered a client without a certificate");
+    // In plaintext, nothing.
+    let plain = match Client::connect(&[addr.as_str()], &ConnectOptions::default()).await {
+        Ok(mut cl) => cl.get_prefix(b"/services").await.is_err(),
+        Err(_) => true,
+    };
+    assert!(plain, "etcd answered in plaintext");
+}
