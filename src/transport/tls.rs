@@ -386,7 +386,6 @@ pub struct ClientTlsConfig {
     config: Arc<rustls::ClientConfig>,
     connector: tokio_rustls::TlsConnector,
     common_name: Option<String>,
-    disabled: bool,
 }
 
 /// A client's TLS for one bound id: the config and the name its endpoints must present.
@@ -458,7 +457,6 @@ impl ClientTlsConfig {
             connector: tokio_rustls::TlsConnector::from(Arc::clone(&config)),
             config,
             common_name: cfg.common_name.clone(),
-            disabled,
         };
         // The template must make a valid name once its variables are filled in.
         c.for_vars(&|_| Some("x".into()))?;
