@@ -251,10 +251,10 @@ impl Admin {
         parts: AdminParts,
         tls: Option<Arc<crate::transport::tls::ServerTls>>,
     ) -> std::io::Result<Admin> {
-        let stats = crate::transport::TlsStats::new(&parts.metrics.scope("admin"));
+        let scope = parts.metrics.scope("admin");
         Ok(Admin {
             acceptor: crate::transport::Acceptor {
-                tls: tls.map(|t| (t, stats)),
+                tls: tls.map(|t| (t, crate::transport::TlsStats::new(&scope))),
             },
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(State0 {

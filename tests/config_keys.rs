@@ -169,9 +169,7 @@ const ACTED: &[(&str, &[&str])] = &[
 ];
 
 /// Keys whose presence refuses the config (TLS where it is not built; announcers' kinds).
-const REFUSED: &[(&str, &[&str])] = &[
-    ("HttpRouterConfig", &["announcers"]),
-];
+const REFUSED: &[(&str, &[&str])] = &[("HttpRouterConfig", &["announcers"])];
 
 fn place(name: &str) -> Option<Place> {
     Some(match name {
@@ -340,9 +338,10 @@ fn each_no_effect_key_is_a_located_warning() {
 
 #[test]
 fn each_refused_key_is_a_located_not_supported_error() {
-    let rows = [
-        ("routers:\n- protocol: http\n  announcers:\n  - kind: io.l5d.serversets\n", "routers[0].announcers"),
-    ];
+    let rows = [(
+        "routers:\n- protocol: http\n  announcers:\n  - kind: io.l5d.serversets\n",
+        "routers[0].announcers",
+    )];
     for (yaml, loc) in rows {
         let e = switchboard::config::load(yaml)
             .err()

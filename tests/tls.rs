@@ -485,3 +485,42 @@ async fn the_admin_server_serves_over_tls() {
         "plaintext must not be served: {r:?}"
     );
 }
+
+#[tokio::test]
+async fn the_shipped_mesh_example_routes_over_mutual_tls() {
+    // config/mesh-tls.yaml as shipped (its example certificates), on free ports and a local
+    // backend: outgoing -> TLS -> incoming -> backend.
+    let web = backend("web").await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let incoming_port = free.local_addr().unwrap().port();
+    drop(free);
+    let mesh = Disco::new();
+    mesh.set("web", &[format!("127.0.0.1 {incoming_port}")]);
+    let local = Disco::new();
+    local.set_backends("web", &[&web]);
+    let text = std::fs::read_to_string("config/mesh-tls.yaml")
+        .unwrap()
+        .replace("port: 4240", "port: 0")
+        .replace("port: 9991", "port: 0")
+        .replace("port: 4241", &format!("port: {incoming_port}"))
+        .replace(
+            "rootDir: config/disco-mesh",
+            &format!("rootDir: {}", mesh.path().display()),
+        )
+        .replace(
+            "rootDir: config/disco\n",
+            &format!("rootDir: {}\n", local.path().display()),
+        );
+    let p = proxy(&text, &local.path()).await;
+    let outgoing = p.servers.iter().find(|(l, _)| l == "outgoing").unwrap().1;
+    let r = get(outgoing, "web", "/echo", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["backend"], "web");
+    let m = metrics(p.admin).await;
+    assert_eq!(m["rt/outgoing/client/#/mesh/web/tls/handshakes"], 1);
+    assert_eq!(
+        m[format!("rt/incoming/server/127.0.0.1/{incoming_port}/tls/handshakes")],
+        1
+    );
+}

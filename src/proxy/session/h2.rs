@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::{PoolStats, SessionError};
 use crate::metrics::GaugeHold;
-use crate::proxy::body::ReqBody;
+use crate::proxy::body::request::ReqBody;
 use crate::transport::Connector;
 
 /// Streams in flight on one connection before another is opened. hyper does not expose the

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
 use super::{PoolStats, SessionError};
-use crate::proxy::body::ReqBody;
+use crate::proxy::body::request::ReqBody;
 use crate::transport::Connector;
 
 /// Default `hostConnectionPool.idleTimeMs` (Linkerd: forever). A connection idle for longer

@@ -14,7 +14,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
 
-use super::body::ReqBody;
+use super::body::request::ReqBody;
 use crate::metrics::{Counter, Gauge};
 use crate::transport::ConnectError;
 

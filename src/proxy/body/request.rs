@@ -1,9 +1,8 @@
-//! The two body types of the data path, as enums rather than boxed trait objects so a proxied
-//! request allocates nothing for its body: a request body is the client's streaming body, a
-//! small buffered one, or (h2, for retries) the client's body copied as it streams up to a bound
-//! and replayed from that copy; a response body is the endpoint's streaming body (which lets go
-//! of its connection or stream when it ends), the same after a prefix read ahead for
-//! classification, or one Switchboard wrote itself.
+//! The request body of the data path, an enum rather than a boxed trait object so a proxied
+//! request allocates nothing for its body: the client's streaming body (with its stall timer),
+//! a small buffered one, or (h2, for retries) the client's body copied as it streams up to a
+//! bound and replayed from that copy. It knows nothing of connections; the response body
+//! (`response`), which holds one, sits above the sessions.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,16 +17,14 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::session::Held;
-
 /// A buffered body: its one frame, then the end.
-fn poll_full(
+pub(super) fn poll_full(
     b: &mut Option<Bytes>,
 ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
     Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
 }
 
-fn full_hint(b: &Option<Bytes>) -> SizeHint {
+pub(super) fn full_hint(b: &Option<Bytes>) -> SizeHint {
     SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
 }
 
@@ -215,203 +212,6 @@ impl Body for ReqBody {
                     let mut h = SizeHint::new();
                     h.set_lower(n);
                     h
-                }
-            }
-        }
-    }
-}
-
-/// A response body on its way to the client.
-pub enum RespBody {
-    /// From an endpoint; what it holds (an HTTP/1 connection, back to the pool then; an h2
-    /// stream's place) is let go once the body has ended.
-    Proxied {
-        body: Incoming,
-        checkin: Option<Held>,
-    },
-    Full(Option<Bytes>),
-    /// Frames read ahead (to classify the response by its trailers), then what follows.
-    ReadAhead {
-        frames: VecDeque<Frame<Bytes>>,
-        then: Then,
-    },
-}
-
-/// What follows a read-ahead prefix.
-pub enum Then {
-    /// The body ended within the prefix.
-    End,
-    /// The rest of the body.
-    Rest(Box<RespBody>),
-    /// The body failed after the prefix.
-    Fail(RespBodyError),
-}
-
-/// What a response body fails with.
-pub type RespBodyError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Reads `body` ahead until it ends (`Some(trailers)` then, or `Some(empty)` with none), more
-/// than `limit` bytes have come, or `wait` passes; the body returned plays it all back.
-pub async fn read_ahead(
-    mut body: RespBody,
-    limit: u64,
-    wait: Duration,
-) -> (RespBody, Option<HeaderMap>) {
-    use http_body_util::BodyExt;
-    let mut frames = VecDeque::new();
-    let mut bytes = 0u64;
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if body.is_end_stream() {
-            let b = RespBody::ReadAhead {
-                frames,
-                then: Then::End,
-            };
-            return (b, Some(HeaderMap::new()));
-        }
-        let next = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(n) => n,
-            Err(_) => break,
-        };
-        match next {
-            None => {
-                let b = RespBody::ReadAhead {
-                    frames,
-                    then: Then::End,
-                };
-                return (b, Some(HeaderMap::new()));
-            }
-            Some(Err(e)) => {
-                let b = RespBody::ReadAhead {
-                    frames,
-                    then: Then::Fail(e),
-                };
-                return (b, None);
-            }
-            Some(Ok(f)) => {
-                if let Some(t) = f.trailers_ref() {
-                    let t = t.clone();
-                    frames.push_back(f);
-                    let b = RespBody::ReadAhead {
-                        frames,
-                        then: Then::End,
-                    };
-                    return (b, Some(t));
-                }
-                bytes += f.data_ref().map_or(0, |d| d.len() as u64);
-                frames.push_back(f);
-                if bytes > limit {
-                    break;
-                }
-            }
-        }
-    }
-    let b = RespBody::ReadAhead {
-        frames,
-        then: Then::Rest(Box::new(body)),
-    };
-    (b, None)
-}
-
-impl RespBody {
-    pub fn text(s: impl Into<Bytes>) -> RespBody {
-        let b: Bytes = s.into();
-        if b.is_empty() {
-            RespBody::Full(None)
-        } else {
-            RespBody::Full(Some(b))
-        }
-    }
-
-    pub fn empty() -> RespBody {
-        RespBody::Full(None)
-    }
-}
-
-impl Body for RespBody {
-    type Data = Bytes;
-    type Error = RespBodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RespBodyError>>> {
-        match self.get_mut() {
-            RespBody::Proxied { body, checkin } => {
-                let r = Pin::new(&mut *body).poll_frame(cx);
-                match &r {
-                    Poll::Ready(None) => {
-                        if let Some(c) = checkin.take() {
-                            c.release();
-                        }
-                    }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        if let Some(c) = checkin.take() {
-                            c.release();
-                        }
-                    }
-                    _ => {}
-                }
-                r.map(|o| o.map(|f| f.map_err(Into::into)))
-            }
-            RespBody::Full(b) => poll_full(b).map(|o| o.map(|f| f.map_err(Into::into))),
-            RespBody::ReadAhead { frames, then } => {
-                if let Some(f) = frames.pop_front() {
-                    return Poll::Ready(Some(Ok(f)));
-                }
-                match then {
-                    Then::End => Poll::Ready(None),
-                    Then::Rest(b) => Pin::new(&mut **b).poll_frame(cx),
-                    Then::Fail(_) => match std::mem::replace(then, Then::End) {
-                        Then::Fail(e) => Poll::Ready(Some(Err(e))),
-                        _ => Poll::Ready(None),
-                    },
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RespBody::Proxied { body, .. } => body.is_end_stream(),
-            RespBody::Full(b) => b.is_none(),
-            RespBody::ReadAhead { frames, then } => {
-                frames.is_empty()
-                    && match then {
-                        Then::End => true,
-                        Then::Rest(b) => b.is_end_stream(),
-                        Then::Fail(_) => false,
-                    }
-            }
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RespBody::Proxied { body, .. } => body.size_hint(),
-            RespBody::Full(b) => full_hint(b),
-            RespBody::ReadAhead { frames, then } => {
-                let n: u64 = frames
-                    .iter()
-                    .filter_map(|f| f.data_ref())
-                    .map(|d| d.len() as u64)
-                    .sum();
-                match then {
-                    Then::End if frames.iter().all(|f| f.is_data()) => SizeHint::with_exact(n),
-                    Then::Rest(b) => {
-                        let h = b.size_hint();
-                        let mut out = SizeHint::new();
-                        out.set_lower(n + h.lower());
-                        if let Some(u) = h.upper() {
-                            out.set_upper(n + u);
-                        }
-                        out
-                    }
-                    _ => {
-                        let mut h = SizeHint::new();
-                        h.set_lower(n);
-                        h
-                    }
                 }
             }
         }
