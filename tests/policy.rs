@@ -441,3 +441,25 @@ async fn aperture_keeps_a_light_load_on_few_endpoints() {
     let p2c = distinct("  client:\n    loadBalancer: {kind: p2c}\n".to_string()).await;
     assert!(p2c >= 3, "p2c used only {p2c} endpoints");
 }
+
+#[tokio::test]
+async fn endpoint_weights_split_idle_traffic_in_proportion() {
+    // Weights 1 and 3 from the fs namer: one request at a time splits about 1:3.
+    let (light, heavy) = (backend("light").await, backend("heavy").await);
+    let disco = Disco::new();
+    disco.set(
+        "web",
+        &[
+            format!("127.0.0.1 {} * 1", light.addr.port()),
+            format!("127.0.0.1 {} * 3", heavy.addr.port()),
+        ],
+    );
+    let p = proxy(&config("/svc => /#/io.l5d.fs;", ""), &disco.path()).await;
+    let total = 400;
+    for _ in 0..total {
+        assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
+    }
+    let h = heavy.hits.load(std::sync::atomic::Ordering::Relaxed) as f64 / total as f64;
+    // Expected 0.75; the bound leaves room for chance (sd about 0.02).
+    assert!((0.65..=0.85).contains(&h), "heavy share {h}");
+}

@@ -187,12 +187,26 @@ impl Endpoint {
         }
     }
 
+    /// p2c's cost: requests in flight (weights act through how candidates are drawn); an
+    /// endpoint of weight 0 always loses.
+    fn load_cost(&self) -> f64 {
+        if self.weight() > 0.0 {
+            self.load.load(Relaxed) as f64
+        } else {
+            f64::INFINITY
+        }
+    }
+
     fn ewma_cost(&self, now: u64, decay_ns: f64) -> f64 {
         let last = self.ewma_stamp.load(Relaxed);
         let ewma = f64::from_bits(self.ewma_ns.load(Relaxed));
         let elapsed = now.saturating_sub(last) as f64;
         let decayed = ewma * (-elapsed / decay_ns).exp();
-        (decayed.max(1.0)) * self.load_per_weight()
+        if self.weight() > 0.0 {
+            decayed.max(1.0) * (self.load.load(Relaxed) as f64 + 1.0)
+        } else {
+            f64::INFINITY
+        }
     }
 
     /// Records a response latency for `ewma` (peak-sensitive: a slower sample replaces the
@@ -345,7 +359,7 @@ impl Balancer {
         }
         let now = now_ns();
         match self.kind {
-            Kind::P2c { max_effort } => p2c(eps, 0, n, max_effort, now, |e| e.load_per_weight()),
+            Kind::P2c { max_effort } => p2c(eps, 0, n, max_effort, now, |e| e.load_cost()),
             Kind::Ewma {
                 max_effort,
                 decay_ns,
@@ -388,7 +402,7 @@ impl Balancer {
                     let e = &eps[start];
                     return Some(e);
                 }
-                p2c(eps, start, ap, max_effort, now, |e| e.load_per_weight())
+                p2c(eps, start, ap, max_effort, now, |e| e.load_cost())
             }
         }
     }
@@ -405,12 +419,41 @@ fn p2c(
 ) -> Option<&Arc<Endpoint>> {
     let n = eps.len();
     let at = |i: usize| &eps[(start + i) % n];
-    for _ in 0..max_effort.max(1) {
-        let a = fastrand::usize(..len);
-        let mut b = fastrand::usize(..len - 1);
-        if b >= a {
-            b += 1;
+    // Candidates are drawn in proportion to their weights (as Finagle's TrafficDistributor
+    // splits traffic by weight), then the less loaded of the two wins: an idle service
+    // splits by weight, a busy one also by load.
+    let weights: Option<Vec<f64>> = {
+        let first = at(0).weight();
+        let uneven = (1..len).any(|i| at(i).weight() != first);
+        uneven.then(|| (0..len).map(|i| at(i).weight().max(0.0)).collect())
+    };
+    let total: f64 = weights.as_ref().map_or(0.0, |w| w.iter().sum());
+    let draw = |skip: Option<usize>| -> usize {
+        match &weights {
+            Some(w) if total > 0.0 => {
+                let left = total - skip.map_or(0.0, |s| w[s]);
+                if left <= 0.0 {
+                    return uniform(len, skip);
+                }
+                let mut x = fastrand::f64() * left;
+                for (i, wi) in w.iter().enumerate() {
+                    if Some(i) == skip {
+                        continue;
+                    }
+                    if x < *wi {
+                        return i;
+                    }
+                    x -= wi;
+                }
+                // Rounding left x at the end: the last candidate that is not skipped.
+                (0..len).rev().find(|i| Some(*i) != skip).unwrap_or(0)
+            }
+            _ => uniform(len, skip),
         }
+    };
+    for _ in 0..max_effort.max(1) {
+        let a = draw(None);
+        let b = draw(Some(a));
         let (ea, eb) = (at(a), at(b));
         match (ea.available(now), eb.available(now)) {
             (true, true) => return Some(if cost(eb) < cost(ea) { eb } else { ea }),
@@ -424,6 +467,20 @@ fn p2c(
         .map(at)
         .find(|e| e.available(now))
         .or_else(|| Some(at(fastrand::usize(..len))))
+}
+
+/// A uniformly random index below `len`, other than `skip`.
+fn uniform(len: usize, skip: Option<usize>) -> usize {
+    match skip {
+        None => fastrand::usize(..len),
+        Some(s) => {
+            let mut b = fastrand::usize(..len - 1);
+            if b >= s {
+                b += 1;
+            }
+            b
+        }
+    }
 }
 
 #[cfg(test)]
@@ -475,6 +532,31 @@ mod tests {
         e[1].set_weight(0.0);
         let c = counts(&Balancer::new(None), &e, 1000);
         assert_eq!(c[1], 0, "{c:?}");
+    }
+
+    #[test]
+    fn idle_traffic_splits_in_proportion_to_weights() {
+        // Weights 1, 3 and 6 of 10: with no load, each gets its share (within 3 points).
+        let e = eps(3);
+        e[1].set_weight(3.0);
+        e[2].set_weight(6.0);
+        for b in [
+            Balancer::new(None),
+            Balancer::new(Some(&LoadBalancerKind::Ewma {
+                max_effort: 5,
+                decay_time_ms: 10_000,
+            })),
+        ] {
+            let c = counts(&b, &e, 20_000);
+            let share: Vec<f64> = c.iter().map(|n| *n as f64 / 20_000.0).collect();
+            for (got, want) in share.iter().zip([0.1, 0.3, 0.6]) {
+                assert!((got - want).abs() < 0.03, "{share:?}");
+            }
+        }
+        // Under load the less loaded candidate still wins.
+        e[2].load.store(100, Relaxed);
+        let c = counts(&Balancer::new(None), &e, 10_000);
+        assert!(c[2] < c[1], "{c:?}");
     }
 
     #[test]
