@@ -1,28 +1,32 @@
-//! The benchmark backend of `reference/performance.md`: a tiny HTTP/1.1 server answering every
-//! request with a fixed 2-byte body, on each port given, on one current-thread runtime.
-//! `cargo run --release --example bench_backend -- 9001 9002 9003`
+//! The benchmark backend of `reference/performance.md`: a tiny server answering every request
+//! with a fixed 2-byte body, on each port given, on one current-thread runtime. A port written
+//! `h2:PORT` serves HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+//! `cargo run --release --example bench_backend -- 9001 9002 9003 h2:9004`
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 fn main() -> anyhow::Result<()> {
-    let ports: Vec<u16> = std::env::args()
+    let ports: Vec<(bool, u16)> = std::env::args()
         .skip(1)
-        .map(|p| p.parse())
+        .map(|p| match p.strip_prefix("h2:") {
+            Some(n) => n.parse().map(|n| (true, n)),
+            None => p.parse().map(|n| (false, n)),
+        })
         .collect::<Result<_, _>>()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let mut tasks = Vec::new();
-        for port in ports {
+        for (h2, port) in ports {
             let l = TcpListener::bind(("127.0.0.1", port)).await?;
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -34,9 +38,16 @@ fn main() -> anyhow::Result<()> {
                         let svc = service_fn(|_req| async {
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                         });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(s), svc)
-                            .await;
+                        if h2 {
+                            let _ = http2::Builder::new(TokioExecutor::new())
+                                .max_concurrent_streams(1000)
+                                .serve_connection(TokioIo::new(s), svc)
+                                .await;
+                        } else {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(s), svc)
+                                .await;
+                        }
                     });
                 }
             }));
