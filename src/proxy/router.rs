@@ -196,7 +196,11 @@ impl Router {
         let mut parts = Some(parts);
         let mut body = Some(body);
         // gRPC's own deadline bounds the call too.
-        let grpc_deadline = grpc_timeout(&parts.as_ref().map(|p| &p.headers));
+        let grpc_deadline = if self.protocol == Protocol::H2 {
+            grpc_timeout(&parts.as_ref().map(|p| &p.headers))
+        } else {
+            None
+        };
         policy.deposit();
 
         let attempt_loop = async {
@@ -433,7 +437,8 @@ pub fn twitter_duration(d: Duration) -> String {
 /// gRPC's `grpc-timeout` (RFC: up to 8 digits and a unit, `H M S m u n`); `None` if absent
 /// or malformed.
 fn grpc_timeout(h: &Option<&HeaderMap>) -> Option<Duration> {
-    let v = h.as_ref()?.get("grpc-timeout")?.to_str().ok()?;
+    const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    let v = h.as_ref()?.get(GRPC_TIMEOUT)?.to_str().ok()?;
     if v.len() < 2 || v.len() > 9 {
         return None;
     }

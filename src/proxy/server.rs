@@ -428,7 +428,8 @@ async fn handle_inner(
     open: &Arc<Conn>,
 ) -> Response<RespBody> {
     let start = Instant::now();
-    let grpc = is_grpc(&req);
+    // gRPC exists only over HTTP/2 (h2 routers); HTTP/1 routers skip the header lookups.
+    let grpc = ctx.settings.protocol == Protocol::H2 && is_grpc(&req);
     ctx.stats.pending.add(1);
     let mut pending = Pending {
         ctx,
@@ -443,7 +444,7 @@ async fn handle_inner(
                 let resp = ctx
                     .router
                     .error_response(&RouteError::Overloaded(max), grpc);
-                return finish(&mut pending, resp);
+                return finish(&mut pending, resp, grpc);
             }
         },
         None => None,
@@ -490,7 +491,7 @@ async fn handle_inner(
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
-    finish(&mut pending, resp)
+    finish(&mut pending, resp, grpc)
 }
 
 /// A gRPC call: its errors are answered as gRPC statuses.
@@ -500,13 +501,14 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-fn finish(p: &mut Pending<'_>, resp: Response<RespBody>) -> Response<RespBody> {
+fn finish(p: &mut Pending<'_>, resp: Response<RespBody>, grpc: bool) -> Response<RespBody> {
     let status = resp.status().as_u16();
     // A trailers-only gRPC answer carries its outcome in the head.
-    let grpc_failed = resp
-        .headers()
-        .get(super::error::GRPC_STATUS)
-        .is_some_and(|v| v.as_bytes() != b"0");
+    let grpc_failed = grpc
+        && resp
+            .headers()
+            .get(super::error::GRPC_STATUS)
+            .is_some_and(|v| v.as_bytes() != b"0");
     p.ctx.stats.record(
         Some(status),
         p.start.elapsed().as_millis() as u64,
