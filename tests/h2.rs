@@ -92,6 +92,7 @@ async fn bidirectional_stream_is_not_buffered() {
 #[tokio::test]
 async fn large_bodies_stream_both_ways() {
     let (p, _d) = world("").await;
+    let hwm_before = vm_hwm_kb();
     let mut c = h2_client(p.addr).await;
     // 64 MB up, counted by the backend as it arrives.
     let (tx, body) = channel_body();
@@ -107,7 +108,7 @@ async fn large_bodies_stream_both_ways() {
         .unwrap();
     up.await.unwrap();
     assert_eq!(read_all(r).await.0, (64 * 1024 * 1024).to_string());
-    // 64 MB down.
+    // 64 MB down, counted frame by frame.
     let r = c
         .send_request(grpc_req(
             "echo",
@@ -116,9 +117,32 @@ async fn large_bodies_stream_both_ways() {
         ))
         .await
         .unwrap();
-    let (body, t) = read_all(r).await;
-    assert_eq!(body.len(), 64 * 1024 * 1024);
-    assert_eq!(t.unwrap()["grpc-status"], "0");
+    let mut inb = r.into_body();
+    let (mut got, mut status) = (0usize, None);
+    while let Some(f) = inb.frame().await {
+        let f = f.unwrap();
+        match f.into_data() {
+            Ok(d) => got += d.len(),
+            Err(f) => status = f.into_trailers().ok().map(|t| t["grpc-status"].clone()),
+        }
+    }
+    assert_eq!(got, 64 * 1024 * 1024);
+    assert_eq!(status.unwrap(), "0");
+    // Backend, proxy and client share this process; none of them may hold a body whole.
+    let grown_mb = (vm_hwm_kb() - hwm_before) / 1024;
+    assert!(
+        grown_mb < 32,
+        "peak memory grew by {grown_mb} MB for 64 MB each way"
+    );
+}
+
+fn vm_hwm_kb() -> i64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -352,4 +376,58 @@ async fn resets_cross_the_proxy_both_ways_with_their_reason() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn server_stream_and_header_limits_apply() {
+    // maxConcurrentStreamsPerConnection: 1: a second stream waits for the first to end.
+    let cfg = h2_config("").replace(
+        "servers: [{ip: 127.0.0.1, port: 0}]",
+        "servers: [{ip: 127.0.0.1, port: 0, maxConcurrentStreamsPerConnection: 1, maxHeaderListBytes: 2048}]",
+    );
+    let backend = h2_backend().await;
+    let disco = Disco::new();
+    disco.set("echo", &[format!("127.0.0.1 {}", backend.port())]);
+    let p = support::proxy(&cfg, &disco.path()).await;
+    let mut c = h2_client(p.addr).await;
+    let (tx, body) = channel_body();
+    let first = c
+        .send_request(grpc_req("echo", "/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    let second = c.send_request(grpc_req("echo", "/echo.Echo/Unary", full("second")));
+    tokio::pin!(second);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), second.as_mut())
+            .await
+            .is_err(),
+        "a second stream ran beside the first with maxConcurrentStreamsPerConnection: 1"
+    );
+    drop(tx);
+    let _ = read_all(first).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second stream runs once the first ends")
+        .unwrap();
+    assert_eq!(read_all(r).await.0, "second");
+
+    // maxHeaderListBytes: 2048: a request with 4 KB of headers is refused, a small one is not.
+    let mut c = h2_client(p.addr).await;
+    let mut big = grpc_req("echo", "/echo.Echo/Unary", full("x"));
+    big.headers_mut()
+        .insert("x-big", "v".repeat(4096).parse().unwrap());
+    let refused = match c.send_request(big).await {
+        Err(_) => true,
+        Ok(r) => r.status() == 431,
+    };
+    assert!(
+        refused,
+        "a 4 KB header list passed maxHeaderListBytes: 2048"
+    );
+    let mut c = h2_client(p.addr).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Unary", full("small")))
+        .await
+        .unwrap();
+    assert_eq!(read_all(r).await.0, "small");
 }

@@ -524,3 +524,62 @@ async fn the_shipped_mesh_example_routes_over_mutual_tls() {
         1
     );
 }
+
+#[tokio::test]
+async fn protocols_ciphers_and_optional_client_auth_take_effect() {
+    let pki = standard_pki();
+    let web = backend("web").await;
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {{disco}}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n    tls:\n      certPath: {}\n      keyPath: {}\n      caCertPath: {}\n      protocols: [TLSv1.2]\n      ciphers: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]\n",
+        pki.path("incoming.pem").display(),
+        pki.path("incoming.key").display(),
+        pki.path("ca.pem").display(),
+    );
+    let p = proxy(&cfg, &disco.path()).await;
+    // No client certificate: accepted (caCertPath without requireClientAuth makes it optional).
+    let mut roots = rustls::RootCertStore::empty();
+    for c in switchboard::transport::tls::load_certs(&pki.path("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("incoming.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let conn = tls.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        conn.negotiated_cipher_suite().unwrap().suite().as_str(),
+        Some("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")
+    );
+    assert_eq!(
+        direct_get(p.addr, &pki, None, "web", "/").await,
+        Ok(200),
+        "an optional client certificate was required"
+    );
+    // Unknown names are located errors.
+    let bad = format!(
+        "routers:\n- protocol: http\n  servers:\n  - port: 1\n    tls: {{certPath: {}, keyPath: {}, protocols: [SSLv3], ciphers: [RC4]}}\n",
+        pki.path("incoming.pem").display(),
+        pki.path("incoming.key").display()
+    );
+    let e = switchboard::config::load(&bad).err().unwrap().to_string();
+    assert!(
+        e.contains("routers[0].servers[0].tls.protocols: protocol `SSLv3` is not supported")
+            && e.contains("routers[0].servers[0].tls.ciphers: cipher `RC4` is not supported"),
+        "{e}"
+    );
+}

@@ -567,6 +567,18 @@ fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) -> bool {
             }
             all && here
         });
+    if let Some(p) = &t.protocols {
+        if let Err(e) = crate::transport::tls::check_protocols(p) {
+            d.error(&loc.key("protocols"), e.to_string());
+            ok = false;
+        }
+    }
+    if let Some(c) = &t.ciphers {
+        if let Err(e) = crate::transport::tls::check_ciphers(c) {
+            d.error(&loc.key("ciphers"), e.to_string());
+            ok = false;
+        }
+    }
     if t.require_client_auth == Some(true) && t.ca_cert_path.is_none() {
         d.error(
             &loc.key("requireClientAuth"),
@@ -638,6 +650,12 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     for (l, p) in entries {
         let Some(t) = &p.tls else { continue };
         let tl = l.key("tls");
+        if let Some(p) = &t.protocols {
+            if let Err(e) = crate::transport::tls::check_protocols(p) {
+                d.error(&tl.key("protocols"), e.to_string());
+                ok = false;
+            }
+        }
         let disabled = t.disable_validation == Some(true);
         if t.common_name.is_none() && !disabled && t.enabled != Some(false) {
             d.error(

@@ -253,6 +253,16 @@ fn versions(
     Ok(out)
 }
 
+/// Checks `protocols` names (for `check`).
+pub fn check_protocols(names: &[String]) -> Result<(), TlsError> {
+    versions(Some(&names.to_vec())).map(|_| ())
+}
+
+/// Checks `ciphers` names (for `check`).
+pub fn check_ciphers(names: &[String]) -> Result<(), TlsError> {
+    provider_with(Some(&names.to_vec())).map(|_| ())
+}
+
 /// The ring provider, limited to the named cipher suites (IANA names; TLS 1.3 suites also as
 /// `TLS_AES_128_GCM_SHA256` and the like).
 fn provider_with(ciphers: Option<&Vec<String>>) -> Result<Arc<CryptoProvider>, TlsError> {
