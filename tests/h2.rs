@@ -431,3 +431,54 @@ async fn server_stream_and_header_limits_apply() {
         .unwrap();
     assert_eq!(read_all(r).await.0, "small");
 }
+
+/// Two endpoints, one failing every call in its trailers after `delay_ms`; failure accrual
+/// (two consecutive failures) must take it out, whether its status came within the
+/// classification window or at the end of a longer stream.
+async fn accrual_world(delay_ms: u64) -> (support::Proxy, Disco) {
+    let (bad, seen) = h2_backend_with_state().await;
+    seen.fail_all
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    seen.fail_delay_ms
+        .store(delay_ms, std::sync::atomic::Ordering::SeqCst);
+    let good = h2_backend().await;
+    let disco = Disco::new();
+    disco.set(
+        "echo",
+        &[
+            format!("127.0.0.1 {}", bad.port()),
+            format!("127.0.0.1 {}", good.port()),
+        ],
+    );
+    let cfg = h2_config(
+        "  client:\n    failureAccrual: {kind: io.l5d.consecutiveFailures, failures: 2, backoff: {kind: constant, ms: 60000}}\n  service:\n    responseClassifier: {kind: io.l5d.h2.grpc.neverRetryable}\n",
+    );
+    let p = support::proxy(&cfg, &disco.path()).await;
+    (p, disco)
+}
+
+#[tokio::test]
+async fn grpc_failures_in_trailers_take_an_endpoint_out() {
+    for delay in [0, 400] {
+        let (p, _d) = accrual_world(delay).await;
+        let mut c = h2_client(p.addr).await;
+        let mut failed = 0;
+        for _ in 0..30 {
+            let r = c
+                .send_request(grpc_req("echo", "/echo.Echo/Unary", full("x")))
+                .await
+                .unwrap();
+            let (_, t) = read_all(r).await;
+            if t.is_some_and(|t| t["grpc-status"] == "14") {
+                failed += 1;
+            }
+        }
+        // Two failures mark the failing endpoint dead; afterwards every call succeeds.
+        assert_eq!(failed, 2, "delay {delay} ms");
+        let m = support::metrics(p.admin).await;
+        assert_eq!(
+            m["rt/h2/client/#/io.l5d.fs/echo/loadbalancer/available"], 1,
+            "delay {delay} ms"
+        );
+    }
+}

@@ -392,12 +392,22 @@ impl Client {
             .set(self.endpoints().iter().filter(|e| e.available(t)).count() as i64);
     }
 
+    /// Reports an answer's outcome to failure accrual.
+    pub fn observe(&self, ep: &Endpoint, ok: bool) {
+        if ep.observe_outcome(ok, &self.accrual) {
+            tracing::info!(client = %self.label, endpoint = %ep.addr, "endpoint marked dead by failure accrual");
+        }
+    }
+
     /// Sends a request to one endpoint, choosing another when a connection cannot be made.
     /// Returns the response (its body streaming) or why there was none.
+    /// With `defer_success`, an answer that is not a 5XX is not reported to failure accrual
+    /// here: the caller reports its outcome (`observe`) once it knows it.
     pub async fn send(
         &self,
         mut req: Request<ReqBody>,
-    ) -> Result<(Response<RespBody>, SocketAddr), RouteError> {
+        defer_success: bool,
+    ) -> Result<(Response<RespBody>, Arc<Endpoint>), RouteError> {
         self.touch();
         let eps = self.endpoints();
         let mut last_err = None;
@@ -461,14 +471,19 @@ impl Client {
                         ep.observe_latency(start.elapsed().as_nanos() as u64, decay);
                     }
                     let ok = !resp.status().is_server_error();
-                    if ep.observe_outcome(ok, &self.accrual) {
-                        tracing::info!(client = %self.label, endpoint = %ep.addr, "endpoint marked dead by failure accrual");
+                    // A gRPC answer's outcome may be in its trailers: the router reports it.
+                    if !(defer_success && ok) {
+                        self.observe(&ep, ok);
                     }
                     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (parts, body) = resp.into_parts();
                     let checkin = co.hold(body.is_end_stream(), upgrade);
-                    let body = RespBody::Proxied { body, checkin };
-                    return Ok((Response::from_parts(parts, body), ep.addr));
+                    let body = RespBody::Proxied {
+                        body,
+                        checkin,
+                        on_end: None,
+                    };
+                    return Ok((Response::from_parts(parts, body), ep));
                 }
                 Err(mut e) => {
                     if is_client_body_error(e.error()) {

@@ -195,6 +195,11 @@ impl ServicePolicy {
         }
     }
 
+    /// Whether responses are classified by gRPC status (which may come in trailers).
+    pub fn is_grpc(&self) -> bool {
+        matches!(self.classifier, ResponseClassifierKind::Grpc { .. })
+    }
+
     /// Whether this response's outcome is in trailers still to come: a gRPC classifier and
     /// a 200 without `grpc-status` in its head.
     pub fn needs_trailers(&self, status: StatusCode, headers: &HeaderMap) -> bool {

@@ -14,7 +14,7 @@ use switchboard_namer_core::delegate::DelegateTree;
 use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
 
 use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
-use super::body::{read_ahead, ReqBody, RespBody, Tee};
+use super::body::{read_ahead, Ending, OnEnd, ReqBody, RespBody, Tee};
 use super::client::AddrState;
 use super::error::RouteError;
 use super::guard::{self, RequestLimits};
@@ -238,12 +238,15 @@ impl Router {
                 let mut out = Request::from_parts(head, body.take().unwrap_or_else(ReqBody::empty));
                 set_dst_headers(out.headers_mut(), &entry.header, leaf);
                 let sent = Instant::now();
-                let result = client.send(out).await;
+                // gRPC: failure accrual hears the outcome from here, once it is known.
+                let grpc = policy.is_grpc();
+                let result = client.send(out, grpc).await;
                 let lat = sent.elapsed().as_millis() as u64;
                 match result {
-                    Ok((mut resp, _addr)) => {
+                    Ok((mut resp, ep)) => {
                         let (mut failure, mut retry) =
                             policy.classify(&method, resp.status(), resp.headers());
+                        let mut known = true;
                         if policy.needs_trailers(resp.status(), resp.headers()) {
                             // Read the answer ahead, briefly and boundedly: a unary call's
                             // status is in its trailers.
@@ -255,8 +258,28 @@ impl Router {
                             )
                             .await;
                             resp = Response::from_parts(parts, b);
-                            if let Some(t) = trailers {
-                                (failure, retry) = policy.classify_trailers(&method, &t);
+                            match trailers {
+                                Some(t) => {
+                                    (failure, retry) = policy.classify_trailers(&method, &t);
+                                }
+                                None => known = false,
+                            }
+                        }
+                        if grpc && !resp.status().is_server_error() {
+                            if known {
+                                client.observe(&ep, !failure);
+                            } else {
+                                // A longer stream: its trailers decide, when they come.
+                                let (c, p, m) =
+                                    (Arc::clone(&client), Arc::clone(&policy), method.clone());
+                                resp.body_mut().set_on_end(OnEnd(Box::new(move |end| {
+                                    let ok = match end {
+                                        Ending::Trailers(t) => !p.classify_trailers(&m, t).0,
+                                        Ending::Eos => true,
+                                        Ending::Error => false,
+                                    };
+                                    c.observe(&ep, ok);
+                                })));
                             }
                         }
                         client

@@ -69,6 +69,10 @@ pub async fn h2_backend() -> SocketAddr {
 pub struct Seen {
     /// The last request body error (`/echo.Echo/Stream`), as its h2 reason if it had one.
     pub body_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// When set, every call is answered 200 with one message and `grpc-status: 14` in its
+    /// trailers, after `fail_delay_ms`.
+    pub fail_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub fail_delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub async fn h2_backend_with_state() -> (SocketAddr, Seen) {
@@ -109,6 +113,24 @@ pub async fn answer(
     state: Seen,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if state.fail_all.load(std::sync::atomic::Ordering::SeqCst) {
+        let delay = state
+            .fail_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"partial"))))
+                .await;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let _ = tx.send(Ok(Frame::trailers(trailers("14")))).await;
+        });
+        return Response::builder()
+            .header("content-type", "application/grpc")
+            .header("x-backend", "failing")
+            .body(body)
+            .unwrap();
+    }
     let seen = format!(
         "authority={} te={} dst={}",
         req.uri().authority().map(|a| a.as_str()).unwrap_or("-"),

@@ -5,4 +5,4 @@ pub mod request;
 pub mod response;
 
 pub use request::{BodyStalled, ReqBody, ReqBodyError, Tee};
-pub use response::{read_ahead, RespBody, RespBodyError, Then};
+pub use response::{read_ahead, Ending, OnEnd, RespBody, RespBodyError, Then};

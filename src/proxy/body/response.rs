@@ -22,6 +22,8 @@ pub enum RespBody {
     Proxied {
         body: Incoming,
         checkin: Option<Held>,
+        /// Told how the body ended (h2 responses whose outcome is in trailers still to come).
+        on_end: Option<OnEnd>,
     },
     Full(Option<Bytes>),
     /// Frames read ahead (to classify the response by its trailers), then what follows.
@@ -29,6 +31,42 @@ pub enum RespBody {
         frames: VecDeque<Frame<Bytes>>,
         then: Then,
     },
+}
+
+/// How a streamed response body ended.
+pub enum Ending<'a> {
+    Trailers(&'a HeaderMap),
+    /// The end of the stream, without trailers.
+    Eos,
+    /// The stream failed (reset, connection lost).
+    Error,
+}
+
+/// Called once when a response body ends (not when it is dropped unfinished).
+pub struct OnEnd(pub Box<dyn FnOnce(Ending<'_>) + Send>);
+
+fn ended(on_end: &mut Option<OnEnd>, e: Ending<'_>) {
+    if let Some(f) = on_end.take() {
+        (f.0)(e);
+    }
+}
+
+impl RespBody {
+    /// Sets what is told of this body's end, on an endpoint's body (also one behind a
+    /// read-ahead prefix); false when the body is not an endpoint's.
+    pub fn set_on_end(&mut self, f: OnEnd) -> bool {
+        match self {
+            RespBody::Proxied { on_end, .. } => {
+                *on_end = Some(f);
+                true
+            }
+            RespBody::ReadAhead {
+                then: Then::Rest(b),
+                ..
+            } => b.set_on_end(f),
+            _ => false,
+        }
+    }
 }
 
 /// What follows a read-ahead prefix.
@@ -131,20 +169,32 @@ impl Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RespBodyError>>> {
         match self.get_mut() {
-            RespBody::Proxied { body, checkin } => {
+            RespBody::Proxied {
+                body,
+                checkin,
+                on_end,
+            } => {
                 let r = Pin::new(&mut *body).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => {
                         if let Some(c) = checkin.take() {
                             c.release();
                         }
+                        ended(on_end, Ending::Eos);
                     }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        if let Some(c) = checkin.take() {
-                            c.release();
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let Some(t) = f.trailers_ref() {
+                            ended(on_end, Ending::Trailers(t));
+                        }
+                        if body.is_end_stream() {
+                            if let Some(c) = checkin.take() {
+                                c.release();
+                            }
+                            ended(on_end, Ending::Eos);
                         }
                     }
-                    _ => {}
+                    Poll::Ready(Some(Err(_))) => ended(on_end, Ending::Error),
+                    Poll::Pending => {}
                 }
                 r.map(|o| o.map(|f| f.map_err(Into::into)))
             }
