@@ -583,3 +583,35 @@ async fn protocols_ciphers_and_optional_client_auth_take_effect() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn trust_roots_reload_when_their_file_changes() {
+    let pki = standard_pki();
+    let web = backend("web").await;
+    let m = mesh(&pki, "http", web.addr).await;
+    // A client certificate from a second CA is refused...
+    let other = Pki::named("second CA");
+    other.issue("client2", &["outgoing.test"], None);
+    let cert = (other.path("client2.pem"), other.path("client2.key"));
+    assert!(direct(m.incoming.addr, &pki, Some((&cert.0, &cert.1)))
+        .await
+        .is_err());
+    // ...until the incoming router's CA file also holds that CA.
+    let bundle = std::fs::read_to_string(pki.path("ca.pem")).unwrap()
+        + &std::fs::read_to_string(other.path("ca.pem")).unwrap();
+    write_atomic(&pki.path("ca.pem"), &bundle);
+    until_metric(m.incoming.admin, "rt/incoming/tls/ca/reloads", |v| {
+        v.as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(
+        direct(m.incoming.addr, &pki, Some((&cert.0, &cert.1))).await,
+        Ok(200)
+    );
+    // The outgoing side followed the same file (its trustCertsBundle) and still connects.
+    until_metric(m.outgoing.admin, "rt/outgoing/tls/trust/reloads", |v| {
+        v.as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(get(m.outgoing.addr, "web", "/", &[]).await.status, 200);
+}

@@ -1,8 +1,8 @@
 //! TLS settings built from config, on rustls (ring provider): server certificates with optional
 //! client authentication, client trust roots, server-name checks (`commonName`), client
 //! certificates, protocol versions and cipher suites by their Linkerd (Java) names, and
-//! certificates reloaded when their files change. A reload that fails keeps the old
-//! certificate, logs and counts it. It does no I/O on sockets; `transport` does.
+//! certificates, keys and trust roots reloaded when their files change. A reload that fails
+//! keeps the old ones, logs and counts it. It does no I/O on sockets; `transport` does.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -325,6 +326,166 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
+/// Something built from trust files that follows them: checked every `CERT_POLL_INTERVAL`,
+/// rebuilt when one changes; a rebuild that fails keeps the previous one (logged, counted in
+/// `reload_failures` of its scope).
+pub struct Reloading<T: ?Sized + Send + Sync + 'static> {
+    files: Vec<PathBuf>,
+    make: Box<dyn Fn(&[PathBuf]) -> Result<Arc<T>, TlsError> + Send + Sync>,
+    current: RwLock<Arc<T>>,
+    reloads: Counter,
+    failures: Counter,
+}
+
+impl<T: ?Sized + Send + Sync + 'static> fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloading")
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+type Make<T> = Box<dyn Fn(&[PathBuf]) -> Result<Arc<T>, TlsError> + Send + Sync>;
+
+impl<T: ?Sized + Send + Sync + 'static> Reloading<T> {
+    fn new(files: Vec<PathBuf>, make: Make<T>, scope: &Scope) -> Result<Arc<Self>, TlsError> {
+        let first = make(&files)?;
+        let stamp = stamps(&files);
+        let r = Arc::new(Reloading {
+            files,
+            make,
+            current: RwLock::new(first),
+            reloads: scope.counter("reloads"),
+            failures: scope.counter("reload_failures"),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(watch_roots(Arc::downgrade(&r), stamp));
+        }
+        Ok(r)
+    }
+
+    fn current(&self) -> Arc<T> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+async fn watch_roots<T: ?Sized + Send + Sync + 'static>(
+    r: Weak<Reloading<T>>,
+    mut stamp: Vec<Option<SystemTime>>,
+) {
+    loop {
+        tokio::time::sleep(CERT_POLL_INTERVAL).await;
+        let Some(r) = r.upgrade() else { return };
+        let now = stamps(&r.files);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        match (r.make)(&r.files) {
+            Ok(v) => {
+                *r.current.write().unwrap_or_else(|p| p.into_inner()) = v;
+                r.reloads.incr();
+                tracing::info!(files = ?r.files, "TLS trust roots reloaded");
+            }
+            Err(e) => {
+                r.failures.incr();
+                tracing::warn!(error = %e, "TLS trust roots not reloaded; keeping the previous ones");
+            }
+        }
+    }
+}
+
+/// A server's client-certificate check that follows its CA file. It sends no CA hints (they
+/// would have to outlive a reload); clients present the certificate they have.
+#[derive(Debug)]
+struct ClientVerifier(Arc<Reloading<dyn ClientCertVerifier>>);
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.0.current().offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.current().client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.0
+            .current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.current().supported_verify_schemes()
+    }
+}
+
+/// A client's server-certificate check that follows its trust files.
+#[derive(Debug)]
+struct ServerVerifier(Arc<Reloading<dyn ServerCertVerifier>>);
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .current()
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.current().supported_verify_schemes()
+    }
+}
+
 /// A server's TLS: its certificate (reloading), optional client authentication, ALPN.
 pub struct ServerTls {
     acceptor: tokio_rustls::TlsAcceptor,
@@ -353,19 +514,25 @@ impl ServerTls {
         let require = cfg.require_client_auth == Some(true);
         let builder = match &cfg.ca_cert_path {
             Some(ca) => {
-                let v = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots(std::slice::from_ref(ca))?),
-                    provider,
-                );
-                let v = if require {
-                    v
-                } else {
-                    v.allow_unauthenticated()
-                };
-                builder.with_client_cert_verifier(v.build().map_err(|e| TlsError::Trust {
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?)
+                let files = vec![ca.clone()];
+                let make =
+                    move |files: &[PathBuf]| -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+                        let v = WebPkiClientVerifier::builder_with_provider(
+                            Arc::new(roots(files)?),
+                            Arc::clone(&provider),
+                        );
+                        let v = if require {
+                            v
+                        } else {
+                            v.allow_unauthenticated()
+                        };
+                        v.build().map_err(|e| TlsError::Trust {
+                            path: files[0].clone(),
+                            message: e.to_string(),
+                        })
+                    };
+                let v = Reloading::new(files, Box::new(make), &scope.scope("tls").scope("ca"))?;
+                builder.with_client_cert_verifier(Arc::new(ClientVerifier(v)))
             }
             None if require => {
                 return Err(TlsError::Setting(
@@ -435,12 +602,29 @@ impl ClientTlsConfig {
         } else {
             let mut files: Vec<PathBuf> = cfg.trust_certs.clone().unwrap_or_default();
             files.extend(cfg.trust_certs_bundle.clone());
-            let store = if files.is_empty() {
-                system_roots()?
+            if files.is_empty() {
+                builder.with_root_certificates(system_roots()?)
             } else {
-                roots(&files)?
-            };
-            builder.with_root_certificates(store)
+                let p = Arc::clone(&provider);
+                let make =
+                    move |files: &[PathBuf]| -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
+                        let v: Arc<dyn ServerCertVerifier> =
+                            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                                Arc::new(roots(files)?),
+                                Arc::clone(&p),
+                            )
+                            .build()
+                            .map_err(|e| TlsError::Trust {
+                                path: files[0].clone(),
+                                message: e.to_string(),
+                            })?;
+                        Ok(v)
+                    };
+                let v = Reloading::new(files, Box::new(make), &scope.scope("tls").scope("trust"))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ServerVerifier(v)))
+            }
         };
         let mut config = match &cfg.client_auth {
             Some(a) => {
