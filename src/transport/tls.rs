@@ -331,7 +331,7 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
 /// `reload_failures` of its scope).
 pub struct Reloading<T: ?Sized + Send + Sync + 'static> {
     files: Vec<PathBuf>,
-    make: Box<dyn Fn(&[PathBuf]) -> Result<Arc<T>, TlsError> + Send + Sync>,
+    make: Make<T>,
     current: RwLock<Arc<T>>,
     reloads: Counter,
     failures: Counter,
