@@ -188,6 +188,39 @@ async fn h2_and_grpc_cross_mutual_tls() {
     );
 }
 
+/// A rustls client trusting `pki`'s CA, with `client_cert` if given.
+fn client_config(pki: &Pki, client_cert: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    use switchboard::transport::tls::{load_certs, load_key};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&pki.path("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match client_cert {
+        Some((c, k)) => b
+            .with_client_auth_cert(load_certs(c).unwrap(), load_key(k).unwrap())
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    }
+}
+
+/// A TLS handshake with `addr` as `incoming.test`.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    cfg: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("incoming.test").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+}
+
 /// A TLS client straight to the incoming router; `Ok(status)` if it answered.
 async fn direct(
     addr: std::net::SocketAddr,
@@ -204,27 +237,7 @@ async fn direct_get(
     host: &str,
     path: &str,
 ) -> Result<u16, String> {
-    use switchboard::transport::tls::{load_certs, load_key};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(&pki.path("ca.pem")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let cfg = match client_cert {
-        Some((c, k)) => b
-            .with_client_auth_cert(load_certs(c).unwrap(), load_key(k).unwrap())
-            .unwrap(),
-        None => b.with_no_client_auth(),
-    };
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("incoming.test").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
+    let tls = handshake(addr, client_config(pki, client_cert))
         .await
         .map_err(|e| e.to_string())?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
@@ -365,26 +378,8 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
 
 /// The certificate the server presents to a new handshake.
 async fn served_cert(addr: std::net::SocketAddr, pki: &Pki) -> Vec<u8> {
-    use switchboard::transport::tls::{load_certs, load_key};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(&pki.path("ca.pem")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        load_certs(&pki.path("outgoing.pem")).unwrap(),
-        load_key(&pki.path("outgoing.key")).unwrap(),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("incoming.test").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
+    let cert = (pki.path("outgoing.pem"), pki.path("outgoing.key"));
+    let tls = handshake(addr, client_config(pki, Some((&cert.0, &cert.1))))
         .await
         .unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0]
@@ -539,23 +534,7 @@ async fn protocols_ciphers_and_optional_client_auth_take_effect() {
     );
     let p = proxy(&cfg, &disco.path()).await;
     // No client certificate: accepted (caCertPath without requireClientAuth makes it optional).
-    let mut roots = rustls::RootCertStore::empty();
-    for c in switchboard::transport::tls::load_certs(&pki.path("ca.pem")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("incoming.test").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = handshake(p.addr, client_config(&pki, None)).await.unwrap();
     let conn = tls.get_ref().1;
     assert_eq!(
         conn.protocol_version(),

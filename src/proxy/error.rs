@@ -94,16 +94,12 @@ impl RouteError {
 
     pub fn response(&self, max_headers_kb: u32, max_err_kb: u32) -> Response<RespBody> {
         let msg = self.to_string();
-        let mut enc = urlencode(&msg);
-        truncate(&mut enc, max_headers_kb as usize * 1024);
-        let mut body = msg;
+        let mut body = msg.clone();
         truncate(&mut body, max_err_kb as usize * 1024);
         let mut r = Response::new(RespBody::text(body));
         *r.status_mut() = self.status();
         let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&enc) {
-            h.insert(L5D_ERR, v);
-        }
+        set_l5d_err(h, &msg, max_headers_kb);
         h.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -153,8 +149,6 @@ impl RouteError {
     /// `grpc-message` percent-encoded and cut to `maxHeadersKB`), and `l5d-err`.
     pub fn grpc_response(&self, max_headers_kb: u32) -> Response<RespBody> {
         let msg = self.to_string();
-        let mut enc = urlencode(&msg);
-        truncate(&mut enc, max_headers_kb as usize * 1024);
         let mut gm = grpc_encode(&msg);
         truncate(&mut gm, max_headers_kb as usize * 1024);
         let mut r = Response::new(RespBody::empty());
@@ -167,10 +161,17 @@ impl RouteError {
         if let Ok(v) = HeaderValue::from_str(&gm) {
             h.insert(GRPC_MESSAGE, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&enc) {
-            h.insert(L5D_ERR, v);
-        }
+        set_l5d_err(h, &msg, max_headers_kb);
         r
+    }
+}
+
+/// `l5d-err`: the message URL-encoded, cut to `maxHeadersKB`.
+fn set_l5d_err(h: &mut http::HeaderMap, msg: &str, max_headers_kb: u32) {
+    let mut enc = urlencode(msg);
+    truncate(&mut enc, max_headers_kb as usize * 1024);
+    if let Ok(v) = HeaderValue::from_str(&enc) {
+        h.insert(L5D_ERR, v);
     }
 }
 

@@ -666,14 +666,7 @@ fn prepare_request(
         // HTTP/2 to endpoints: the authority goes in `:authority` (from Host), not a header.
         parts.version = http::Version::HTTP_2;
         let host = h.remove(http::header::HOST);
-        let pq = match rewrite_uri {
-            Some(u) => u.to_string(),
-            None => parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into()),
-        };
+        let pq = forwarded_target(&parts.uri, rewrite_uri);
         let authority = host
             .as_ref()
             .and_then(|v| v.to_str().ok())
@@ -691,14 +684,7 @@ fn prepare_request(
     // Endpoints are spoken to in HTTP/1.1 (pooled, keep-alive), whatever the client used.
     parts.version = http::Version::HTTP_11;
     // Forward in origin form; an absolute-form URI keeps its authority in Host.
-    let pq = match rewrite_uri {
-        Some(u) => u.to_string(),
-        None => parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
-    };
+    let pq = forwarded_target(&parts.uri, rewrite_uri);
     if let Some(auth) = parts.uri.authority().cloned() {
         if !h.contains_key(http::header::HOST) {
             if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
@@ -708,6 +694,17 @@ fn prepare_request(
     }
     if let Ok(u) = pq.parse() {
         parts.uri = u;
+    }
+}
+
+/// The path and query to forward: an identifier's rewrite, else the request's own.
+fn forwarded_target(uri: &http::Uri, rewrite_uri: Option<&str>) -> String {
+    match rewrite_uri {
+        Some(u) => u.to_string(),
+        None => uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
     }
 }
 

@@ -267,21 +267,36 @@ macro_rules! until_drained {
     }};
 }
 
-async fn serve_http1<S>(
+/// What a connection serves its requests with.
+trait ProxyService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<RespBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> ProxyService for S where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<RespBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
+async fn serve_http1<S: ProxyService>(
     ctx: &ServerCtx,
     io: Io,
     svc: S,
     drain: &mut watch::Receiver<bool>,
     peer: SocketAddr,
-) where
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<RespBody>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     until_drained!(
         http1::Builder::new()
             .keep_alive(true)
@@ -295,21 +310,13 @@ async fn serve_http1<S>(
     )
 }
 
-async fn serve_h2<S>(
+async fn serve_h2<S: ProxyService>(
     ctx: &ServerCtx,
     io: Io,
     svc: S,
     drain: &mut watch::Receiver<bool>,
     peer: SocketAddr,
-) where
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<RespBody>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     b.http1()

@@ -402,6 +402,31 @@ async fn watch_roots<T: ?Sized + Send + Sync + 'static>(
     }
 }
 
+/// The handshake-signature methods of a verifier wrapper, delegated to `self.0.current()`.
+macro_rules! delegate_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.current().verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.current().verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.current().supported_verify_schemes()
+        }
+    };
+}
+
 /// A server's client-certificate check that follows its CA file. It sends no CA hints (they
 /// would have to outlive a reload); clients present the certificate they have.
 #[derive(Debug)]
@@ -427,25 +452,7 @@ impl ClientCertVerifier for ClientVerifier {
             .current()
             .verify_client_cert(end_entity, intermediates, now)
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 /// A client's server-certificate check that follows its trust files.
@@ -465,25 +472,7 @@ impl ServerCertVerifier for ServerVerifier {
             .current()
             .verify_server_cert(end_entity, intermediates, name, ocsp, now)
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 /// A server's TLS: its certificate (reloading), optional client authentication, ALPN.
