@@ -157,7 +157,10 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         for s in &r.servers {
             let alpn: &[&[u8]] = match r.protocol {
                 crate::config::model::Protocol::Http1 => &[crate::transport::ALPN_HTTP11],
-                crate::config::model::Protocol::H2 => &[crate::transport::ALPN_H2],
+                // HTTP/1.1 clients of an h2 router are served too (the server detects which).
+                crate::config::model::Protocol::H2 => {
+                    &[crate::transport::ALPN_H2, crate::transport::ALPN_HTTP11]
+                }
             };
             let tls = match &s.config.tls {
                 Some(t) if t.enabled != Some(false) => Some(Arc::new(

@@ -237,3 +237,49 @@ async fn zookeeper_serverset_register_route_deregister() {
     eventually(async || get(p.addr, "web", "/", &[]).await.status == 502).await;
     zkcli(format!("deleteall {root}\n")).await;
 }
+
+#[path = "support/h2.rs"]
+mod h2s;
+
+#[tokio::test]
+async fn consul_set_host_on_an_h2_router_sets_the_authority() {
+    let Some(c) = env("SWITCHBOARD_CONSUL") else {
+        return;
+    };
+    let backend = h2s::h2_backend().await;
+    let svc = format!("grpc{}", fastrand::u32(..));
+    let (host, port) = c.split_once(':').unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nnamers:\n- kind: io.l5d.consul\n  host: {host}\n  port: {port}\n  setHost: true\nrouters:\n- protocol: h2\n  dtab: /svc => /#/io.l5d.consul/dc1;\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let disco = Disco::new();
+    let p = proxy(&cfg, &disco.path()).await;
+    consul_put(
+        &c,
+        "/v1/agent/service/register",
+        &format!(
+            r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{}}}"#,
+            backend.port()
+        ),
+    )
+    .await;
+    let mut client = h2s::h2_client(p.addr).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let r = client
+            .send_request(h2s::grpc_req(&svc, "/echo.Echo/Unary", h2s::full("x")))
+            .await
+            .unwrap();
+        if let Some(v) = r.headers().get("x-seen") {
+            break v.to_str().unwrap().to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never routed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The endpoint's authority goes in :authority; no separate Host header contradicts it.
+    assert!(
+        seen.starts_with(&format!("authority={svc}.service.dc1.consul ")),
+        "{seen}"
+    );
+    consul_put(&c, &format!("/v1/agent/service/deregister/{svc}-1"), "").await;
+}

@@ -277,6 +277,26 @@ async fn unary_calls_failing_in_trailers_are_retried_with_their_body() {
     assert_eq!(m["rt/h2/service/svc/echo/retries/total"], 1);
     // The failed attempt counts as a failure of the client.
     assert_eq!(m["rt/h2/client/#/io.l5d.fs/echo/failures"], 1);
+
+    // The same with a streamed body and no Content-Length (as gRPC clients send): the retry
+    // carries the whole body again, never an empty one.
+    let (p, _d) = world(GRPC_RETRIES).await;
+    let mut c = h2_client(p.addr).await;
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        tx.send(Ok(Frame::data(Bytes::from_static(b"pay"))))
+            .await
+            .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"load"))))
+            .await
+            .unwrap();
+    });
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Flaky", body))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-attempt"], "1");
+    assert_eq!(read_all(r).await.0, "payload");
 }
 
 #[tokio::test]
@@ -481,4 +501,34 @@ async fn grpc_failures_in_trailers_take_an_endpoint_out() {
             "delay {delay} ms"
         );
     }
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_its_preface_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = h2_backend().await;
+    let disco = Disco::new();
+    disco.set("echo", &[format!("127.0.0.1 {}", backend.port())]);
+    let cfg = h2_config("").replace(
+        "servers: [{ip: 127.0.0.1, port: 0}]",
+        "servers: [{ip: 127.0.0.1, port: 0, headerReadTimeoutMs: 300}]",
+    );
+    let p = support::proxy(&cfg, &disco.path()).await;
+    // Part of a preface, then nothing: closed after the header read timeout.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the server closes a connection that stalls before its preface")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // A client that opened properly may stay idle past it (gRPC channels do).
+    let mut c = h2_client(p.addr).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = c
+        .send_request(grpc_req("echo", "/echo.Echo/Unary", full("idle then")))
+        .await
+        .unwrap();
+    assert_eq!(read_all(r).await.0, "idle then");
 }

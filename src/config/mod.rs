@@ -476,6 +476,7 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
             Protocol::Http1 => DEFAULT_HTTP_PORT,
             Protocol::H2 => DEFAULT_H2_PORT,
         });
+        ok &= check_h2_sizes(&sloc, s.max_frame_bytes, s.initial_stream_window_bytes, d);
         if typed == Protocol::Http1 {
             for (key, set) in [
                 ("windowUpdateRatio", s.window_update_ratio.is_some()),
@@ -606,6 +607,30 @@ fn check_server_tls(t: &ServerTls, loc: &Loc, d: &mut Diags) -> bool {
     ok
 }
 
+/// HTTP/2's bounds on frame and window sizes (RFC 9113 sections 6.5.2, 6.9.1).
+fn check_h2_sizes(loc: &Loc, frame: Option<u32>, window: Option<u32>, d: &mut Diags) -> bool {
+    let mut ok = true;
+    if let Some(f) = frame {
+        if !(16_384..=16_777_215).contains(&f) {
+            d.error(
+                &loc.key("maxFrameBytes"),
+                format!("{f} is outside HTTP/2's frame size range (16384 to 16777215)"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(w) = window {
+        if w > 2_147_483_647 {
+            d.error(
+                &loc.key("initialStreamWindowBytes"),
+                format!("{w} is over HTTP/2's largest window (2147483647)"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
 /// The key of a server or client-auth `tls` block a certificate error belongs to.
 fn tls_key_of(e: &crate::transport::tls::TlsError) -> &'static str {
     use crate::transport::tls::TlsError as E;
@@ -648,6 +673,7 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     };
     let mut ok = true;
     for (l, p) in entries {
+        ok &= check_h2_sizes(&l, p.max_frame_bytes, p.initial_stream_window_bytes, d);
         let Some(t) = &p.tls else { continue };
         let tl = l.key("tls");
         if let Some(p) = &t.protocols {

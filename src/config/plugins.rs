@@ -89,6 +89,20 @@ pub struct ConsulNamerParams {
     pub transfer_metadata: Option<bool>,
 }
 
+/// A namer's TLS names one server: its `commonName` takes no `{var}`.
+fn no_template(key: &str, name: Option<&str>) -> Result<(), String> {
+    match name {
+        Some(n) if n.contains('{') || n.contains('}') => Err(nest(
+            key,
+            &format!("`{n}`: a namer's commonName names one server and takes no variables"),
+        )),
+        Some(n) if rustls::pki_types::ServerName::try_from(n).is_err() => {
+            Err(nest(key, &format!("`{n}` is not a DNS name or IP address")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Linkerd's default `refreshIntervalSeconds` of `io.l5d.dnssrv`.
 pub const DEFAULT_DNSSRV_REFRESH_SECS: u64 = 5;
 
@@ -144,6 +158,9 @@ impl Family for Namers {
                 "io.l5d.consul",
                 Entry::Supported(|v| {
                     let p = params::<ConsulNamerParams>(v)?;
+                    if let Some(t) = &p.tls {
+                        no_template("tls.commonName", t.common_name.as_deref())?;
+                    }
                     if let Some(m) = &p.consistency_mode {
                         if !matches!(m.as_str(), "default" | "stale" | "consistent") {
                             return Err(nest(
@@ -200,6 +217,15 @@ impl Family for Namers {
                         }
                     }
                     if let Some(t) = &p.tls {
+                        if t.enabled != Some(false) {
+                            if let Some(e) = p.endpoints.iter().find(|e| e.starts_with("http://")) {
+                                return Err(nest(
+                                    "endpoints",
+                                    &format!("`{e}` is plaintext but `tls` is set: write it `https://` or as host:port"),
+                                ));
+                            }
+                        }
+                        no_template("tls.commonName", t.common_name.as_deref())?;
                         if t.disable_validation == Some(true) {
                             return Err(nest(
                                 "tls",

@@ -337,6 +337,18 @@ fn plugin_rows() {
         &svc("    responseClassifier: {kind: io.l5d.h2.grpc.default}\n"),
         Err(&["routers[0].service (io.l5d.global).responseClassifier (io.l5d.h2.grpc.default): `io.l5d.h2.grpc.default` classifies the other protocol's responses; a `http` router takes `io.l5d.http.*` classifiers"]),
     );
+    // HTTP/2 size bounds, on servers and clients.
+    check(
+        "routers:\n- protocol: h2\n  servers: [{maxFrameBytes: 8192, initialStreamWindowBytes: 4294967295}]\n",
+        Err(&[
+            "routers[0].servers[0].maxFrameBytes: 8192 is outside HTTP/2's frame size range (16384 to 16777215)",
+            "routers[0].servers[0].initialStreamWindowBytes: 4294967295 is over HTTP/2's largest window (2147483647)",
+        ]),
+    );
+    check(
+        "routers:\n- protocol: h2\n  client: {maxFrameBytes: 16777216}\n",
+        Err(&["routers[0].client.maxFrameBytes: 16777216 is outside HTTP/2's frame size range (16384 to 16777215)"]),
+    );
     let h2svc = |body: &str| format!("routers:\n- protocol: h2\n  service:\n{body}");
     check(
         &h2svc("    responseClassifier: {kind: io.l5d.h2.grpc.retryableStatusCodes, retryableStatusCodes: [14, 100]}\n"),
@@ -425,6 +437,14 @@ fn namer_rows() {
     check(
         &n("- kind: io.l5d.consul\n  tls: {disableValidation: true}\n"),
         Ok(&[]),
+    );
+    check(
+        &n("- kind: io.l5d.etcd\n  endpoints: [\"http://127.0.0.1:2379\"]\n  tls: {trustCertsBundle: /no/ca.pem}\n"),
+        Err(&["namers[0] (io.l5d.etcd).endpoints: `http://127.0.0.1:2379` is plaintext but `tls` is set"]),
+    );
+    check(
+        &n("- kind: io.l5d.consul\n  tls: {commonName: \"{service}.consul\"}\n"),
+        Err(&["namers[0] (io.l5d.consul).tls.commonName: `{service}.consul`: a namer's commonName names one server and takes no variables"]),
     );
     check(
         &n("- kind: io.l5d.etcd\n  tls: {commonName: etcd.test}\n"),

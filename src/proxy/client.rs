@@ -437,6 +437,18 @@ impl Client {
                 }
             };
             match (&ep.authority, &original_host) {
+                // HTTP/2 carries the authority in `:authority` (the URI), not in Host.
+                (Some(a), _) if self.protocol == Protocol::H2 => {
+                    let prev = req
+                        .uri()
+                        .authority()
+                        .and_then(|x| http::HeaderValue::from_str(x.as_str()).ok());
+                    original_host.get_or_insert(prev);
+                    set_authority(req.uri_mut(), a);
+                }
+                (None, Some(Some(h))) if self.protocol == Protocol::H2 => {
+                    set_authority(req.uri_mut(), h);
+                }
                 (Some(a), _) => {
                     let prev = req.headers_mut().insert(http::header::HOST, a.clone());
                     original_host.get_or_insert(prev);
@@ -505,6 +517,22 @@ impl Client {
             }
         }
         Err(last_err.unwrap_or_else(|| RouteError::Upstream("no endpoint answered".into())))
+    }
+}
+
+/// Replaces a URI's authority (an HTTP/2 request's `:authority`); a value that is not an
+/// authority leaves the URI as it is.
+fn set_authority(uri: &mut http::Uri, a: &http::HeaderValue) {
+    let Ok(auth) = http::uri::Authority::try_from(a.as_bytes()) else {
+        return;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(auth);
+    if parts.scheme.is_none() {
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+    }
+    if let Ok(u) = http::Uri::from_parts(parts) {
+        *uri = u;
     }
 }
 

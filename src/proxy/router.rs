@@ -165,7 +165,11 @@ impl Router {
         let start = Instant::now();
 
         // Requests without a body can be sent again; the others stream once.
-        let retryable_req = !has_body(&req);
+        // hyper knows the framing: a request whose body has already ended (HTTP/2 END_STREAM on
+        // its headers, HTTP/1 no body or `Content-Length: 0`). HTTP/2 clients (gRPC) send
+        // bodies without `Content-Length`, so the headers alone cannot tell.
+        let retryable_req = http_body::Body::is_end_stream(req.body())
+            || (req.version() < http::Version::HTTP_2 && !has_body(&req));
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -270,16 +274,25 @@ impl Router {
                                 client.observe(&ep, !failure);
                             } else {
                                 // A longer stream: its trailers decide, when they come.
-                                let (c, p, m) =
-                                    (Arc::clone(&client), Arc::clone(&policy), method.clone());
-                                resp.body_mut().set_on_end(OnEnd(Box::new(move |end| {
-                                    let ok = match end {
-                                        Ending::Trailers(t) => !p.classify_trailers(&m, t).0,
-                                        Ending::Eos => true,
-                                        Ending::Error => false,
-                                    };
-                                    c.observe(&ep, ok);
-                                })));
+                                let (c, p, m, e) = (
+                                    Arc::clone(&client),
+                                    Arc::clone(&policy),
+                                    method.clone(),
+                                    Arc::clone(&ep),
+                                );
+                                let watched =
+                                    resp.body_mut().set_on_end(OnEnd(Box::new(move |end| {
+                                        let ok = match end {
+                                            Ending::Trailers(t) => !p.classify_trailers(&m, t).0,
+                                            Ending::Eos => true,
+                                            Ending::Error => false,
+                                        };
+                                        c.observe(&e, ok);
+                                    })));
+                                // Not an endpoint body any more: it failed while read ahead.
+                                if !watched {
+                                    client.observe(&ep, false);
+                                }
                             }
                         }
                         client

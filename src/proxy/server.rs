@@ -345,7 +345,106 @@ async fn serve_h2<S: ProxyService>(
     // ALPN `h2` over TLS: HTTP/2 only.
     let h2_only = io.alpn() == Some(crate::transport::ALPN_H2);
     let b = if h2_only { b.http2_only() } else { b };
-    until_drained!(b.serve_connection(TokioIo::new(io), svc), drain, peer)
+    // Neither hyper-util's protocol detection nor the h2 handshake has a timer: a client that
+    // sends less than the preface and a SETTINGS frame header within `headerReadTimeout` is
+    // closed, as an HTTP/1 client that sends no head is.
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let io = CountReads {
+        io,
+        read: Arc::clone(&read),
+    };
+    // A request received counts as a live client too (a short HTTP/1 one on an h2 router).
+    let svc = MarkRequests {
+        inner: svc,
+        seen: Arc::clone(&read),
+    };
+    let wait = ctx.settings.header_read_timeout;
+    let stalled = async move {
+        tokio::time::sleep(wait).await;
+        if read.load(std::sync::atomic::Ordering::Relaxed) >= H2_OPENING_BYTES {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = async { until_drained!(b.serve_connection(TokioIo::new(io), svc), drain, peer) } => {}
+        _ = stalled => tracing::debug!(%peer, "no HTTP/2 preface in time; connection closed"),
+    }
+}
+
+/// The client preface (24 bytes) and a frame header (9): what a live HTTP/2 client sends first.
+const H2_OPENING_BYTES: usize = 24 + 9;
+
+/// A service that marks the connection live once a request reaches it.
+struct MarkRequests<S> {
+    inner: S,
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: hyper::service::Service<Request<Incoming>>> hyper::service::Service<Request<Incoming>>
+    for MarkRequests<S>
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn call(&self, req: Request<Incoming>) -> S::Future {
+        self.seen
+            .fetch_max(H2_OPENING_BYTES, std::sync::atomic::Ordering::Relaxed);
+        self.inner.call(req)
+    }
+}
+
+/// An `Io` counting the bytes read from it.
+struct CountReads {
+    io: Io,
+    read: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for CountReads {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        b: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, b)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 async fn handle(

@@ -342,6 +342,8 @@ pub enum Error {
     },
     #[error("no etcd endpoint configured")]
     NoEndpoint,
+    #[error("etcd endpoint {endpoint} is plaintext (http://) but TLS is configured")]
+    Plaintext { endpoint: String },
     #[error("cannot connect to etcd at {endpoint}: {source}")]
     Connect {
         endpoint: String,
@@ -454,6 +456,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 fn endpoint(e: &str, opts: &ConnectOptions) -> Result<Endpoint, Error> {
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    if opts.tls.is_some() && e.starts_with("http://") {
+        // Never plaintext when TLS was asked for.
+        return Err(Error::Plaintext {
+            endpoint: e.to_string(),
+        });
+    }
     let uri = if e.contains("://") {
         e.to_string()
     } else {
