@@ -530,8 +530,14 @@ async fn delegate(
         Ok(d) => d,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}")),
     };
-    match st
-        .interp
+    // The namespace's router explains with its own interpreter (its transformers included).
+    let interp = namespace
+        .as_ref()
+        .and_then(|ns| st.routers.iter().find(|r| &r.label == ns))
+        .or_else(|| st.routers.first())
+        .map(|r| Arc::clone(r.binder.interpreter()))
+        .unwrap_or_else(|| Arc::clone(&st.interp));
+    match interp
         .delegate_settled(&dtab, &path, DELEGATOR_TIMEOUT)
         .await
     {

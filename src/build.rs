@@ -168,10 +168,56 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
             ))
         }
     };
+    let namer: Arc<dyn Namer> = if n.transformers.is_empty() {
+        namer
+    } else {
+        let ts = transformers(&n.transformers).map_err(fail)?;
+        Arc::new(switchboard_namer_core::transform::TransformingNamer::new(
+            namer, ts,
+        ))
+    };
     Ok(ConfiguredNamer {
         prefix: n.prefix.clone(),
         namer,
     })
+}
+
+/// Builds transformers from config: `io.l5d.localhost` reads this host's interface addresses
+/// (once, as Linkerd does), `io.l5d.specificHost` resolves its host once.
+pub fn transformers(
+    list: &[crate::config::registry::Plugin<crate::config::plugins::Transformers>],
+) -> Result<Vec<switchboard_namer_core::transform::Transformer>, String> {
+    use crate::config::plugins::TransformerParams as P;
+    use switchboard_namer_core::transform::{Kind, Transformer};
+    list.iter()
+        .map(|t| {
+            let prefix = switchboard_namer_core::Path::read(&t.value.prefix)
+                .map_err(|e| format!("{}: prefix: {e}", t.kind))?;
+            let kind = match &t.value.kind {
+                P::Port(p) => Kind::Port(*p),
+                P::Localhost => Kind::Only(local_ips().map_err(|e| format!("{}: {e}", t.kind))?),
+                P::SpecificHost(h) => {
+                    use std::net::ToSocketAddrs;
+                    let ips: Vec<std::net::IpAddr> = match h.parse::<std::net::IpAddr>() {
+                        Ok(ip) => vec![ip],
+                        Err(_) => (h.as_str(), 0)
+                            .to_socket_addrs()
+                            .map_err(|e| format!("{}: host `{h}`: {e}", t.kind))?
+                            .map(|a| a.ip())
+                            .collect(),
+                    };
+                    Kind::Only(ips)
+                }
+            };
+            Ok(Transformer::new(&prefix, kind))
+        })
+        .collect()
+}
+
+/// The addresses of this host's interfaces that are up.
+fn local_ips() -> Result<Vec<std::net::IpAddr>, String> {
+    let ifs = if_addrs::get_if_addrs().map_err(|e| format!("listing interfaces: {e}"))?;
+    Ok(ifs.into_iter().map(|i| i.ip()).collect())
 }
 
 /// The default interpreter over every configured namer, in declaration order.

@@ -386,7 +386,24 @@ fn resolve(r: Resolve, delegate: bool) -> anyhow::Result<String> {
     let timeout = Duration::from_millis(r.timeout);
     rt.block_on(async move {
         let interp: Arc<DefaultInterpreter> = match &cfg {
-            Some(c) => build::interpreter(c)?,
+            Some(c) => {
+                let i = build::interpreter(c)?;
+                // The chosen router's interpreter transformers apply, as they do when it runs.
+                let chosen = match &r.router {
+                    Some(l) => c.routers.iter().find(|rt| &rt.label == l),
+                    None => c.routers.first(),
+                };
+                match chosen.map(|rt| &rt.interpreter) {
+                    Some(config::plugins::InterpreterKind::Default(p))
+                        if !p.transformers.is_empty() =>
+                    {
+                        i.with_transformers(
+                            build::transformers(&p.transformers).map_err(|e| anyhow!("{e}"))?,
+                        )
+                    }
+                    _ => i,
+                }
+            }
             None => DefaultInterpreter::new(Vec::new()),
         };
         if delegate {

@@ -267,11 +267,52 @@ impl Family for Namers {
 // ---------------------------------------------------------------------------------------------
 // Transformers
 
-/// A name-tree transformer (section 1.11). None runs yet.
+/// A name-tree transformer (section 1.11), with the prefix its ids get (after `/%`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum TransformerKind {}
+pub struct TransformerKind {
+    pub prefix: String,
+    pub kind: TransformerParams,
+}
 
-const TRANSFORMERS_LATER: &str = "name-tree transformers are not built yet";
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransformerParams {
+    /// `io.l5d.port`: every address gets `port`.
+    Port(u16),
+    /// `io.l5d.localhost`: only this host's own addresses (its interfaces').
+    Localhost,
+    /// `io.l5d.specificHost`: only the addresses of `host`.
+    SpecificHost(String),
+}
+
+const TRANSFORMERS_LATER: &str =
+    "it binds a path through the interpreter, and Switchboard's transformers do not bind yet";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortTransformerParams {
+    port: u16,
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefixOnlyParams {
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecificHostParams {
+    host: String,
+    prefix: Option<String>,
+}
+
+/// A transformer's `prefix`, checked as a path, or its default.
+fn transformer_prefix(p: Option<String>, default: String) -> Result<String, String> {
+    let p = p.unwrap_or(default);
+    switchboard_namer_core::Path::read(&p).map_err(|e| nest("prefix", &e.to_string()))?;
+    Ok(p)
+}
 
 pub struct Transformers;
 impl Family for Transformers {
@@ -279,9 +320,42 @@ impl Family for Transformers {
     const NAME: &'static str = "transformer";
     fn kinds() -> &'static [(&'static str, Entry<TransformerKind>)] {
         &[
-            ("io.l5d.localhost", Entry::NotYet(TRANSFORMERS_LATER)),
-            ("io.l5d.specificHost", Entry::NotYet(TRANSFORMERS_LATER)),
-            ("io.l5d.port", Entry::NotYet(TRANSFORMERS_LATER)),
+            (
+                "io.l5d.localhost",
+                Entry::Supported(|v| {
+                    let p = params::<PrefixOnlyParams>(v)?;
+                    Ok(TransformerKind {
+                        prefix: transformer_prefix(p.prefix, "/io.l5d.localhost".into())?,
+                        kind: TransformerParams::Localhost,
+                    })
+                }),
+            ),
+            (
+                "io.l5d.specificHost",
+                Entry::Supported(|v| {
+                    let p = params::<SpecificHostParams>(v)?;
+                    if p.host.is_empty() {
+                        return Err(nest("host", "must not be empty"));
+                    }
+                    Ok(TransformerKind {
+                        prefix: transformer_prefix(p.prefix, "/io.l5d.specificHost".into())?,
+                        kind: TransformerParams::SpecificHost(p.host),
+                    })
+                }),
+            ),
+            (
+                "io.l5d.port",
+                Entry::Supported(|v| {
+                    let p = params::<PortTransformerParams>(v)?;
+                    if p.port == 0 {
+                        return Err(nest("port", "must be 1 to 65535"));
+                    }
+                    Ok(TransformerKind {
+                        prefix: transformer_prefix(p.prefix, format!("/io.l5d.port/{}", p.port))?,
+                        kind: TransformerParams::Port(p.port),
+                    })
+                }),
+            ),
             ("io.l5d.replace", Entry::NotYet(TRANSFORMERS_LATER)),
             ("io.l5d.const", Entry::NotYet(TRANSFORMERS_LATER)),
             ("io.l5d.k8s.daemonset", Entry::NotYet(NEEDS_K8S)),

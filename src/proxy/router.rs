@@ -436,6 +436,7 @@ fn resolutions(t: &DelegateTree<Bound>, out: &mut Vec<String>) {
         D::Delegate { tree, .. } => resolutions(tree, out),
         D::Alt { trees, .. } => trees.iter().for_each(|t| resolutions(t, out)),
         D::Union { trees, .. } => trees.iter().for_each(|(_, t)| resolutions(t, out)),
+        D::Transformation { tree, .. } => resolutions(tree, out),
     }
 }
 

@@ -58,6 +58,14 @@ pub enum DelegateTree<T> {
         dentry: Dentry,
         trees: Vec<(f64, DelegateTree<T>)>,
     },
+    /// A transformer's step (Linkerd's `DelegateTree.Transformation`): `value` before it, and
+    /// the tree after it (a leaf whose path is the transformed id).
+    Transformation {
+        path: Path,
+        name: String,
+        value: T,
+        tree: Box<DelegateTree<T>>,
+    },
 }
 
 use DelegateTree as D;
@@ -72,7 +80,8 @@ impl<T: Clone> DelegateTree<T> {
             | D::Delegate { path, .. }
             | D::Leaf { path, .. }
             | D::Alt { path, .. }
-            | D::Union { path, .. } => path,
+            | D::Union { path, .. }
+            | D::Transformation { path, .. } => path,
         }
     }
 
@@ -106,6 +115,8 @@ impl<T: Clone> DelegateTree<T> {
                 dentry: d,
                 trees,
             },
+            // A transformation carries no dentry of its own.
+            t @ D::Transformation { .. } => t,
         }
     }
 
@@ -206,7 +217,57 @@ impl<T: Clone> DelegateTree<T> {
             D::Delegate { tree, .. } => tree.for_each_leaf(f),
             D::Alt { trees, .. } => trees.iter().for_each(|t| t.for_each_leaf(f)),
             D::Union { trees, .. } => trees.iter().for_each(|(_, t)| t.for_each_leaf(f)),
+            D::Transformation { tree, .. } => tree.for_each_leaf(f),
             _ => {}
+        })
+    }
+
+    /// Every leaf replaced by `f(path, dentry, value)`.
+    pub fn map_leaves(
+        &self,
+        f: &mut impl FnMut(&Path, &Dentry, &T) -> DelegateTree<T>,
+    ) -> DelegateTree<T> {
+        crate::stack::grow(|| match self {
+            D::Leaf {
+                path,
+                dentry,
+                value,
+            } => f(path, dentry, value),
+            D::Delegate { path, dentry, tree } => D::Delegate {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                tree: Box::new(tree.map_leaves(f)),
+            },
+            D::Alt {
+                path,
+                dentry,
+                trees,
+            } => D::Alt {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                trees: trees.iter().map(|t| t.map_leaves(f)).collect(),
+            },
+            D::Union {
+                path,
+                dentry,
+                trees,
+            } => D::Union {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                trees: trees.iter().map(|(w, t)| (*w, t.map_leaves(f))).collect(),
+            },
+            D::Transformation {
+                path,
+                name,
+                value,
+                tree,
+            } => D::Transformation {
+                path: path.clone(),
+                name: name.clone(),
+                value: value.clone(),
+                tree: Box::new(tree.map_leaves(f)),
+            },
+            other => other.clone(),
         })
     }
 }
@@ -266,9 +327,32 @@ impl DefaultInterpreter {
             budget: &mut budget,
         };
         match d.bind(0, 0, &root) {
-            State::Ok(t) => State::Ok(t.simplified()),
+            State::Ok(t) => State::Ok(self.transform_delegation(t.simplified())),
             other => other,
         }
+    }
+}
+
+impl DefaultInterpreter {
+    /// Each transformer's step shown over every leaf, as Linkerd's
+    /// `DelegatingNameTreeTransformer.transformDelegate` does.
+    fn transform_delegation(&self, mut t: DelegateTree<Bound>) -> DelegateTree<Bound> {
+        for x in self.transformers() {
+            t = t.map_leaves(&mut |path, dentry, value| {
+                let after = x.bound(value);
+                D::Transformation {
+                    path: path.clone(),
+                    name: x.name().to_string(),
+                    value: value.clone(),
+                    tree: Box::new(D::Leaf {
+                        path: after.id.clone(),
+                        dentry: dentry.clone(),
+                        value: after,
+                    }),
+                }
+            });
+        }
+        t
     }
 }
 
@@ -429,6 +513,8 @@ impl Delegation<'_> {
                 State::Failed(e) => State::Failed(e),
             },
             D::Delegate { path, dentry, tree } => wrap(path, dentry, self.bind(depth, next, tree)),
+            // Made only from bound trees, after binding; nothing to bind inside.
+            D::Transformation { tree, .. } => self.bind(depth, next, tree),
             D::Alt {
                 path,
                 dentry,
@@ -601,6 +687,18 @@ fn delegate_json_inner(t: &DelegateTree<Bound>) -> Value {
                     .map(|(w, t)| json!({"weight": w, "tree": delegate_json(t)}))
                     .collect(),
             );
+            m
+        }
+        D::Transformation {
+            path,
+            name,
+            value,
+            tree,
+        } => {
+            let mut m = node("transformation", Some(path.show()), &Dentry::nop());
+            m.insert("name".into(), json!(name));
+            m.insert("bound".into(), bound_json(value, false));
+            m.insert("tree".into(), delegate_json(tree));
             m
         }
     };

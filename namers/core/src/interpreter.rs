@@ -10,6 +10,7 @@ use crate::dtab::Dtab;
 use crate::namer::{path_tree, Bound, Namer};
 use crate::path::Path;
 use crate::system::SystemNamer;
+use crate::transform::{map_var, transform_tree, Transformer};
 use crate::tree::NameTree;
 use crate::var::{Activity, State};
 
@@ -20,11 +21,13 @@ pub struct ConfiguredNamer {
     pub namer: Arc<dyn Namer>,
 }
 
-/// Dtab, then configured namers, then system namers.
+/// Dtab, then configured namers, then system namers; then the interpreter's transformers.
 pub struct DefaultInterpreter {
     /// In precedence order: the last declared first.
     namers: Vec<ConfiguredNamer>,
     system: SystemNamer,
+    /// `interpreter.transformers`, applied in order to every bound tree (and delegation).
+    transformers: Vec<Arc<Transformer>>,
 }
 
 impl DefaultInterpreter {
@@ -34,7 +37,23 @@ impl DefaultInterpreter {
         Arc::new(DefaultInterpreter {
             namers,
             system: SystemNamer::new(),
+            transformers: Vec::new(),
         })
+    }
+
+    /// The same namers with `transformers` applied to what it binds (a router's
+    /// `interpreter.transformers`).
+    pub fn with_transformers(&self, transformers: Vec<Transformer>) -> Arc<DefaultInterpreter> {
+        Arc::new(DefaultInterpreter {
+            namers: self.namers.clone(),
+            system: SystemNamer::new(),
+            transformers: transformers.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    /// The interpreter's transformers, in order.
+    pub fn transformers(&self) -> &[Arc<Transformer>] {
+        &self.transformers
     }
 
     pub fn namers(&self) -> impl Iterator<Item = &ConfiguredNamer> {
@@ -64,13 +83,21 @@ impl DefaultInterpreter {
 
     /// Binds `path` live with `dtab`.
     pub fn bind(self: &Arc<Self>, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
-        bind::bind(
+        let bound = bind::bind(
             Arc::new(DtabLookup {
                 interp: Arc::clone(self),
                 dtab: dtab.clone(),
             }),
             path.clone(),
-        )
+        );
+        if self.transformers.is_empty() {
+            return bound;
+        }
+        let ts = self.transformers.clone();
+        map_var(bound, move |s: &State<NameTree<Bound>>| match s {
+            State::Ok(t) => State::Ok(transform_tree(&ts, t)),
+            other => other.clone(),
+        })
     }
 }
 
@@ -98,7 +125,7 @@ impl DefaultInterpreter {
             interp: Arc::clone(self),
             dtab: dtab.clone(),
         };
-        bind::settle(
+        let (state, settled) = bind::settle(
             |deps| bind::bind_snapshot(&lookup, path, deps),
             |t| {
                 let mut v = Vec::new();
@@ -107,7 +134,13 @@ impl DefaultInterpreter {
             },
             timeout,
         )
-        .await
+        .await;
+        match state {
+            State::Ok(t) if !self.transformers.is_empty() => {
+                (State::Ok(transform_tree(&self.transformers, &t)), settled)
+            }
+            other => (other, settled),
+        }
     }
 
     /// Explains `path` once the tree and its address sets have left Pending, or `timeout`

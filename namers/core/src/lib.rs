@@ -18,6 +18,7 @@ pub mod stack;
 pub mod syntax;
 pub mod system;
 pub mod testing;
+pub mod transform;
 pub mod tree;
 pub mod var;
 
