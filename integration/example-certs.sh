@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the EXAMPLE certificates in config/tls/ that config/mesh-tls.yaml names: a CA, a
-# certificate for the incoming router (`web.mesh.test`, 127.0.0.1) and one for outgoing
+# certificate for the incoming router (`web.mesh.test`, `*.mesh.test`, 127.0.0.1) and one for outgoing
 # routers to present (`linker.mesh.test`), ECDSA P-256, valid for 100 years. They exist so the
 # example loads and runs as shipped; their keys are public, so never use them for anything real.
 #
@@ -23,7 +23,7 @@ leaf() { # name san eku
     -extfile "$1.ext" -out "$1.pem" 2>/dev/null
   rm -f "$1.csr" "$1.ext"
 }
-leaf incoming web.mesh.test "DNS:web.mesh.test,IP:127.0.0.1" serverAuth
+leaf incoming web.mesh.test "DNS:web.mesh.test,DNS:*.mesh.test,IP:127.0.0.1" serverAuth
 leaf outgoing linker.mesh.test "DNS:linker.mesh.test" clientAuth
 rm -f ca.key ca.srl
 echo "wrote $(pwd)/{ca.pem,incoming.pem,incoming.key,outgoing.pem,outgoing.key}"

@@ -463,3 +463,50 @@ async fn endpoint_weights_split_idle_traffic_in_proportion() {
     // Expected 0.75; the bound leaves room for chance (sd about 0.02).
     assert!((0.65..=0.85).contains(&h), "heavy share {h}");
 }
+
+#[tokio::test]
+async fn attempts_that_time_out_are_retried_when_the_classifier_retries() {
+    // An endpoint that accepts and never answers, beside a good one.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let good = backend("good").await;
+    let disco = Disco::new();
+    disco.set(
+        "web",
+        &[
+            format!("127.0.0.1 {silent_port}"),
+            format!("127.0.0.1 {}", good.addr.port()),
+        ],
+    );
+    let client = "  client:\n    requestAttemptTimeoutMs: 200\n    failureAccrual: {kind: none}\n";
+    // Reads retried on a 5XX: every GET is answered by the good endpoint, promptly.
+    let p = proxy(
+        &config(
+            FS_DTAB,
+            &format!("{client}  service:\n    responseClassifier: {{kind: io.l5d.http.retryableRead5XX}}\n"),
+        ),
+        &disco.path(),
+    )
+    .await;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let r = get(p.addr, "web", "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "good"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let m = metrics(p.admin).await;
+    assert!(n(&m, "rt/http/service/svc/web/retries/total") >= 1);
+    // Without a retrying classifier, a timed-out attempt is the answer (503).
+    let p = proxy(&config(FS_DTAB, client), &disco.path()).await;
+    let mut statuses = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        statuses.insert(get(p.addr, "web", "/", &[]).await.status);
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+}

@@ -467,7 +467,7 @@ impl Client {
                     Ok(r) => r,
                     Err(_) => {
                         ep.observe_outcome(false, &self.accrual);
-                        return Err(RouteError::Timeout(format!(
+                        return Err(RouteError::AttemptTimeout(format!(
                             "exceeded {}ms request attempt timeout to {}",
                             t.as_millis(),
                             ep.addr

@@ -44,6 +44,9 @@ pub enum RouteError {
     Connect(String),
     #[error("{0}")]
     Timeout(String),
+    /// One attempt took longer than `requestAttemptTimeoutMs` (another may be tried).
+    #[error("{0}")]
+    AttemptTimeout(String),
     /// Anything else between Switchboard and the endpoint.
     #[error("{0}")]
     Upstream(String),
@@ -75,7 +78,9 @@ impl RouteError {
             | RouteError::BadUpload(_) => StatusCode::BAD_REQUEST,
             RouteError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             RouteError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            RouteError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Timeout(_) | RouteError::AttemptTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RouteError::Overloaded(_) | RouteError::PoolExhausted(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -135,7 +140,7 @@ impl RouteError {
             | RouteError::UriTooLong(_)
             | RouteError::HeadersTooLarge(_) => grpc::INVALID_ARGUMENT,
             RouteError::BadUpload(_) => grpc::INTERNAL,
-            RouteError::Timeout(_) => grpc::DEADLINE_EXCEEDED,
+            RouteError::Timeout(_) | RouteError::AttemptTimeout(_) => grpc::DEADLINE_EXCEEDED,
             RouteError::Overloaded(_) | RouteError::PoolExhausted(_) => grpc::RESOURCE_EXHAUSTED,
             RouteError::NoBrokers(_)
             | RouteError::BindingTimeout(..)

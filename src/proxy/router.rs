@@ -321,10 +321,30 @@ impl Router {
                     }
                     Err(e) => {
                         // Connection failures were already requeued by the client; other
-                        // errors are not retried (Linkerd's `ClassifiedRetries.Default`). A
-                        // broken upload is the client's fault, not the destination's.
+                        // errors are not retried (Linkerd's `ClassifiedRetries.Default`),
+                        // except an attempt that timed out, when the classifier would retry
+                        // a 503 to this request (an endpoint that stopped answering, a cut
+                        // link). A broken upload is the client's fault, not the destination's.
                         if !matches!(e, RouteError::BadUpload(_)) {
                             client.stats.record(None, lat, false);
+                        }
+                        if let RouteError::AttemptTimeout(_) = e {
+                            let retry = policy
+                                .classify(
+                                    &method,
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    &HeaderMap::new(),
+                                )
+                                .1;
+                            if retry
+                                && retryable_req
+                                && retries < MAX_RETRIES_PER_REQUEST
+                                && policy.may_retry()
+                            {
+                                retries += 1;
+                                policy.backoff(retries).await;
+                                continue;
+                            }
                         }
                         policy.per_request.add(retries as u64);
                         return Err(e);
