@@ -392,6 +392,30 @@ impl Client {
             .set(self.endpoints().iter().filter(|e| e.available(t)).count() as i64);
     }
 
+    /// The balancer's pick, avoiding endpoints in `tried` (a few more picks, then any other
+    /// endpoint in rotation); one of them only when nothing else is left.
+    fn pick_untried(
+        &self,
+        eps: &[Arc<Endpoint>],
+        tried: &[Option<SocketAddr>],
+    ) -> Option<Arc<Endpoint>> {
+        let was_tried = |e: &Endpoint| tried.contains(&Some(e.addr));
+        let first = self.balancer.pick(eps)?;
+        if !was_tried(first) {
+            return Some(Arc::clone(first));
+        }
+        for _ in 0..4 {
+            if let Some(e) = self.balancer.pick(eps).filter(|e| !was_tried(e)) {
+                return Some(Arc::clone(e));
+            }
+        }
+        let now = now_ns();
+        eps.iter()
+            .find(|e| !was_tried(e) && e.available(now))
+            .or(Some(first))
+            .map(Arc::clone)
+    }
+
     /// Reports an answer's outcome to failure accrual.
     pub fn observe(&self, ep: &Endpoint, ok: bool) {
         if ep.observe_outcome(ok, &self.accrual) {
@@ -413,13 +437,17 @@ impl Client {
         let mut last_err = None;
         // Set once an attempt rewrote Host, so a requeue can start from the client's own again.
         let mut original_host: Option<Option<http::HeaderValue>> = None;
+        // Endpoints this request could not reach: a requeue goes elsewhere when it can.
+        let mut tried: [Option<SocketAddr>; MAX_REQUEUES] = [None; MAX_REQUEUES];
         for attempt in 0..=MAX_REQUEUES {
-            let Some(ep) = self.balancer.pick(&eps) else {
+            let Some(ep) = self.pick_untried(&eps, &tried) else {
                 return Err(RouteError::NoBrokers(String::new()));
             };
-            let ep = Arc::clone(ep);
             if attempt > 0 {
                 self.requeues.incr();
+            }
+            if attempt < MAX_REQUEUES {
+                tried[attempt] = Some(ep.addr);
             }
             let load = LoadGuard::new(&ep);
             let start = Instant::now();
