@@ -171,7 +171,7 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
     let namer: Arc<dyn Namer> = if n.transformers.is_empty() {
         namer
     } else {
-        let ts = transformers(&n.transformers).map_err(fail)?;
+        let ts = transformers(&n.transformers, None).map_err(fail)?;
         Arc::new(switchboard_namer_core::transform::TransformingNamer::new(
             namer, ts,
         ))
@@ -184,8 +184,13 @@ pub fn namer(n: &NamerConfig) -> Result<ConfiguredNamer, BuildError> {
 
 /// Builds transformers from config: `io.l5d.localhost` reads this host's interface addresses
 /// (once, as Linkerd does), `io.l5d.specificHost` resolves its host once.
+///
+/// `io.l5d.replace` and `io.l5d.const` bind their path through `interp` (the interpreter over
+/// every configured namer, without transformers); where there is none (a namer's
+/// transformers) they are refused.
 pub fn transformers(
     list: &[crate::config::registry::Plugin<crate::config::plugins::Transformers>],
+    interp: Option<&Arc<DefaultInterpreter>>,
 ) -> Result<Vec<switchboard_namer_core::transform::Transformer>, String> {
     use crate::config::plugins::TransformerParams as P;
     use switchboard_namer_core::transform::{Kind, Transformer};
@@ -207,6 +212,21 @@ pub fn transformers(
                             .collect(),
                     };
                     Kind::Only(ips)
+                }
+                P::Replace(p) | P::Const(p) => {
+                    let Some(i) = interp else {
+                        return Err(format!(
+                            "{} binds a path and applies to `interpreter.transformers` only",
+                            t.kind
+                        ));
+                    };
+                    let path = switchboard_namer_core::Path::read(p)
+                        .map_err(|e| format!("{}: path: {e}", t.kind))?;
+                    if matches!(t.value.kind, P::Replace(_)) {
+                        Kind::Replace(path, Arc::clone(i))
+                    } else {
+                        Kind::Const(path, Arc::clone(i))
+                    }
                 }
             };
             Ok(Transformer::new(&prefix, kind))

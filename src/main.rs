@@ -398,7 +398,8 @@ fn resolve(r: Resolve, delegate: bool) -> anyhow::Result<String> {
                         if !p.transformers.is_empty() =>
                     {
                         i.with_transformers(
-                            build::transformers(&p.transformers).map_err(|e| anyhow!("{e}"))?,
+                            build::transformers(&p.transformers, Some(&i))
+                                .map_err(|e| anyhow!("{e}"))?,
                         )
                     }
                     _ => i,

@@ -75,7 +75,7 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
             Arc::clone(&interp)
         } else {
             interp.with_transformers(
-                build::transformers(&ip.transformers)
+                build::transformers(&ip.transformers, Some(&interp))
                     .map_err(|e| anyhow::anyhow!("router {}: interpreter: {e}", r.label))?,
             )
         };

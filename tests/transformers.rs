@@ -146,3 +146,53 @@ async fn churn_flows_through_a_transformer_without_a_new_client() {
     let m = metrics(p.admin).await;
     assert_eq!(m["rt/http/bindcache/client/misses"], 1);
 }
+
+#[tokio::test]
+async fn replace_and_const_bind_their_own_path() {
+    let (web, other) = (backend("web").await, backend("other").await);
+    let disco = Disco::new();
+    disco.set_backends("web", &[&web]);
+    disco.set_backends("other", &[&other]);
+    // io.l5d.replace: every bound leaf becomes /#/io.l5d.fs/other; a Neg name stays Neg.
+    let p = proxy(
+        &cfg(
+            "",
+            "  interpreter:\n    kind: default\n    transformers: [{kind: io.l5d.replace, path: /#/io.l5d.fs/other}]\n",
+        ),
+        &disco.path(),
+    )
+    .await;
+    let r = get(p.addr, "web", "/echo", &[]).await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["backend"], "other");
+    assert_eq!(
+        v["headers"]["l5d-dst-client"],
+        "/%/io.l5d.replace/#/io.l5d.fs/other"
+    );
+    assert_eq!(get(p.addr, "nothing", "/", &[]).await.status, 502);
+    // io.l5d.const: whatever the name binds to, even Neg.
+    let p = proxy(
+        &cfg(
+            "",
+            "  interpreter:\n    kind: default\n    transformers: [{kind: io.l5d.const, path: /#/io.l5d.fs/other}]\n",
+        ),
+        &disco.path(),
+    )
+    .await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "other");
+    assert_eq!(get(p.addr, "nothing", "/", &[]).await.body, "other");
+    // On a namer they are refused where they are written.
+    let e = switchboard::config::load(
+        &cfg("  transformers: [{kind: io.l5d.const, path: /a}]\n", "")
+            .replace("{disco}", &disco.path().display().to_string()),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains(
+            "namers[0] (io.l5d.fs).transformers[0] (io.l5d.const): `io.l5d.const` binds a path"
+        ),
+        "{e}"
+    );
+}

@@ -302,6 +302,27 @@ fn decode_namer(v: &Value, loc: &Loc, d: &mut Diags) -> Option<NamerConfig> {
         | NamerKind::Serversets(_)
         | NamerKind::ZkLeader(_) => {}
     }
+    let mut ok = true;
+    for (i, t) in common.transformers.iter().enumerate() {
+        use plugins::TransformerParams as P;
+        if matches!(t.value.kind, P::Replace(_) | P::Const(_)) {
+            d.error(
+                &loc.kind(plugin.kind)
+                    .key("transformers")
+                    .idx(i)
+                    .kind(t.kind),
+                format!(
+                    "`{}` binds a path through the interpreter: it applies to a router's \
+                     `interpreter.transformers`, not to a namer",
+                    t.kind
+                ),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
     Some(NamerConfig {
         kind: plugin.kind,
         prefix,

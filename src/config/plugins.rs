@@ -282,10 +282,31 @@ pub enum TransformerParams {
     Localhost,
     /// `io.l5d.specificHost`: only the addresses of `host`.
     SpecificHost(String),
+    /// `io.l5d.replace`: every leaf replaced by `path`, bound (interpreter only).
+    Replace(String),
+    /// `io.l5d.const`: the tree replaced by `path`, bound (interpreter only).
+    Const(String),
 }
 
-const TRANSFORMERS_LATER: &str =
-    "it binds a path through the interpreter, and Switchboard's transformers do not bind yet";
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathTransformerParams {
+    path: String,
+    prefix: Option<String>,
+}
+
+fn path_transformer(
+    v: serde_json::Value,
+    default: &str,
+    mk: fn(String) -> TransformerParams,
+) -> Result<TransformerKind, String> {
+    let p = params::<PathTransformerParams>(v)?;
+    switchboard_namer_core::Path::read(&p.path).map_err(|e| nest("path", &e.to_string()))?;
+    Ok(TransformerKind {
+        prefix: transformer_prefix(p.prefix, default.into())?,
+        kind: mk(p.path),
+    })
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,8 +377,18 @@ impl Family for Transformers {
                     })
                 }),
             ),
-            ("io.l5d.replace", Entry::NotYet(TRANSFORMERS_LATER)),
-            ("io.l5d.const", Entry::NotYet(TRANSFORMERS_LATER)),
+            (
+                "io.l5d.replace",
+                Entry::Supported(|v| {
+                    path_transformer(v, "/io.l5d.replace", TransformerParams::Replace)
+                }),
+            ),
+            (
+                "io.l5d.const",
+                Entry::Supported(|v| {
+                    path_transformer(v, "/io.l5d.const", TransformerParams::Const)
+                }),
+            ),
             ("io.l5d.k8s.daemonset", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.localnode", Entry::NotYet(NEEDS_K8S)),
         ]

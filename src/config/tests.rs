@@ -387,8 +387,8 @@ fn plugin_rows() {
             "(io.l5d.localhost).prefix: ",
         ),
         (
-            "{kind: io.l5d.replace, path: /a}",
-            "(io.l5d.replace): transformer kind `io.l5d.replace` is not supported yet",
+            "{kind: io.l5d.replace}",
+            "(io.l5d.replace): missing field `path`",
         ),
         (
             "{kind: io.l5d.k8s.daemonset}",

@@ -337,7 +337,8 @@ impl DefaultInterpreter {
     /// Each transformer's step shown over every leaf, as Linkerd's
     /// `DelegatingNameTreeTransformer.transformDelegate` does.
     fn transform_delegation(&self, mut t: DelegateTree<Bound>) -> DelegateTree<Bound> {
-        for x in self.transformers() {
+        // Only per-leaf transformers show (Linkerd's delegating ones).
+        for x in self.transformers().iter().filter(|x| x.per_leaf()) {
             t = t.map_leaves(&mut |path, dentry, value| {
                 let after = x.bound(value);
                 D::Transformation {

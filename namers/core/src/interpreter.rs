@@ -10,7 +10,7 @@ use crate::dtab::Dtab;
 use crate::namer::{path_tree, Bound, Namer};
 use crate::path::Path;
 use crate::system::SystemNamer;
-use crate::transform::{map_var, transform_tree, Transformer};
+use crate::transform::Transformer;
 use crate::tree::NameTree;
 use crate::var::{Activity, State};
 
@@ -90,14 +90,7 @@ impl DefaultInterpreter {
             }),
             path.clone(),
         );
-        if self.transformers.is_empty() {
-            return bound;
-        }
-        let ts = self.transformers.clone();
-        map_var(bound, move |s: &State<NameTree<Bound>>| match s {
-            State::Ok(t) => State::Ok(transform_tree(&ts, t)),
-            other => other.clone(),
-        })
+        self.transformers.iter().fold(bound, |b, t| t.apply(b))
     }
 }
 
@@ -135,12 +128,11 @@ impl DefaultInterpreter {
             timeout,
         )
         .await;
-        match state {
-            State::Ok(t) if !self.transformers.is_empty() => {
-                (State::Ok(transform_tree(&self.transformers, &t)), settled)
-            }
-            other => (other, settled),
+        let mut state = state;
+        for t in &self.transformers {
+            state = Box::pin(t.apply_settled(state, timeout)).await;
         }
+        (state, settled)
     }
 
     /// Explains `path` once the tree and its address sets have left Pending, or `timeout`

@@ -11,22 +11,39 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::addr::Addr;
+use crate::dtab::Dtab;
+use crate::interpreter::DefaultInterpreter;
 use crate::namer::{Bound, Name, Namer};
 use crate::path::Path;
 use crate::tree::NameTree;
 use crate::var::{Activity, State, Updater, Var};
 
 /// What a transformer does to each bound name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub enum Kind {
     /// `io.l5d.port`: every address gets this port.
     Port(u16),
     /// `io.l5d.localhost` / `io.l5d.specificHost`: only addresses with one of these IPs.
     Only(Vec<IpAddr>),
+    /// `io.l5d.replace`: every leaf replaced by `path` bound through `interp` (empty dtab).
+    Replace(Path, Arc<DefaultInterpreter>),
+    /// `io.l5d.const`: the whole tree replaced by `path` bound through `interp`.
+    Const(Path, Arc<DefaultInterpreter>),
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Port(p) => write!(f, "Port({p})"),
+            Kind::Only(ips) => write!(f, "Only({ips:?})"),
+            Kind::Replace(p, _) => write!(f, "Replace({p})"),
+            Kind::Const(p, _) => write!(f, "Const({p})"),
+        }
+    }
 }
 
 /// One transformer: its kind and the prefix its ids get (`/%` included).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Transformer {
     pub prefix: Path,
     pub kind: Kind,
@@ -46,6 +63,82 @@ impl Transformer {
         match self.kind {
             Kind::Port(_) => "PortTransformer",
             Kind::Only(_) => "SubnetLocalTransformer",
+            Kind::Replace(..) => "ReplaceTransformer",
+            Kind::Const(..) => "ConstTransformer",
+        }
+    }
+
+    /// Whether it maps each bound name on its own (and so shows in delegation trees); the
+    /// others bind a path of their own (Linkerd's non-delegating transformers).
+    pub fn per_leaf(&self) -> bool {
+        matches!(self.kind, Kind::Port(_) | Kind::Only(_))
+    }
+
+    /// The replacement of `io.l5d.replace` / `io.l5d.const`: `path` bound with an empty dtab,
+    /// its ids `prefix ++ path`.
+    fn replacement(&self) -> Option<Activity<NameTree<Bound>>> {
+        let (Kind::Replace(path, interp) | Kind::Const(path, interp)) = &self.kind else {
+            return None;
+        };
+        let id = self.prefix.concat(path);
+        Some(map_var(
+            interp.bind(&Dtab::empty(), path),
+            move |s: &State<NameTree<Bound>>| match s {
+                State::Ok(t) => State::Ok(t.map(&mut |b: &Bound| Bound {
+                    id: id.clone(),
+                    ..b.clone()
+                })),
+                other => other.clone(),
+            },
+        ))
+    }
+
+    /// The transformer applied to a live binding.
+    pub fn apply(self: &Arc<Self>, input: Activity<NameTree<Bound>>) -> Activity<NameTree<Bound>> {
+        match &self.kind {
+            Kind::Port(_) | Kind::Only(_) => {
+                let t = Arc::clone(self);
+                map_var(input, move |s: &State<NameTree<Bound>>| match s {
+                    State::Ok(tree) => State::Ok(t.tree(tree)),
+                    other => other.clone(),
+                })
+            }
+            Kind::Const(..) => self.replacement().unwrap_or(input),
+            Kind::Replace(..) => match self.replacement() {
+                Some(rep) => map2_var(input, rep, |i, r| combine_replace(i, r)),
+                None => input,
+            },
+        }
+    }
+
+    /// The transformer applied to one settled tree (`dtab bind`): the replacement of
+    /// `io.l5d.replace` / `io.l5d.const` is settled in turn.
+    pub async fn apply_settled(
+        &self,
+        input: State<NameTree<Bound>>,
+        timeout: std::time::Duration,
+    ) -> State<NameTree<Bound>> {
+        match &self.kind {
+            Kind::Port(_) | Kind::Only(_) => match input {
+                State::Ok(t) => State::Ok(Arc::new(self.clone()).tree(&t)),
+                other => other,
+            },
+            Kind::Replace(path, interp) | Kind::Const(path, interp) => {
+                let (rep, _) = interp.bind_settled(&Dtab::empty(), path, timeout).await;
+                let id = self.prefix.concat(path);
+                let rep = match rep {
+                    State::Ok(t) => State::Ok(t.map(&mut |b: &Bound| Bound {
+                        id: id.clone(),
+                        ..b.clone()
+                    })),
+                    other => other,
+                };
+                if matches!(self.kind, Kind::Const(..)) {
+                    rep
+                } else {
+                    combine_replace(&input, &rep)
+                }
+            }
         }
     }
 
@@ -102,9 +195,77 @@ impl Transformer {
     }
 }
 
-/// Applies `ts` in order to every leaf.
+/// Applies the per-leaf transformers of `ts` in order to every leaf (the others bind paths of
+/// their own: see [`Transformer::apply`]).
 pub fn transform_tree(ts: &[Arc<Transformer>], t: &NameTree<Bound>) -> NameTree<Bound> {
-    ts.iter().fold(t.clone(), |t, x| x.tree(&t))
+    ts.iter()
+        .filter(|x| x.per_leaf())
+        .fold(t.clone(), |t, x| x.tree(&t))
+}
+
+/// `io.l5d.replace`: every leaf of the input replaced by the replacement tree; Neg, Empty and
+/// Fail kept. Pending or failed on either side is that state.
+fn combine_replace(
+    input: &State<NameTree<Bound>>,
+    rep: &State<NameTree<Bound>>,
+) -> State<NameTree<Bound>> {
+    match (input, rep) {
+        (State::Failed(e), _) | (_, State::Failed(e)) => State::Failed(e.clone()),
+        (State::Pending, _) | (_, State::Pending) => State::Pending,
+        (State::Ok(t), State::Ok(r)) => State::Ok(replace_leaves(t, r)),
+    }
+}
+
+fn replace_leaves(t: &NameTree<Bound>, r: &NameTree<Bound>) -> NameTree<Bound> {
+    crate::stack::grow(|| match t {
+        NameTree::Leaf(_) => r.clone(),
+        NameTree::Alt(ts) => NameTree::Alt(ts.iter().map(|t| replace_leaves(t, r)).collect()),
+        NameTree::Union(ws) => NameTree::Union(
+            ws.iter()
+                .map(|w| crate::tree::Weighted {
+                    weight: w.weight,
+                    tree: replace_leaves(&w.tree, r),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    })
+}
+
+/// A `Var` that follows `a` and `b` through `f` (see [`map_var`]).
+pub fn map2_var<A, B, U>(
+    mut a: Var<A>,
+    mut b: Var<B>,
+    f: impl Fn(&A, &B) -> U + Send + 'static,
+) -> Var<U>
+where
+    A: Clone + Send + Sync + 'static,
+    B: Clone + Send + Sync + 'static,
+    U: Clone + PartialEq + Send + Sync + 'static,
+{
+    let first = f(&a.get(), &b.get());
+    if a.is_final() && b.is_final() {
+        return Var::constant(first);
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return Var::constant(first);
+    };
+    let (up, var) = Updater::new(first);
+    rt.spawn(async move {
+        let (mut a_live, mut b_live) = (true, true);
+        loop {
+            tokio::select! {
+                more = a.changed(), if a_live => a_live = more,
+                more = b.changed(), if b_live => b_live = more,
+                _ = up.closed() => return,
+            }
+            if !a_live && !b_live {
+                return;
+            }
+            up.set(f(&a.get(), &b.get()));
+        }
+    });
+    var
 }
 
 /// A `Var` that follows `src` through `f`. A constant maps once; a watched source is followed
@@ -147,6 +308,8 @@ pub struct TransformingNamer {
 }
 
 impl TransformingNamer {
+    /// Only per-leaf transformers (`io.l5d.port`, `io.l5d.localhost`, `io.l5d.specificHost`)
+    /// apply to a namer; config refuses the others there.
     pub fn new(inner: Arc<dyn Namer>, transformers: Vec<Transformer>) -> TransformingNamer {
         TransformingNamer {
             inner,
@@ -260,5 +423,27 @@ mod tests {
         up.set(Addr::Pending);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a.changed()).await;
         assert_eq!(a.get(), Addr::Pending);
+    }
+
+    #[test]
+    fn replace_keeps_neg_fail_and_empty() {
+        let b = |id: &str| {
+            Bound::new(
+                Path::read(id).unwrap(),
+                Path::empty(),
+                Var::constant(Addr::Neg),
+            )
+        };
+        let t = NameTree::Alt(vec![NameTree::Neg, NameTree::Leaf(b("/x")), NameTree::Fail]);
+        let r = NameTree::Leaf(b("/%/io.l5d.replace/r"));
+        let got = replace_leaves(&t, &r);
+        assert_eq!(
+            got,
+            NameTree::Alt(vec![
+                NameTree::Neg,
+                NameTree::Leaf(b("/%/io.l5d.replace/r")),
+                NameTree::Fail
+            ])
+        );
     }
 }
