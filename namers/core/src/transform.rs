@@ -105,7 +105,7 @@ impl Transformer {
             }
             Kind::Const(..) => self.replacement().unwrap_or(input),
             Kind::Replace(..) => match self.replacement() {
-                Some(rep) => map2_var(input, rep, |i, r| combine_replace(i, r)),
+                Some(rep) => map2_var(input, rep, combine_replace),
                 None => input,
             },
         }
