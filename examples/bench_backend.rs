@@ -1,6 +1,7 @@
 //! The benchmark backend of `reference/performance.md`: a tiny server answering every request
 //! with a fixed 2-byte body, on each port given, on one current-thread runtime. A port written
-//! `h2:PORT` serves HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+//! `h2:PORT` serves HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1; `IP:PORT` binds that
+//! address instead of 127.0.0.1 (tests/per_host.rs runs it inside network namespaces).
 //! `cargo run --release --example bench_backend -- 9001 9002 9003 h2:9004`
 
 use std::convert::Infallible;
@@ -14,11 +15,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 fn main() -> anyhow::Result<()> {
-    let ports: Vec<(bool, u16)> = std::env::args()
+    let ports: Vec<(bool, std::net::SocketAddr)> = std::env::args()
         .skip(1)
-        .map(|p| match p.strip_prefix("h2:") {
-            Some(n) => n.parse().map(|n| (true, n)),
-            None => p.parse().map(|n| (false, n)),
+        .map(|p| {
+            let (h2, rest) = match p.strip_prefix("h2:") {
+                Some(r) => (true, r.to_string()),
+                None => (false, p.clone()),
+            };
+            let addr = match rest.parse::<u16>() {
+                Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Err(_) => rest.parse()?,
+            };
+            Ok::<_, anyhow::Error>((h2, addr))
         })
         .collect::<Result<_, _>>()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -26,8 +34,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let mut tasks = Vec::new();
-        for (h2, port) in ports {
-            let l = TcpListener::bind(("127.0.0.1", port)).await?;
+        for (h2, addr) in ports {
+            let l = TcpListener::bind(addr).await?;
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((s, _)) = l.accept().await else {

@@ -203,6 +203,22 @@ impl Net {
         self.services.push((h.to_string(), child));
     }
 
+    /// An HTTP/2 (h2c) instance of `grpc` on port 8081 (the benchmark backend, built with the
+    /// tests), answering `ok`.
+    fn start_h2_service(&mut self, h: &str, n: u8) {
+        let bin = Path::new(env!("CARGO_BIN_EXE_switchboard"))
+            .parent()
+            .unwrap()
+            .join("examples/bench_backend");
+        let child = self
+            .exec(h, &[bin.to_str().unwrap(), &format!("h2:10.77.0.{n}:8081")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the h2 instance");
+        self.services.push((format!("{h}-h2"), child));
+    }
+
     fn stop_service(&mut self, h: &str) {
         if let Some(i) = self.services.iter().position(|(x, _)| x == h) {
             let (_, mut c) = self.services.remove(i);
@@ -224,6 +240,10 @@ impl Net {
             .replace(
                 "  - ip: 127.0.0.1\n    port: 4141",
                 &format!("  - ip: 10.77.0.{n}\n    port: 4141"),
+            )
+            .replace(
+                "  - ip: 127.0.0.1\n    port: 4143",
+                &format!("  - ip: 10.77.0.{n}\n    port: 4143"),
             )
             .replace(
                 "config/tls/",
@@ -345,6 +365,12 @@ fn three_hosts_over_mutual_tls() {
         }
     }
     net.start_etcd();
+    // The h2 instances are the benchmark backend, which `cargo test` builds with the tests.
+    let h2_backend = Path::new(env!("CARGO_BIN_EXE_switchboard"))
+        .parent()
+        .unwrap()
+        .join("examples/bench_backend")
+        .is_file();
     for (h, n) in HOSTS {
         net.start_service(h, n);
         net.etcdctl(&[
@@ -353,6 +379,15 @@ fn three_hosts_over_mutual_tls() {
             &format!("10.77.0.{n}:8080"),
         ])
         .unwrap();
+        if h2_backend {
+            net.start_h2_service(h, n);
+            net.etcdctl(&[
+                "put",
+                &format!("/services/grpc/{h}"),
+                &format!("10.77.0.{n}:8081"),
+            ])
+            .unwrap();
+        }
         net.start_switchboard(h, n);
     }
     // Every host's Switchboard is up and its incoming router routes before the first call
@@ -411,6 +446,42 @@ fn three_hosts_over_mutual_tls() {
         .as_u64()
         .unwrap_or(0);
     assert!(handshakes >= 1, "b's incoming router saw no TLS handshake");
+
+    // HTTP/2 crosses too: host a's h2 outgoing router, TLS with ALPN h2, the h2 instances.
+    if h2_backend {
+        for _ in 0..10 {
+            let out = net
+                .exec(
+                    "a",
+                    &[
+                        "curl",
+                        "-s",
+                        "-m",
+                        "10",
+                        "--http2-prior-knowledge",
+                        "-H",
+                        "Host: grpc",
+                        "-w",
+                        " %{http_version} %{http_code}",
+                        "http://127.0.0.1:4142/",
+                    ],
+                )
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 2 200");
+        }
+        let alpn: u64 = HOSTS
+            .iter()
+            .map(|(h, n)| {
+                net.metrics(h)[format!("rt/incoming-h2/server/10.77.0.{n}/4143/tls/alpn/h2")]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert!(alpn >= 1, "no incoming h2 router negotiated h2");
+    } else {
+        eprintln!("h2 across hosts not checked: examples/bench_backend is not built");
+    }
 
     // A client without a certificate is refused by an incoming router.
     let refused = net
