@@ -64,6 +64,16 @@ fn body_of(
     body(s.to_string())
 }
 
+/// Registers `svc` (instance `<svc>-1`) on 127.0.0.1:`port` with the Consul agent at `c`.
+async fn consul_register(c: &str, svc: &str, port: u16) {
+    consul_put(
+        c,
+        "/v1/agent/service/register",
+        &format!(r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{port}}}"#),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn consul_register_route_set_host_deregister() {
     let Some(c) = env("SWITCHBOARD_CONSUL") else {
@@ -77,15 +87,7 @@ async fn consul_register_route_set_host_deregister() {
     );
     let disco = Disco::new();
     let p = proxy(&cfg, &disco.path()).await;
-    consul_put(
-        &c,
-        "/v1/agent/service/register",
-        &format!(
-            r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{}}}"#,
-            b.addr.port()
-        ),
-    )
-    .await;
+    consul_register(&c, &svc, b.addr.port()).await;
     eventually(async || get(p.addr, &svc, "/", &[]).await.status == 200).await;
     let r = get(p.addr, &svc, "/echo", &[]).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -254,15 +256,7 @@ async fn consul_set_host_on_an_h2_router_sets_the_authority() {
     );
     let disco = Disco::new();
     let p = proxy(&cfg, &disco.path()).await;
-    consul_put(
-        &c,
-        "/v1/agent/service/register",
-        &format!(
-            r#"{{"Name":"{svc}","ID":"{svc}-1","Address":"127.0.0.1","Port":{}}}"#,
-            backend.port()
-        ),
-    )
-    .await;
+    consul_register(&c, &svc, backend.port()).await;
     let mut client = h2s::h2_client(p.addr).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let seen = loop {

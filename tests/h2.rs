@@ -14,7 +14,7 @@ use h2s::*;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use support::Disco;
+use support::{vm_hwm_kb, Disco};
 
 fn h2_config(extra: &str) -> String {
     format!(
@@ -134,15 +134,6 @@ async fn large_bodies_stream_both_ways() {
         grown_mb < 32,
         "peak memory grew by {grown_mb} MB for 64 MB each way"
     );
-}
-
-fn vm_hwm_kb() -> i64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]

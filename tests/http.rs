@@ -241,15 +241,6 @@ async fn streams_large_bodies_both_ways_without_buffering() {
     );
 }
 
-fn vm_hwm_kb() -> i64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn websocket_upgrade_is_tunnelled() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

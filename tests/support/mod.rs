@@ -289,3 +289,13 @@ pub fn config(dtab: &str, router_extra: &str) -> String {
         dtab.replace('\n', "\n    ")
     )
 }
+
+/// This process's peak resident memory (VmHWM), in KB.
+pub fn vm_hwm_kb() -> i64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
