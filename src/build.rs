@@ -234,7 +234,8 @@ pub fn transformers(
         .collect()
 }
 
-/// The addresses of this host's interfaces that are up.
+/// The addresses of this host's interfaces (as listed by the OS; an interface that is down
+/// keeps its address in the list).
 fn local_ips() -> Result<Vec<std::net::IpAddr>, String> {
     let ifs = if_addrs::get_if_addrs().map_err(|e| format!("listing interfaces: {e}"))?;
     Ok(ifs.into_iter().map(|i| i.ip()).collect())

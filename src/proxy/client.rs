@@ -411,7 +411,7 @@ impl Client {
         }
         let now = now_ns();
         eps.iter()
-            .find(|e| !was_tried(e) && e.available(now))
+            .find(|e| !was_tried(e) && e.available(now) && e.weight() > 0.0)
             .or(Some(first))
             .map(Arc::clone)
     }

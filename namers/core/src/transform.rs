@@ -103,7 +103,14 @@ impl Transformer {
                     other => other.clone(),
                 })
             }
-            Kind::Const(..) => self.replacement().unwrap_or(input),
+            // Linkerd transforms a bound tree only: Pending and Failed pass through.
+            Kind::Const(..) => match self.replacement() {
+                Some(rep) => map2_var(input, rep, |i, r| match i {
+                    State::Ok(_) => r.clone(),
+                    other => other.clone(),
+                }),
+                None => input,
+            },
             Kind::Replace(..) => match self.replacement() {
                 Some(rep) => map2_var(input, rep, combine_replace),
                 None => input,
@@ -134,7 +141,10 @@ impl Transformer {
                     other => other,
                 };
                 if matches!(self.kind, Kind::Const(..)) {
-                    rep
+                    match input {
+                        State::Ok(_) => rep,
+                        other => other,
+                    }
                 } else {
                     combine_replace(&input, &rep)
                 }
@@ -243,8 +253,9 @@ where
     B: Clone + Send + Sync + 'static,
     U: Clone + PartialEq + Send + Sync + 'static,
 {
+    let last = a.is_final() && b.is_final();
     let first = f(&a.get(), &b.get());
-    if a.is_final() && b.is_final() {
+    if last {
         return Var::constant(first);
     }
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -276,8 +287,10 @@ where
     T: Clone + Send + Sync + 'static,
     U: Clone + PartialEq + Send + Sync + 'static,
 {
+    // Final first: a value read before the last publication could otherwise be frozen.
+    let last = src.is_final();
     let first = f(&src.get());
-    if src.is_final() {
+    if last {
         return Var::constant(first);
     }
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
