@@ -131,6 +131,8 @@ cmd_install() {
   find_bin dnsmasq >/dev/null || pkgs+=(dnsmasq-base)
   find_bin dig >/dev/null || pkgs+=(bind9-dnsutils)
   find_bin curl >/dev/null || pkgs+=(curl)
+  # tests/per_host.rs makes hosts of network namespaces with `ip`.
+  find_bin ip >/dev/null || pkgs+=(iproute2)
   find_bin ss >/dev/null || pkgs+=(iproute2)
   find_bin flock >/dev/null || pkgs+=(util-linux)
   find_bin python3 >/dev/null || pkgs+=(python3)

@@ -83,13 +83,7 @@ impl Transformer {
         let id = self.prefix.concat(path);
         Some(map_var(
             interp.bind(&Dtab::empty(), path),
-            move |s: &State<NameTree<Bound>>| match s {
-                State::Ok(t) => State::Ok(t.map(&mut |b: &Bound| Bound {
-                    id: id.clone(),
-                    ..b.clone()
-                })),
-                other => other.clone(),
-            },
+            move |s: &State<NameTree<Bound>>| relabel(&id, s.clone()),
         ))
     }
 
@@ -132,14 +126,7 @@ impl Transformer {
             },
             Kind::Replace(path, interp) | Kind::Const(path, interp) => {
                 let (rep, _) = interp.bind_settled(&Dtab::empty(), path, timeout).await;
-                let id = self.prefix.concat(path);
-                let rep = match rep {
-                    State::Ok(t) => State::Ok(t.map(&mut |b: &Bound| Bound {
-                        id: id.clone(),
-                        ..b.clone()
-                    })),
-                    other => other,
-                };
+                let rep = relabel(&self.prefix.concat(path), rep);
                 if matches!(self.kind, Kind::Const(..)) {
                     match input {
                         State::Ok(_) => rep,
@@ -202,6 +189,17 @@ impl Transformer {
     /// Every leaf of a bound tree transformed.
     pub fn tree(self: &Arc<Self>, t: &NameTree<Bound>) -> NameTree<Bound> {
         t.map(&mut |b: &Bound| self.bound(b))
+    }
+}
+
+/// Every bound name of a replacement tree given the transformer's id (`prefix ++ path`).
+fn relabel(id: &Path, s: State<NameTree<Bound>>) -> State<NameTree<Bound>> {
+    match s {
+        State::Ok(t) => State::Ok(t.map(&mut |b: &Bound| Bound {
+            id: id.clone(),
+            ..b.clone()
+        })),
+        other => other,
     }
 }
 
