@@ -144,9 +144,15 @@ async fn endpoint_churn_under_load_loses_nothing_and_keeps_the_client() {
     let p = proxy(&config(FS_DTAB, ""), &disco.path()).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.status, 200);
     let addr = p.addr;
+    // The load runs until the churn is over (at least 50 rounds), so every set sees traffic
+    // however fast the proxy answers.
+    let churned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::clone(&churned);
     let load = tokio::spawn(async move {
         let mut statuses = Vec::new();
-        for _ in 0..50 {
+        let mut rounds = 0;
+        while rounds < 50 || !done.load(std::sync::atomic::Ordering::SeqCst) {
+            rounds += 1;
             let rs = futures_util::future::join_all(
                 (0..8).map(|_| async move { get(addr, "web", "/", &[]).await.status }),
             )
@@ -168,8 +174,9 @@ async fn endpoint_churn_under_load_loses_nothing_and_keeps_the_client() {
         disco.set_backends("web", s);
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+    churned.store(true, std::sync::atomic::Ordering::SeqCst);
     let statuses = load.await.unwrap();
-    assert_eq!(statuses.len(), 400);
+    assert!(statuses.len() >= 400);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let m = metrics(p.admin).await;
     assert_eq!(

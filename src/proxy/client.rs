@@ -11,7 +11,6 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use http_body::Body as _;
 use switchboard_namer_core::rewrite::PathMatcher;
 use switchboard_namer_core::{Addr, Path, Var};
 use tokio::sync::watch;
@@ -451,7 +450,7 @@ impl Client {
             }
             let load = LoadGuard::new(&ep);
             let start = Instant::now();
-            let mut co = match ep.session.checkout().await {
+            let co = match ep.session.checkout().await {
                 Ok(c) => c,
                 // A full pool says nothing about the endpoint's health.
                 Err(e @ SessionError::TooManyWaiters { .. }) => {
@@ -506,7 +505,7 @@ impl Client {
             };
             drop(load);
             match res {
-                Ok(resp) => {
+                Ok((resp, checkin)) => {
                     if let Some(decay) = self.balancer.ewma_decay_ns() {
                         ep.observe_latency(start.elapsed().as_nanos() as u64, decay);
                     }
@@ -515,9 +514,7 @@ impl Client {
                     if !(defer_success && ok) {
                         self.observe(&ep, ok);
                     }
-                    let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (parts, body) = resp.into_parts();
-                    let checkin = co.hold(body.is_end_stream(), upgrade);
                     let body = RespBody::Proxied {
                         body,
                         checkin,
@@ -526,14 +523,14 @@ impl Client {
                     return Ok((Response::from_parts(parts, body), ep));
                 }
                 Err(mut e) => {
-                    if is_client_body_error(e.error()) {
+                    if e.client_body {
                         // The client's body broke off or was malformed (or the request was
                         // ours to refuse): never the endpoint's fault, never requeued.
-                        return Err(RouteError::BadUpload(e.error().to_string()));
+                        return Err(RouteError::BadUpload(e.error.to_string()));
                     }
                     ep.observe_outcome(false, &self.accrual);
-                    let msg = format!("{} (endpoint {})", e.error(), ep.addr);
-                    match e.take_message() {
+                    let msg = format!("{} (endpoint {})", e.error, ep.addr);
+                    match e.message.take() {
                         // Not sent: safe to try another endpoint.
                         Some(r) => {
                             req = r;
@@ -562,16 +559,6 @@ fn set_authority(uri: &mut http::Uri, a: &http::HeaderValue) {
     if let Ok(u) = http::Uri::from_parts(parts) {
         *uri = u;
     }
-}
-
-/// Whether hyper failed because the request body (the client's upload) failed: a user error
-/// whose source is the body's own error (a stall, or the client connection's read error).
-/// Other user errors (the connection task gone, say) are the connection's, not the client's.
-fn is_client_body_error(e: &hyper::Error) -> bool {
-    use std::error::Error as _;
-    e.is_user()
-        && e.source()
-            .is_some_and(|s| s.is::<super::body::BodyStalled>() || s.is::<hyper::Error>())
 }
 
 /// Counts a request against an endpoint's load while it is outstanding.

@@ -10,6 +10,7 @@ pub mod client;
 pub mod conn;
 pub mod error;
 pub mod guard;
+pub mod http1;
 pub mod identify;
 pub mod policy;
 pub mod recent;

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use switchboard_namer_core::delegate::DelegateTree;
 use switchboard_namer_core::{Addr, Bound, Dtab, Path, State};
 
 use super::binder::{choose, Binder, PathEntry, Resolved, RouteLeaf};
-use super::body::{read_ahead, Ending, OnEnd, ReqBody, RespBody, Tee};
+use super::body::{read_ahead, ClientBody, Ending, OnEnd, ReqBody, RespBody, Tee};
 use super::client::AddrState;
 use super::error::RouteError;
 use super::guard::{self, RequestLimits};
@@ -116,7 +115,7 @@ impl Router {
     /// Routes one request end to end. `max_call_depth` and `clear_context` are the server's.
     pub async fn route(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         max_call_depth: u32,
         clear_context: bool,
         conn: &Arc<super::conn::Conn>,
@@ -171,7 +170,7 @@ impl Router {
         let retryable_req = http_body::Body::is_end_stream(req.body())
             || (req.version() < http::Version::HTTP_2 && !has_body(&req));
         let upgrade = is_upgrade(&req);
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.then(|| ClientSide::of(&mut req));
         let (mut parts, body) = req.into_parts();
         // The client's version, before the request is made an HTTP/1.1 one for the endpoint.
         let version = parts.version;
@@ -392,7 +391,11 @@ impl Router {
                 if switching {
                     if let Some(on_client) = client_upgrade {
                         // The tunnel keeps a hold on the server's connection count.
-                        tunnel(on_client, hyper::upgrade::on(&mut resp), Arc::clone(conn));
+                        let endpoint = resp
+                            .extensions_mut()
+                            .remove::<super::http1::client::ClientUpgrade>()
+                            .and_then(|u| u.take());
+                        tunnel(on_client, endpoint, Arc::clone(conn));
                     }
                 } else {
                     // hyper decoded any chunking; a Content-Length sent beside it is wrong now.
@@ -512,7 +515,7 @@ fn grpc_timeout(h: &Option<&HeaderMap>) -> Option<Duration> {
     })
 }
 
-fn has_body(req: &Request<Incoming>) -> bool {
+fn has_body<B>(req: &Request<B>) -> bool {
     let h = req.headers();
     if h.contains_key(http::header::TRANSFER_ENCODING) {
         return true;
@@ -539,12 +542,31 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
+/// The client's side of an upgrade: from the project's HTTP/1 server, or from hyper's (the h2
+/// router's HTTP/1.1 fallback).
+enum ClientSide {
+    H1(super::http1::server::OnUpgrade),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+impl ClientSide {
+    fn of<B>(req: &mut Request<B>) -> ClientSide {
+        match req
+            .extensions_mut()
+            .remove::<super::http1::server::OnUpgrade>()
+        {
+            Some(u) => ClientSide::H1(u),
+            None => ClientSide::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+}
+
 /// Joins the client's and the endpoint's upgraded connections (WebSocket and the like). The
 /// tunnel counts as one of the server's open connections until it closes, and closes when the
 /// server drains (`conn`).
 fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    endpoint: hyper::upgrade::OnUpgrade,
+    client: ClientSide,
+    endpoint: Option<super::http1::wire::Upgraded>,
     conn: Arc<super::conn::Conn>,
 ) {
     tokio::spawn(async move {
@@ -556,16 +578,26 @@ fn tunnel(
 }
 
 /// Copies bytes both ways between the two upgraded connections until either ends.
-async fn splice(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, endpoint) {
-        Ok((a, b)) => {
-            let mut a = hyper_util::rt::TokioIo::new(a);
-            let mut b = hyper_util::rt::TokioIo::new(b);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
+async fn splice(client: ClientSide, endpoint: Option<super::http1::wire::Upgraded>) {
+    let Some(mut b) = endpoint else {
+        tracing::debug!("upgrade failed: the endpoint's connection was not handed over");
+        return;
+    };
+    let r = match client {
+        ClientSide::H1(u) => match u.upgraded().await {
+            Some(mut a) => tokio::io::copy_bidirectional(&mut a, &mut b).await,
+            None => return tracing::debug!("upgrade failed: the client connection closed"),
+        },
+        ClientSide::Hyper(u) => match u.await {
+            Ok(a) => {
+                let mut a = hyper_util::rt::TokioIo::new(a);
+                tokio::io::copy_bidirectional(&mut a, &mut b).await
             }
-        }
-        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        },
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "upgraded connection ended");
     }
 }
 
@@ -696,6 +728,10 @@ fn prepare_request(
     }
     h.insert(L5D_REQID, request_id());
     append_via(h, parts.version);
+    // The client's own target bytes go to HTTP/1 endpoints unless an identifier rewrote it.
+    if rewrite_uri.is_some() || upstream == Protocol::H2 {
+        parts.extensions.remove::<super::http1::head::RawTarget>();
+    }
     if upstream == Protocol::H2 {
         // HTTP/2 to endpoints: the authority goes in `:authority` (from Host), not a header.
         parts.version = http::Version::HTTP_2;
@@ -775,10 +811,13 @@ fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
     if let Some(h) = b.headers_mut() {
         *h = p.headers.clone();
     }
-    let (parts, ()) = match b.body(()) {
+    let (mut parts, ()) = match b.body(()) {
         Ok(r) => r.into_parts(),
         Err(_) => Request::new(()).into_parts(),
     };
+    if let Some(t) = p.extensions.get::<super::http1::head::RawTarget>() {
+        parts.extensions.insert(t.clone());
+    }
     parts
 }
 

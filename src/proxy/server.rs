@@ -1,4 +1,5 @@
-//! A router's servers: bound listeners serving HTTP/1.1 (and 1.0) with hyper, each connection
+//! A router's servers: bound listeners serving HTTP/1.1 (and 1.0) on the project's own codec
+//! (`proxy::http1::server`) or HTTP/2 (with an HTTP/1.1 fallback) on hyper, each connection
 //! on its own task, `maxConcurrentRequests` enforced without a queue (over the limit is 503 at
 //! once, as Linkerd's `AsyncSemaphore(n, 0)`), per-server metrics, upgrades tunnelled, and a
 //! graceful stop: stop accepting, let in-flight requests finish up to a deadline.
@@ -10,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::body::RespBody;
+use super::body::{ClientBody, RespBody};
 use super::conn::Conn;
 use super::error::RouteError;
+use super::http1::server::{self as http1_server, RecvBody, ResponseFuture, ServerConfig};
 use super::router::Router;
 use super::session::Protocol;
 use crate::metrics::{Counter, Gauge, RequestStats, Scope};
@@ -36,7 +37,7 @@ pub struct ServerSettings {
     /// How long a client may take to send a request head, and to start the next one on a
     /// kept-alive connection; then the connection is closed.
     pub header_read_timeout: Duration,
-    /// hyper's read buffer bound: the router's head limits plus room for the rest.
+    /// The longest request head buffered: the router's head limits plus room for the rest.
     pub max_buf_size: usize,
     /// Open connections beyond which new ones are closed at once (`connections_refused`).
     pub max_connections: usize,
@@ -204,22 +205,28 @@ impl BoundServer {
                         // hold on the connection count (`open`).
                         match ctx.settings.protocol {
                             Protocol::Http1 => {
-                                // HTTP/1 polls one request at a time in the connection's own
-                                // task: the request's future stays inline.
-                                let svc = service_fn(move |req| {
+                                // One request at a time on the connection's own task; the
+                                // request's future is boxed only while a request is in flight,
+                                // so an idle connection's task stays small.
+                                let handler = move |req: Request<RecvBody>| {
                                     let (ctx, open) = (Arc::clone(&svc_ctx), Arc::clone(&svc_open));
-                                    async move {
-                                        Ok::<_, Infallible>(handle(ctx, req, peer, &open).await)
-                                    }
-                                });
-                                serve_http1(&ctx, io, svc, &mut drain, peer).await
+                                    let req = req.map(ClientBody::H1);
+                                    Box::pin(async move { handle(ctx, req, peer, &open).await })
+                                        as ResponseFuture<RespBody>
+                                };
+                                let cfg = ServerConfig {
+                                    header_read_timeout: ctx.settings.header_read_timeout,
+                                    max_head_bytes: ctx.settings.max_buf_size,
+                                };
+                                http1_server::serve(io, cfg, handler, &mut drain).await
                             }
                             Protocol::H2 => {
                                 // hyper spawns a task per h2 stream, moving the future into
                                 // it: boxed, that is a pointer instead of the whole request
                                 // state (a memcpy that took 4% of the CPU under h2load).
-                                let svc = service_fn(move |req| {
+                                let svc = service_fn(move |req: Request<Incoming>| {
                                     let (ctx, open) = (Arc::clone(&svc_ctx), Arc::clone(&svc_open));
+                                    let req = req.map(ClientBody::Hyper);
                                     Box::pin(async move {
                                         Ok::<_, Infallible>(handle(ctx, req, peer, &open).await)
                                     })
@@ -288,26 +295,6 @@ impl<S> ProxyService for S where
         > + Send
         + 'static
 {
-}
-
-async fn serve_http1<S: ProxyService>(
-    ctx: &ServerCtx,
-    io: Io,
-    svc: S,
-    drain: &mut watch::Receiver<bool>,
-    peer: SocketAddr,
-) {
-    until_drained!(
-        http1::Builder::new()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(ctx.settings.header_read_timeout)
-            .max_buf_size(ctx.settings.max_buf_size)
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades(),
-        drain,
-        peer
-    )
 }
 
 async fn serve_h2<S: ProxyService>(
@@ -449,7 +436,7 @@ impl tokio::io::AsyncWrite for CountReads {
 
 async fn handle(
     ctx: Arc<ServerCtx>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     peer: SocketAddr,
     open: &Arc<Conn>,
 ) -> Response<RespBody> {
@@ -530,7 +517,7 @@ impl Drop for Pending<'_> {
 
 async fn handle_inner(
     ctx: &Arc<ServerCtx>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     open: &Arc<Conn>,
 ) -> Response<RespBody> {
     let start = Instant::now();

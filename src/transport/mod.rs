@@ -42,6 +42,15 @@ impl Io {
         }
     }
 
+    /// Resolves once a plaintext stream is readable (without reading: no buffer is needed to
+    /// wait); a TLS stream resolves at once, its reads being buffered by rustls anyway.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Io::Plain(s) => s.poll_read_ready(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// The peer's certificate chain (end entity first), for TLS server connections that asked
     /// for one.
     pub fn peer_certificates(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {

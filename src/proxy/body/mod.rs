@@ -4,5 +4,5 @@
 pub mod request;
 pub mod response;
 
-pub use request::{BodyStalled, ReqBody, ReqBodyError, Tee};
+pub use request::{BodyStalled, ClientBody, ReqBody, ReqBodyError, Tee};
 pub use response::{read_ahead, Ending, OnEnd, RespBody, RespBodyError, Then};

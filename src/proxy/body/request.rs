@@ -28,11 +28,47 @@ pub(super) fn full_hint(b: &Option<Bytes>) -> SizeHint {
     SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
 }
 
+/// The client's own body, as its server connection reads it: HTTP/1 from the project's codec,
+/// HTTP/2 (and the h2 router's HTTP/1.1 fallback) from hyper.
+pub enum ClientBody {
+    H1(crate::proxy::http1::server::RecvBody),
+    Hyper(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ReqBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReqBodyError>>> {
+        match self.get_mut() {
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A request body on its way to an endpoint.
 pub enum ReqBody {
     /// The client's body; it fails (as the client's fault) when no frame arrives for `stall`.
     Stream {
-        body: Incoming,
+        body: ClientBody,
         stall: Option<Stall>,
     },
     Full(Option<Bytes>),
@@ -127,7 +163,7 @@ impl ReqBody {
     }
 
     /// The client's body, failing after `stall` without data (`None`: never).
-    pub fn stream(body: Incoming, stall: Option<Duration>) -> ReqBody {
+    pub fn stream(body: ClientBody, stall: Option<Duration>) -> ReqBody {
         // Only a body that is still to come needs the timer (and its allocation).
         let stall = stall.filter(|_| !body.is_end_stream()).map(|after| Stall {
             after,
@@ -152,7 +188,7 @@ impl Body for ReqBody {
                     if let Some(s) = stall {
                         s.waiting = false;
                     }
-                    Poll::Ready(r.map(|f| f.map_err(Into::into)))
+                    Poll::Ready(r)
                 }
                 Poll::Pending => {
                     if let Some(s) = stall {

@@ -7,20 +7,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::request::{full_hint, poll_full};
+use crate::proxy::session::{EndpointBody, Held};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-
-use super::request::{full_hint, poll_full};
-use crate::proxy::session::Held;
 
 /// A response body on its way to the client.
 pub enum RespBody {
     /// From an endpoint; what it holds (an HTTP/1 connection, back to the pool then; an h2
     /// stream's place) is let go once the body has ended.
     Proxied {
-        body: Incoming,
+        body: EndpointBody,
         checkin: Option<Held>,
         /// Told how the body ended (h2 responses whose outcome is in trailers still to come).
         on_end: Option<OnEnd>,

@@ -1,19 +1,22 @@
 //! The HTTP/1.1 session of one endpoint: a pool of connections kept alive and reused LIFO, with
 //! Linkerd's `hostConnectionPool` limits (`maxSize`, `maxWaiters`, `idleTimeMs`). A connection
 //! goes back to the pool only when its response body has ended (so it is idle and ready); a
-//! response abandoned mid-body closes its connection. The pool does not balance or retry.
+//! response abandoned mid-body closes its connection. Requests go out on the project's own
+//! codec (`proxy::http1::client`): no task per connection, the response body owns the
+//! connection until it ends. The pool does not balance or retry.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
-use super::{PoolStats, SessionError};
+use super::{PoolStats, SendError, SessionError};
 use crate::proxy::body::request::ReqBody;
+use crate::proxy::http1::client::{self, ClientConn, RecvResponse, RecvResponseError};
 use crate::transport::Connector;
 
 /// Default `hostConnectionPool.idleTimeMs` (Linkerd: forever). A connection idle for longer
@@ -46,7 +49,7 @@ pub struct Pool {
 
 /// One open connection; dropping it closes the connection.
 pub struct Conn {
-    pub sender: SendRequest<ReqBody>,
+    conn: ClientConn,
     _open: OpenGuard,
 }
 
@@ -68,12 +71,6 @@ impl Drop for OpenGuard {
 pub struct Checkin {
     pool: Arc<Pool>,
     conn: Conn,
-}
-
-impl Checkin {
-    pub fn release(self) {
-        self.pool.put(self.conn);
-    }
 }
 
 impl Pool {
@@ -102,7 +99,7 @@ impl Pool {
     }
 
     fn put(self: &Arc<Self>, c: Conn) {
-        if c.sender.is_closed() || self.retired.load(Relaxed) {
+        if self.retired.load(Relaxed) {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,9 +110,9 @@ impl Pool {
 
     fn pop_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((c, since)) = idle.pop() {
+        while let Some((mut c, since)) = idle.pop() {
             let expired = self.cfg.idle_time.is_some_and(|t| since.elapsed() > t);
-            if !expired && !c.sender.is_closed() {
+            if !expired && c.conn.is_usable() {
                 return Some(c);
             }
         }
@@ -126,7 +123,7 @@ impl Pool {
     pub fn expire_idle(&self) {
         if let Some(t) = self.cfg.idle_time {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.retain(|(c, since)| since.elapsed() <= t && !c.sender.is_closed());
+            idle.retain_mut(|(c, since)| since.elapsed() <= t && c.conn.is_usable());
         }
     }
 
@@ -140,14 +137,12 @@ impl Pool {
     /// A ready connection: an idle one, or a new one within `maxSize`.
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkin, SessionError> {
         loop {
-            while let Some(mut c) = self.pop_idle() {
-                // A pooled connection's last response has ended, so it is ready at once.
-                if c.sender.ready().await.is_ok() {
-                    return Ok(Checkin {
-                        pool: Arc::clone(self),
-                        conn: c,
-                    });
-                }
+            // A pooled connection's last response has ended, so it is ready at once.
+            if let Some(c) = self.pop_idle() {
+                return Ok(Checkin {
+                    pool: Arc::clone(self),
+                    conn: c,
+                });
             }
             let max = self.cfg.max_size.unwrap_or(usize::MAX);
             let reserved = self
@@ -179,20 +174,10 @@ impl Pool {
     }
 
     async fn connect(self: &Arc<Self>, guard: OpenGuard) -> Result<Conn, SessionError> {
-        let addr = self.addr;
-        let io = self.connector.connect(addr).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| SessionError::Handshake { addr, source })?;
+        let io = self.connector.connect(self.addr).await?;
         self.stats.connects.incr();
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %e, "endpoint connection ended");
-            }
-        });
         Ok(Conn {
-            sender,
+            conn: ClientConn::new(io),
             _open: guard,
         })
     }
@@ -207,7 +192,73 @@ impl Drop for WaiterGuard<'_> {
 }
 
 impl Checkin {
-    pub fn sender(&mut self) -> &mut SendRequest<ReqBody> {
-        &mut self.conn.sender
+    /// Sends `req` on the connection; the response body keeps the connection and gives it
+    /// back to the pool when it ends.
+    pub async fn send(self, req: Request<ReqBody>) -> Result<Response<H1Body>, SendError> {
+        let Checkin {
+            pool,
+            conn: Conn { conn, _open: open },
+        } = self;
+        match client::send(conn, req).await {
+            Ok(resp) => {
+                let (parts, recv) = resp.into_parts();
+                let mut body = H1Body {
+                    recv,
+                    back: Some((pool, open)),
+                };
+                if body.recv.is_end_stream() {
+                    body.give_back();
+                }
+                Ok(Response::from_parts(parts, body))
+            }
+            Err(e) => Err(SendError {
+                client_body: matches!(e.kind, client::SendErrorKind::Body(_)),
+                error: Box::new(e.kind),
+                message: e.request,
+            }),
+        }
+    }
+}
+
+/// An endpoint's HTTP/1 response body; its connection goes back to the pool when it ends.
+pub struct H1Body {
+    recv: RecvResponse<ReqBody>,
+    back: Option<(Arc<Pool>, OpenGuard)>,
+}
+
+impl H1Body {
+    fn give_back(&mut self) {
+        if let Some(conn) = self.recv.take_conn() {
+            if let Some((pool, open)) = self.back.take() {
+                pool.put(Conn { conn, _open: open });
+            }
+        }
+    }
+}
+
+impl Body for H1Body {
+    type Data = bytes::Bytes;
+    type Error = RecvResponseError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<bytes::Bytes>, RecvResponseError>>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.recv).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(None) => this.give_back(),
+            std::task::Poll::Ready(Some(Ok(_))) if this.recv.is_end_stream() => this.give_back(),
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.recv.size_hint()
     }
 }
