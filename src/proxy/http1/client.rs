@@ -350,7 +350,7 @@ impl<B> Sending<B> {
                 .as_ref()
                 .is_some_and(|p| is_upgrade_request(&p.headers));
         self.parts = None;
-        let out = self.out.take().filter(|o| !o.done);
+        let out = self.out.take().filter(|o| !o.done).map(Box::new);
         if upgraded {
             let (io, pre) = self.conn.wire.into_parts();
             parts
@@ -377,8 +377,9 @@ pub struct RecvResponse<B> {
     conn: Option<ClientConn>,
     dec: Decoder,
     keep_alive: bool,
-    /// A request body still being sent.
-    out: Option<Outgoing<B>>,
+    /// A request body still being sent (rare: an endpoint that answers before reading all of
+    /// it), boxed to keep the common body small.
+    out: Option<Box<Outgoing<B>>>,
     failed: bool,
 }
 
