@@ -135,6 +135,8 @@ cmd_install() {
   find_bin ip >/dev/null || pkgs+=(iproute2)
   find_bin ss >/dev/null || pkgs+=(iproute2)
   find_bin flock >/dev/null || pkgs+=(util-linux)
+  # tests/differential.rs sends the same odd requests through nginx and Switchboard.
+  find_bin nginx >/dev/null || pkgs+=(nginx-light)
   find_bin python3 >/dev/null || pkgs+=(python3)
   if [ ${#pkgs[@]} -eq 0 ]; then
     log "install: everything is already installed"
@@ -158,11 +160,21 @@ cmd_install() {
     [ "$i" -eq 3 ] && { tail -n 20 "$ilog" >&2; die "install: apt-get update failed (log: $ilog)"; }
     sleep 5
   done
+  # No package may start a service (nginx's would listen on every address, port 80): a
+  # policy-rc.d that refuses, for the install only, unless the machine has its own.
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod +x "$policy"
+  fi
   if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       -o DPkg::Lock::Timeout=600 --no-install-recommends "${pkgs[@]}" >>"$ilog" 2>&1; then
+    [ -n "$policy" ] && "${sudo[@]}" rm -f "$policy"
     tail -n 20 "$ilog" >&2
     die "install: apt-get install failed (log: $ilog)"
   fi
+  [ -n "$policy" ] && "${sudo[@]}" rm -f "$policy"
   log "install: done in $(( $(now_ms) - t0 )) ms"
 }
 

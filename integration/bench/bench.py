@@ -12,6 +12,8 @@ BACKEND_BIN = os.path.join(ROOT, "target/release/examples/bench_backend")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 work = tempfile.mkdtemp(prefix="sb-bench-")
+# Client connections the reference proxies accept (idle_conns.py raises it).
+MAXCONN = int(os.environ.get("MAXCONN", "4096"))
 
 def pinned(cpu, args, **kw):
     return subprocess.Popen(["taskset", "-c", str(cpu)] + args, stdout=subprocess.DEVNULL,
@@ -72,7 +74,8 @@ def start_nginx():
     ups = "".join(f"server 127.0.0.1:{p};" for p in BACKENDS)
     cfg = write(os.path.join(work, "nginx.conf"), f"""
 worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile {MAXCONN * 2 + 100};
+events {{ worker_connections {MAXCONN * 2 + 100}; }}
 http {{ access_log off;
   upstream be {{ {ups} keepalive 128; }}
   server {{ listen 127.0.0.1:18080;
@@ -89,7 +92,7 @@ def start_haproxy():
     cfg = write(os.path.join(work, "haproxy.cfg"), f"""
 global
   nbthread 1
-  maxconn 4096
+  maxconn {MAXCONN + 100}
 defaults
   mode http
   timeout connect 5s

@@ -198,4 +198,3 @@ fn is_client_body_error(e: &hyper::Error) -> bool {
                 || s.is::<crate::proxy::http1::server::RecvError>()
         })
 }
-
