@@ -430,7 +430,7 @@ impl Client {
         &self,
         mut req: Request<ReqBody>,
         defer_success: bool,
-    ) -> Result<(Response<RespBody>, Arc<Endpoint>), RouteError> {
+    ) -> Result<Answer, RouteError> {
         self.touch();
         let eps = self.endpoints();
         let mut last_err = None;
@@ -544,6 +544,9 @@ impl Client {
         Err(last_err.unwrap_or_else(|| RouteError::Upstream("no endpoint answered".into())))
     }
 }
+
+/// An endpoint's answer: the response and the endpoint.
+pub type Answer = (Response<RespBody>, Arc<Endpoint>);
 
 /// Replaces a URI's authority (an HTTP/2 request's `:authority`); a value that is not an
 /// authority leaves the URI as it is.

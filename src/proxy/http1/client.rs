@@ -284,72 +284,96 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<RecvResponse<B>>, SendError<B>>;
+    /// The response, and the request's head back (so a retry needs no copy of it).
+    type Output = Result<(Response<RecvResponse<B>>, Option<http::request::Parts>), SendError<B>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(mut s) = self.state.take() else {
+        // Worked on in place: the state is moved out only to finish.
+        let this = &mut *self;
+        let Some(s) = this.state.as_mut() else {
             return Poll::Ready(Err(SendError {
                 kind: SendErrorKind::Closed,
                 request: None,
             }));
         };
-        if s.out.is_none() {
-            if let Err(e) = s.start() {
-                return Poll::Ready(Err(s.fail(e)));
+        match s.poll_exchange(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                let Some(s) = this.state.take() else {
+                    return Poll::Pending;
+                };
+                Poll::Ready(match r {
+                    Ok(h) => Ok(s.answer(h)),
+                    Err(e) => Err(s.fail(e)),
+                })
             }
         }
-        // Send what can be sent; an early answer may come before the body ends.
-        if let Some(out) = s.out.as_mut() {
-            let before = s.conn.wire.written();
-            match out.poll_send(&mut s.conn.wire, cx) {
-                Poll::Ready(Err(e)) => {
-                    s.wrote |= s.conn.wire.written() != before;
-                    return Poll::Ready(Err(s.fail(e)));
-                }
-                _ => s.wrote |= s.conn.wire.written() != before,
+    }
+}
+
+impl<B> Sending<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Writes what can be written (an early answer may come before the body ends) and reads
+    /// until a final response head has come.
+    fn poll_exchange(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<head::ResponseHead, SendErrorKind>> {
+        if self.out.is_none() {
+            self.start()?;
+        }
+        if let Some(out) = self.out.as_mut() {
+            let before = self.conn.wire.written();
+            let r = out.poll_send(&mut self.conn.wire, cx);
+            self.wrote |= self.conn.wire.written() != before;
+            if let Poll::Ready(Err(e)) = r {
+                return Poll::Ready(Err(e));
             }
         }
         loop {
-            if !s.conn.wire.rbuf.is_empty() {
-                s.read_any = true;
-                match head::parse_response(&mut s.conn.wire.rbuf, &s.method) {
-                    Err(e) => return Poll::Ready(Err(s.fail(e.into()))),
+            if !self.conn.wire.rbuf.is_empty() {
+                self.read_any = true;
+                match head::parse_response(&mut self.conn.wire.rbuf, &self.method) {
+                    Err(e) => return Poll::Ready(Err(e.into())),
                     Ok(Some(h)) => {
                         let st = h.parts.status;
                         if st.is_informational() && st != StatusCode::SWITCHING_PROTOCOLS {
                             continue;
                         }
-                        return Poll::Ready(Ok(s.answer(h)));
+                        return Poll::Ready(Ok(h));
                     }
                     Ok(None) => {
-                        if s.conn.wire.rbuf.len() > MAX_RESPONSE_HEAD_BYTES {
-                            return Poll::Ready(Err(s.fail(SendErrorKind::HeadTooLarge)));
+                        if self.conn.wire.rbuf.len() > MAX_RESPONSE_HEAD_BYTES {
+                            return Poll::Ready(Err(SendErrorKind::HeadTooLarge));
                         }
                     }
                 }
             }
-            match s.conn.wire.poll_read_more(cx) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(s.fail(SendErrorKind::Closed))),
+            match self.conn.wire.poll_read_more(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(SendErrorKind::Closed)),
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(s.fail(SendErrorKind::Io(e)))),
-                Poll::Pending => {
-                    self.state = Some(s);
-                    return Poll::Pending;
-                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(SendErrorKind::Io(e))),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
 }
 
 impl<B> Sending<B> {
-    fn answer(mut self, h: head::ResponseHead) -> Response<RecvResponse<B>> {
+    fn answer(
+        mut self,
+        h: head::ResponseHead,
+    ) -> (Response<RecvResponse<B>>, Option<http::request::Parts>) {
         let mut parts = h.parts;
         let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS
             && self
                 .parts
                 .as_ref()
                 .is_some_and(|p| is_upgrade_request(&p.headers));
-        self.parts = None;
+        let sent = self.parts.take();
         let out = self.out.take().filter(|o| !o.done).map(Box::new);
         if upgraded {
             let (io, pre) = self.conn.wire.into_parts();
@@ -358,7 +382,7 @@ impl<B> Sending<B> {
                 .insert(ClientUpgrade(Arc::new(Mutex::new(Some(Upgraded::new(
                     io, pre,
                 ))))));
-            return Response::from_parts(parts, RecvResponse::done());
+            return (Response::from_parts(parts, RecvResponse::done()), sent);
         }
         let dec = Decoder::new(h.framing);
         let recv = RecvResponse {
@@ -368,7 +392,7 @@ impl<B> Sending<B> {
             out,
             failed: false,
         };
-        Response::from_parts(parts, recv)
+        (Response::from_parts(parts, recv), sent)
     }
 }
 

@@ -144,53 +144,55 @@ impl Seen {
     }
 }
 
-/// Where a part of a head lies in its buffer.
-type Span = (usize, usize);
-
-fn span(base: &[u8], part: &[u8]) -> Span {
-    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-    (start, start + part.len())
-}
-
-fn at(head: &Bytes, s: Span) -> Bytes {
-    if s.0 >= s.1 {
+fn slice(head: &Bytes, part: &[u8]) -> Bytes {
+    if part.is_empty() {
         Bytes::new()
     } else {
-        head.slice(s.0..s.1)
+        head.slice_ref(part)
     }
 }
 
-/// The header fields httparse found, as spans (so the buffer can be split after parsing).
-struct Spans {
-    n: usize,
-    fields: [(Span, Span); MAX_HEADERS],
-}
-
-impl Spans {
-    fn of(base: &[u8], raw: &[httparse::Header<'_>]) -> Spans {
-        let mut s = Spans {
-            n: raw.len(),
-            fields: [((0, 0), (0, 0)); MAX_HEADERS],
-        };
-        for (f, h) in s.fields.iter_mut().zip(raw) {
-            *f = (span(base, h.name.as_bytes()), span(base, h.value));
-        }
-        s
-    }
-}
-
-/// Builds the `HeaderMap`, values being slices of `head`.
-fn headers(head: &Bytes, spans: &Spans, seen: &mut Seen) -> Result<HeaderMap, HeadError> {
-    let mut map = HeaderMap::with_capacity(spans.n);
-    for &(n, v) in &spans.fields[..spans.n] {
+/// Builds the `HeaderMap`, values being slices of `head` (which `raw` points into).
+fn headers(
+    head: &Bytes,
+    raw: &[httparse::Header<'_>],
+    seen: &mut Seen,
+) -> Result<HeaderMap, HeadError> {
+    // Room for the headers a proxy adds (l5d-*, Via) without growing the map.
+    let mut map = HeaderMap::with_capacity(raw.len() + 6);
+    for h in raw {
         let name =
-            HeaderName::from_bytes(&head[n.0..n.1]).map_err(|_| bad("invalid header name"))?;
-        seen.header(&name, &head[v.0..v.1]);
-        let value =
-            HeaderValue::from_maybe_shared(at(head, v)).map_err(|_| bad("invalid header value"))?;
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
+        seen.header(&name, h.value);
+        let value = HeaderValue::from_maybe_shared(slice(head, h.value))
+            .map_err(|_| bad("invalid header value"))?;
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Header slots for httparse, left uninitialised (zeroing 100 of them cost more than parsing).
+type Slots<'b> = [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+fn slots<'b>() -> Slots<'b> {
+    [std::mem::MaybeUninit::uninit(); MAX_HEADERS]
+}
+
+/// Takes the buffer whole as `Bytes`, so parsed parts can be sliced out of it without a copy.
+fn freeze(buf: &mut BytesMut) -> Bytes {
+    std::mem::take(buf).freeze()
+}
+
+/// Gives back what a parse did not use: the buffer itself when nothing was taken, else a
+/// copy of the rest (pipelined requests, the start of a body), usually nothing.
+fn restore(buf: &mut BytesMut, all: Bytes, used: usize) {
+    if used == 0 {
+        *buf = all
+            .try_into_mut()
+            .unwrap_or_else(|b| BytesMut::from(&b[..]));
+    } else if all.len() > used {
+        *buf = BytesMut::from(&all[used..]);
+    }
 }
 
 fn parse_error(e: httparse::Error) -> HeadError {
@@ -245,12 +247,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     while skip < 8 && buf.len() >= skip + 2 && &buf[skip..skip + 2] == b"\r\n" {
         skip += 2;
     }
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut raw);
-    let base = &buf[skip..];
-    let len = match req.parse(base).map_err(parse_error)? {
-        httparse::Status::Partial => return Ok(None),
-        httparse::Status::Complete(n) => n,
+    let all = freeze(buf);
+    let mut slots = slots();
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(&all[skip..], &mut slots) {
+        Ok(httparse::Status::Complete(n)) => skip + n,
+        Ok(httparse::Status::Partial) => {
+            restore(buf, all, 0);
+            return Ok(None);
+        }
+        Err(e) => return Err(parse_error(e)),
     };
     let method = req.method.ok_or(bad("no method"))?;
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
@@ -259,13 +265,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         Some(0) => Version::HTTP_10,
         _ => return Err(bad("invalid HTTP version")),
     };
-    let path = span(base, req.path.ok_or(bad("no request target"))?.as_bytes());
-    let spans = Spans::of(base, req.headers);
-    let _ = buf.split_to(skip);
-    let head = buf.split_to(len).freeze();
-    let (uri, raw_target) = target(&at(&head, path))?;
+    let path = req.path.ok_or(bad("no request target"))?;
+    let (uri, raw_target) = target(&slice(&all, path.as_bytes()))?;
     let mut seen = Seen::default();
-    let headers = headers(&head, &spans, &mut seen)?;
+    let headers = headers(&all, req.headers, &mut seen)?;
+    restore(buf, all.clone(), len);
     // Framing (RFC 9112 section 6.3), refusing what request smuggling relies on.
     if seen.bad_length {
         return Err(bad("invalid or conflicting Content-Length"));
@@ -326,13 +330,19 @@ pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, ResponseHeadError> {
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut raw);
+    let all = freeze(buf);
+    let mut slots = slots();
+    let mut resp = httparse::Response::new(&mut []);
     let inv = |e: httparse::Error| ResponseHeadError::Invalid(parse_error(e).what);
-    let base = &buf[..];
-    let len = match resp.parse(base).map_err(inv)? {
-        httparse::Status::Partial => return Ok(None),
-        httparse::Status::Complete(n) => n,
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, &all, &mut slots);
+    let len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            restore(buf, all, 0);
+            return Ok(None);
+        }
+        Err(e) => return Err(inv(e)),
     };
     let code = resp.code.ok_or(ResponseHeadError::Invalid("no status"))?;
     let status =
@@ -345,12 +355,11 @@ pub fn parse_response(
     let reason = resp.reason.unwrap_or("");
     let canonical = status.canonical_reason().map(str::as_bytes) == Some(reason.as_bytes())
         || reason.is_empty();
-    let reason = span(base, reason.as_bytes());
-    let spans = Spans::of(base, resp.headers);
-    let head = buf.split_to(len).freeze();
+    let reason = slice(&all, reason.as_bytes());
     let mut seen = Seen::default();
     let mut headers =
-        headers(&head, &spans, &mut seen).map_err(|e| ResponseHeadError::Invalid(e.what))?;
+        headers(&all, resp.headers, &mut seen).map_err(|e| ResponseHeadError::Invalid(e.what))?;
+    restore(buf, all.clone(), len);
     let mut keep_alive = match version {
         Version::HTTP_10 => seen.keep_alive && !seen.close,
         _ => !seen.close,
@@ -390,7 +399,7 @@ pub fn parse_response(
     };
     let mut b = http::Response::builder().status(status).version(version);
     if !canonical {
-        b = b.extension(Reason(at(&head, reason)));
+        b = b.extension(Reason(reason));
     }
     let (mut parts, ()) = b
         .body(())

@@ -200,7 +200,7 @@ impl Checkin {
             conn: Conn { conn, _open: open },
         } = self;
         match client::send(conn, req).await {
-            Ok(resp) => {
+            Ok((resp, _sent)) => {
                 let (parts, recv) = resp.into_parts();
                 let mut body = H1Body {
                     recv,

@@ -111,6 +111,9 @@ impl Body for EndpointBody {
     }
 }
 
+/// An answer: the response and what its body holds until it ends.
+pub type Sent = (Response<EndpointBody>, Option<Held>);
+
 /// A request that got no answer.
 pub struct SendError {
     pub error: EndpointBodyError,
@@ -162,10 +165,7 @@ impl Session {
 impl Checkout {
     /// Sends the request: the response (its body streaming) and what that body must hold
     /// until it ends.
-    pub async fn send(
-        self,
-        req: Request<ReqBody>,
-    ) -> Result<(Response<EndpointBody>, Option<Held>), SendError> {
+    pub async fn send(self, req: Request<ReqBody>) -> Result<Sent, SendError> {
         match self {
             Checkout::Http1(c) => {
                 let resp = c.send(req).await?;
