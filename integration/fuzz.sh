@@ -10,7 +10,7 @@ secs="${SWITCHBOARD_FUZZ_SECS:-30}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=64}"
-for t in parse bind; do
+for t in parse bind http1; do
   mkdir -p "fuzz/corpus/$t"
   echo "fuzz: $t for ${secs}s"
   # ASan keeps freed memory in quarantine (hundreds of MB when binding allocates a lot), so

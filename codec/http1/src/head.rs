@@ -222,7 +222,9 @@ fn needs_escape(b: u8) -> bool {
 /// The target as a `Uri`; origin-form targets `http::Uri` refuses are taken percent-encoded.
 fn target(raw: &Bytes) -> Result<(Uri, Option<RawTarget>), HeadError> {
     if let Ok(u) = Uri::from_maybe_shared(raw.clone()) {
-        return Ok((u, None));
+        // `http::Uri` drops a fragment; nginx forwards it, so the bytes are kept.
+        let kept = raw.contains(&b'#').then(|| RawTarget(raw.clone()));
+        return Ok((u, kept));
     }
     if raw.first() != Some(&b'/') {
         return Err(bad("invalid request target"));
@@ -525,6 +527,30 @@ pub fn write_response(
     out.put_slice(b"\r\n");
 }
 
+/// The message's `Content-Length`, when it has one valid value.
+pub fn content_length_of(h: &HeaderMap) -> Option<u64> {
+    let mut it = h.get_all(http::header::CONTENT_LENGTH).iter();
+    let v = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    let s = v.to_str().ok()?.trim();
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `Connection: upgrade` with an `Upgrade` header.
+pub fn is_upgrade_request(h: &HeaderMap) -> bool {
+    h.contains_key(http::header::UPGRADE)
+        && h.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +685,8 @@ mod tests {
         check("/a|b^c`d\\e", "/a%7Cb%5Ec%60d%5Ce");
         check("http://web/echo", "http://web/echo");
         check("*", "*");
+        let h = req("GET /x#frag HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.parts.extensions.get::<RawTarget>().unwrap().0, "/x#frag");
         assert!(req("GET x{ HTTP/1.1\r\n\r\n").is_err());
     }
 
