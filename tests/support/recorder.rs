@@ -2,6 +2,7 @@
 //! (head and de-chunked body), and answers each with a chosen canned response. It frames
 //! requests by Content-Length or chunked only, and ignores anything it cannot frame: the point
 //! is to see exactly what a proxy let through.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
