@@ -193,7 +193,10 @@ impl BoundServer {
                     let mut drain = drain_rx.clone();
                     conns.spawn(async move {
                         ctx.connects.incr();
-                        let io = match ctx.acceptor.accept(stream).await {
+                        // Boxed, as the h2 path below: the task's future is the size of the
+                        // largest state it may be in, and an idle HTTP/1 connection should
+                        // not carry a TLS handshake's or an h2 connection's worth of it.
+                        let io = match Box::pin(ctx.acceptor.accept(stream)).await {
                             Ok(io) => io,
                             Err(e) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -231,7 +234,7 @@ impl BoundServer {
                                         Ok::<_, Infallible>(handle(ctx, req, peer, &open).await)
                                     })
                                 });
-                                serve_h2(&ctx, io, svc, &mut drain, peer).await
+                                Box::pin(serve_h2(&ctx, io, svc, &mut drain, peer)).await
                             }
                         }
                         drop(open);

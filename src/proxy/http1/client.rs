@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::decode::{DecodeError, Decoded, Decoder, Encoder};
 use super::head::{self, Framing, RawTarget, ResponseHeadError};
-use super::wire::{Upgraded, Wire};
+use super::wire::{Upgraded, Wire, COALESCE_BYTES};
 use super::{content_length_of, is_upgrade_request};
 use crate::transport::Io;
 
@@ -108,13 +108,52 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// Writes and polls the body until it waits; `Ready(Ok)` once all of it is written.
+    /// Writes and polls the body until it waits; `Ready(Ok)` once all of it is written. What
+    /// the body has ready goes out with the head, in one write.
     fn poll_send(
         &mut self,
         wire: &mut Wire,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), SendErrorKind>> {
         loop {
+            let mut body_pending = false;
+            while !self.done && wire.queued() < COALESCE_BYTES {
+                let Some(body) = self.body.as_mut() else {
+                    self.done = true;
+                    break;
+                };
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => {
+                        body_pending = true;
+                        break;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        self.body = None;
+                        return Poll::Ready(Err(SendErrorKind::Body(e.into())));
+                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => {
+                            let mut hdr = std::mem::take(wire.out());
+                            let r = self.enc.data(data, &mut hdr);
+                            *wire.out() = hdr;
+                            match r {
+                                Ok(Some(d)) => {
+                                    wire.push(d);
+                                    let tail = self.enc.after_data();
+                                    wire.out().extend_from_slice(tail);
+                                }
+                                Ok(None) => {}
+                                Err(_) => return Poll::Ready(Err(SendErrorKind::Overrun)),
+                            }
+                        }
+                        Err(frame) => {
+                            let t = frame.into_trailers().ok();
+                            self.finish(wire, t.as_ref())?;
+                        }
+                    },
+                    Poll::Ready(None) => self.finish(wire, None)?,
+                }
+            }
             if wire.has_output() {
                 match wire.poll_flush_out(cx) {
                     Poll::Ready(Ok(())) => {}
@@ -125,37 +164,8 @@ where
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            let Some(body) = self.body.as_mut() else {
-                self.done = true;
-                continue;
-            };
-            match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    self.body = None;
-                    return Poll::Ready(Err(SendErrorKind::Body(e.into())));
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let mut hdr = std::mem::take(wire.out());
-                        let r = self.enc.data(data, &mut hdr);
-                        *wire.out() = hdr;
-                        match r {
-                            Ok(Some(d)) => {
-                                wire.push(d);
-                                let tail = self.enc.after_data();
-                                wire.out().extend_from_slice(tail);
-                            }
-                            Ok(None) => {}
-                            Err(_) => return Poll::Ready(Err(SendErrorKind::Overrun)),
-                        }
-                    }
-                    Err(frame) => {
-                        let t = frame.into_trailers().ok();
-                        self.finish(wire, t.as_ref())?;
-                    }
-                },
-                Poll::Ready(None) => self.finish(wire, None)?,
+            if body_pending {
+                return Poll::Pending;
             }
         }
     }

@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::decode::{DecodeError, Decoded, Decoder, Encoder};
 use super::head::{self, ConnHeader, Framing, HeadError, RequestHead};
-use super::wire::{Upgraded, Wire};
+use super::wire::{Upgraded, Wire, COALESCE_BYTES};
 use super::{content_length_of, is_upgrade_request, WRITE_STALL_TIMEOUT};
 use crate::transport::Io;
 
@@ -511,9 +511,58 @@ where
         }
     }
 
-    /// Writes the response along: `Ready(Err)` when the connection must close at once.
+    /// Writes the response along: `Ready(Err)` when the connection must close at once. What
+    /// the body has ready is gathered first (up to `COALESCE_BYTES`), so the head and a small
+    /// body go out in one write.
     fn poll_respond(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
         loop {
+            let mut body_pending = false;
+            while !self.body_done && self.wire.queued() < COALESCE_BYTES {
+                let Some(body) = self.body.as_mut() else {
+                    self.body_done = true;
+                    break;
+                };
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => {
+                        body_pending = true;
+                        break;
+                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => {
+                            let mut hdr = std::mem::take(self.wire.out());
+                            let r = self.enc.data(data, &mut hdr);
+                            *self.wire.out() = hdr;
+                            match r {
+                                Ok(Some(d)) => {
+                                    self.wire.push(d);
+                                    let tail = self.enc.after_data();
+                                    self.wire.out().put_slice(tail);
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "response body overran its length");
+                                    return Poll::Ready(Err(()));
+                                }
+                            }
+                        }
+                        Err(frame) => {
+                            let trailers: Option<HeaderMap> = frame.into_trailers().ok();
+                            if self.finish_body(trailers.as_ref()).is_err() {
+                                return Poll::Ready(Err(()));
+                            }
+                        }
+                    },
+                    Poll::Ready(None) => {
+                        if self.finish_body(None).is_err() {
+                            return Poll::Ready(Err(()));
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "response body failed; closing the connection");
+                        return Poll::Ready(Err(()));
+                    }
+                }
+            }
             if self.wire.has_output() {
                 match self.wire.poll_flush_out(cx) {
                     Poll::Ready(Ok(())) => {}
@@ -524,45 +573,8 @@ where
             if self.body_done {
                 return Poll::Ready(Ok(()));
             }
-            let Some(body) = self.body.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let mut hdr = std::mem::take(self.wire.out());
-                        let r = self.enc.data(data, &mut hdr);
-                        *self.wire.out() = hdr;
-                        match r {
-                            Ok(Some(d)) => {
-                                self.wire.push(d);
-                                let tail = self.enc.after_data();
-                                self.wire.out().put_slice(tail);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::debug!(error = %e, "response body overran its length");
-                                return Poll::Ready(Err(()));
-                            }
-                        }
-                    }
-                    Err(frame) => {
-                        let trailers: Option<HeaderMap> = frame.into_trailers().ok();
-                        if self.finish_body(trailers.as_ref()).is_err() {
-                            return Poll::Ready(Err(()));
-                        }
-                    }
-                },
-                Poll::Ready(None) => {
-                    if self.finish_body(None).is_err() {
-                        return Poll::Ready(Err(()));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "response body failed; closing the connection");
-                    return Poll::Ready(Err(()));
-                }
+            if body_pending {
+                return Poll::Pending;
             }
         }
     }

@@ -15,6 +15,9 @@ use crate::transport::Io;
 
 /// Bytes asked of the kernel per read.
 pub const READ_CHUNK: usize = 8 * 1024;
+/// Output gathered before a write: a head and the body frames ready with it leave in one
+/// vectored write (one system call, one segment for a small answer).
+pub const COALESCE_BYTES: usize = 64 * 1024;
 /// Slices handed to one vectored write.
 const MAX_IOVECS: usize = 16;
 
@@ -25,6 +28,8 @@ pub struct Wire {
     /// Heads and small chunks being written; sealed into the queue in order.
     hbuf: BytesMut,
     queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    queued: usize,
     written: usize,
 }
 
@@ -35,6 +40,7 @@ impl Wire {
             rbuf: BytesMut::new(),
             hbuf: BytesMut::new(),
             queue: VecDeque::new(),
+            queued: 0,
             written: 0,
         }
     }
@@ -73,6 +79,7 @@ impl Wire {
     fn seal(&mut self) {
         if !self.hbuf.is_empty() {
             let b = self.hbuf.split().freeze();
+            self.queued += b.len();
             self.queue.push_back(b);
         }
     }
@@ -81,8 +88,14 @@ impl Wire {
     pub fn push(&mut self, b: Bytes) {
         self.seal();
         if !b.is_empty() {
+            self.queued += b.len();
             self.queue.push_back(b);
         }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queued + self.hbuf.len()
     }
 
     /// Whether bytes wait to be written.
@@ -105,6 +118,7 @@ impl Wire {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written = self.written.wrapping_add(n);
+            self.queued -= n.min(self.queued);
             let mut left = n;
             while left > 0 {
                 let Some(front) = self.queue.front_mut() else {
