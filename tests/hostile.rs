@@ -17,20 +17,8 @@ const FS_DTAB: &str = "/svc => /#/io.l5d.fs;";
 /// A safety net for reads that must end; not a measurement.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Sends `bytes` on a fresh connection and reads until the peer closes (or `WAIT` passes);
-/// returns the status of the first response (0 if none) and everything read.
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    raw_exchange(addr, bytes).await
 }
 
 /// Sends `bytes` and reads only the response head; returns its status.

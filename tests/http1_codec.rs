@@ -20,20 +20,8 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 /// A safety net for reads that must end; not a measurement.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Sends `bytes` on a new connection; returns the first status (0: none) and all it read
-/// until the proxy closed.
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    raw_exchange(addr, bytes).await
 }
 
 async fn world(services: &[(&str, &Recorder)]) -> (Disco, Proxy) {

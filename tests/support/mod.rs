@@ -299,3 +299,21 @@ pub fn vm_hwm_kb() -> i64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// Sends `bytes` on a fresh connection and reads until the peer closes (or 10 s pass, a safety
+/// net, not a measurement); returns the status of the first response (0 if none) and
+/// everything read.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
