@@ -217,6 +217,17 @@ fn chunk_size(line: &[u8]) -> Result<u64, DecodeError> {
     Ok(n)
 }
 
+const FORBIDDEN_TRAILERS: [http::header::HeaderName; 8] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::HOST,
+    http::header::CONNECTION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    http::header::CONTENT_TYPE,
+];
+
 fn trailers(section: &Bytes) -> Result<HeaderMap, DecodeError> {
     let mut raw = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
     match httparse::parse_headers(section, &mut raw) {
@@ -225,6 +236,11 @@ fn trailers(section: &Bytes) -> Result<HeaderMap, DecodeError> {
             for h in hs {
                 let name = http::header::HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| DecodeError("invalid trailer name"))?;
+                // RFC 9110 section 6.5.1: framing, routing and connection fields are not
+                // trailers; they are dropped rather than passed on.
+                if FORBIDDEN_TRAILERS.contains(&name) {
+                    continue;
+                }
                 let value = http::HeaderValue::from_bytes(h.value)
                     .map_err(|_| DecodeError("invalid trailer value"))?;
                 map.append(name, value);
@@ -399,6 +415,18 @@ mod tests {
         check("5 5\r\nhello\r\n0\r\n\r\n", None);
         check("5\r\nhel", None);
         check("5\r\nhello\r\n", None);
+    }
+
+    #[test]
+    fn forbidden_trailers_are_dropped() {
+        let (_, tr) = decode_all(
+            Framing::Chunked,
+            b"0\r\ncontent-length: 5\r\nTransfer-Encoding: chunked\r\nhost: x\r\nx-t: 1\r\n\r\n",
+        )
+        .unwrap();
+        let tr = tr.unwrap();
+        assert_eq!(tr.len(), 1, "{tr:?}");
+        assert_eq!(tr["x-t"], "1");
     }
 
     #[test]

@@ -77,6 +77,10 @@ struct Seen {
     /// The last coding is `chunked`.
     chunked_last: bool,
     te_headers: usize,
+    /// `Content-Length` came more than once, or as a list (of equal values).
+    cl_repeated: bool,
+    cl_headers: usize,
+    hosts: usize,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
@@ -117,7 +121,11 @@ fn content_length(v: &[u8]) -> Option<u64> {
 
 impl Seen {
     fn header(&mut self, name: &HeaderName, v: &[u8]) {
-        if *name == header::CONTENT_LENGTH {
+        if *name == header::HOST {
+            self.hosts += 1;
+        } else if *name == header::CONTENT_LENGTH {
+            self.cl_headers += 1;
+            self.cl_repeated |= self.cl_headers > 1 || v.contains(&b',');
             match (content_length(v), self.content_length) {
                 (Some(n), None) => self.content_length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
@@ -195,6 +203,16 @@ fn restore(buf: &mut BytesMut, all: Bytes, used: usize) {
     }
 }
 
+/// An endpoint's equal `Content-Length`s (repeated, or a list) go on as one value: what is
+/// forwarded is what was understood.
+fn normalise_length(headers: &mut HeaderMap, seen: &Seen) {
+    if let (true, Some(n)) = (seen.cl_repeated, seen.content_length) {
+        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+            headers.insert(header::CONTENT_LENGTH, v);
+        }
+    }
+}
+
 fn parse_error(e: httparse::Error) -> HeadError {
     use httparse::Error as E;
     match e {
@@ -223,7 +241,8 @@ fn needs_escape(b: u8) -> bool {
 fn target(raw: &Bytes) -> Result<(Uri, Option<RawTarget>), HeadError> {
     if let Ok(u) = Uri::from_maybe_shared(raw.clone()) {
         // `http::Uri` drops a fragment; nginx forwards it, so the bytes are kept.
-        let kept = raw.contains(&b'#').then(|| RawTarget(raw.clone()));
+        let kept =
+            (raw.first() == Some(&b'/') && raw.contains(&b'#')).then(|| RawTarget(raw.clone()));
         return Ok((u, kept));
     }
     if raw.first() != Some(&b'/') {
@@ -275,6 +294,15 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     // Framing (RFC 9112 section 6.3), refusing what request smuggling relies on.
     if seen.bad_length {
         return Err(bad("invalid or conflicting Content-Length"));
+    }
+    // RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused.
+    if version == Version::HTTP_11 && seen.hosts == 0 {
+        return Err(bad("no Host header"));
+    }
+    // Equal repeated lengths are allowed by RFC 9110 section 8.6, and refused by nginx: a
+    // request that depends on a recipient's choice here is refused too.
+    if seen.cl_repeated {
+        return Err(bad("repeated Content-Length"));
     }
     let framing = if seen.transfer_encoding {
         if seen.content_length.is_some() {
@@ -366,6 +394,14 @@ pub fn parse_response(
         Version::HTTP_10 => seen.keep_alive && !seen.close,
         _ => !seen.close,
     };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection has switched protocols: it never carries another exchange.
+        keep_alive = false;
+    }
+    if version == Version::HTTP_10 && seen.transfer_encoding {
+        // RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        keep_alive = false;
+    }
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -399,6 +435,9 @@ pub fn parse_response(
             }
         }
     };
+    if !seen.transfer_encoding {
+        normalise_length(&mut headers, &seen);
+    }
     let mut b = http::Response::builder().status(status).version(version);
     if !canonical {
         b = b.extension(Reason(reason));
@@ -555,8 +594,35 @@ pub fn is_upgrade_request(h: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    /// Parses `raw`, with a `Host` added after the request line when it has none (every
+    /// HTTP/1.1 request needs one; the rows test other things).
     fn req(raw: &str) -> Result<Option<RequestHead>, HeadError> {
+        let raw = if raw.to_ascii_lowercase().contains("host:") {
+            raw.to_string()
+        } else {
+            raw.replacen("\r\n", "\r\nHost: t\r\n", 1)
+        };
         parse_request(&mut BytesMut::from(raw.as_bytes()))
+    }
+
+    #[test]
+    fn host_and_repeated_lengths() {
+        let bare = |raw: &str| parse_request(&mut BytesMut::from(raw.as_bytes()));
+        assert!(bare("GET / HTTP/1.1\r\n\r\n").is_err());
+        assert!(bare("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(req("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").is_err());
+        let mut r = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"[..],
+        );
+        let h = parse_response(&mut r, &Method::GET).unwrap().unwrap();
+        assert_eq!(h.parts.headers.get_all("content-length").iter().count(), 1);
+        let mut r = BytesMut::from(&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..]);
+        assert!(
+            !parse_response(&mut r, &Method::GET)
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
     }
 
     /// Each row: a request head and whether it is taken (Some(framing)) or refused.
@@ -579,13 +645,10 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             ok(Framing::Empty),
         );
-        check(
-            "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
-            ok(Framing::Length(5)),
-        );
+        check("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", None);
         check(
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-            ok(Framing::Length(5)),
+            None,
         );
         check(
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -693,7 +756,7 @@ mod tests {
     #[test]
     fn incomplete_heads_wait_and_blank_lines_are_skipped() {
         assert!(req("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
-        let mut b = BytesMut::from(&b"\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /2"[..]);
+        let mut b = BytesMut::from(&b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2"[..]);
         let h = parse_request(&mut b).unwrap().unwrap();
         assert_eq!(h.parts.uri, "/");
         assert_eq!(&b[..], b"GET /2");

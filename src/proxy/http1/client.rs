@@ -200,6 +200,7 @@ where
             method: Method::GET,
             wrote: false,
             read_any: false,
+            write_error: None,
         }),
     }
 }
@@ -213,6 +214,8 @@ struct Sending<B> {
     method: Method,
     wrote: bool,
     read_any: bool,
+    /// Writing failed after part of the request went out; an answer is still awaited.
+    write_error: Option<io::Error>,
 }
 
 pub struct SendFuture<B> {
@@ -339,8 +342,18 @@ where
             let before = self.conn.wire.written();
             let r = out.poll_send(&mut self.conn.wire, cx);
             self.wrote |= self.conn.wire.written() != before;
-            if let Poll::Ready(Err(e)) = r {
-                return Poll::Ready(Err(e));
+            match r {
+                // An endpoint may answer early (401, 413) and close before reading the whole
+                // upload: writing fails, the answer may still be there to read.
+                Poll::Ready(Err(SendErrorKind::Io(e)))
+                    if self.wrote && self.write_error.is_none() =>
+                {
+                    self.write_error = Some(e);
+                    out.done = true;
+                    out.body = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                _ => {}
             }
         }
         loop {
@@ -363,9 +376,18 @@ where
                 }
             }
             match self.conn.wire.poll_read_more(cx) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(SendErrorKind::Closed)),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(match self.write_error.take() {
+                        Some(e) => SendErrorKind::Io(e),
+                        None => SendErrorKind::Closed,
+                    }))
+                }
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(SendErrorKind::Io(e))),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(SendErrorKind::Io(
+                        self.write_error.take().unwrap_or(e),
+                    )))
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -384,7 +406,13 @@ impl<B> Sending<B> {
                 .as_ref()
                 .is_some_and(|p| is_upgrade_request(&p.headers));
         let sent = self.parts.take();
-        let out = self.out.take().filter(|o| !o.done).map(Box::new);
+        // An upload still to finish, or whose last bytes are still queued, goes on.
+        let unflushed = self.conn.wire.has_output();
+        let out = self
+            .out
+            .take()
+            .filter(|o| !o.done || unflushed)
+            .map(Box::new);
         if upgraded {
             let (io, pre) = self.conn.wire.into_parts();
             parts
@@ -401,6 +429,7 @@ impl<B> Sending<B> {
             keep_alive: h.keep_alive,
             out,
             failed: false,
+            write_failed: self.write_error.is_some(),
         };
         (Response::from_parts(parts, recv), sent)
     }
@@ -415,6 +444,8 @@ pub struct RecvResponse<B> {
     /// it), boxed to keep the common body small.
     out: Option<Box<Outgoing<B>>>,
     failed: bool,
+    /// The upload broke off: the connection is not reused.
+    write_failed: bool,
 }
 
 /// A response body that broke off.
@@ -434,6 +465,7 @@ impl<B> RecvResponse<B> {
             keep_alive: false,
             out: None,
             failed: false,
+            write_failed: false,
         }
     }
 
@@ -442,7 +474,7 @@ impl<B> RecvResponse<B> {
         if !self.dec.is_done() || self.failed || !self.keep_alive {
             return None;
         }
-        if self.out.as_ref().is_some_and(|o| !o.done) {
+        if self.out.as_ref().is_some_and(|o| !o.done) || self.write_failed {
             return None;
         }
         let mut c = self.conn.take()?;
@@ -471,7 +503,8 @@ where
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(out) = this.out.as_mut().filter(|o| !o.done) {
+        let unflushed = conn.wire.has_output();
+        if let Some(out) = this.out.as_mut().filter(|o| !o.done || unflushed) {
             // The endpoint answered early; the rest of the upload goes on while it is read.
             if let Poll::Ready(Err(e)) = out.poll_send(&mut conn.wire, cx) {
                 tracing::debug!(error = %e, "request body ended early after the response began");

@@ -29,6 +29,9 @@ use crate::transport::Io;
 
 /// Request body bytes the connection reads ahead of the handler.
 pub const BODY_CHANNEL_BYTES: usize = 32 * 1024;
+/// What a queued frame counts for beyond its data: a body of one-byte chunks cannot queue
+/// thousands of frames within the bound.
+const FRAME_COST: usize = 128;
 
 /// A server connection's settings.
 #[derive(Clone, Debug)]
@@ -111,7 +114,7 @@ impl Body for RecvBody {
         };
         let mut ch = RecvBody::lock(c);
         if let Some(f) = ch.frames.pop_front() {
-            ch.queued -= f.data_ref().map_or(0, |d| d.len());
+            ch.queued -= (FRAME_COST + f.data_ref().map_or(0, |d| d.len())).min(ch.queued);
             if let Some(w) = ch.tx.take() {
                 w.wake();
             }
@@ -119,7 +122,8 @@ impl Body for RecvBody {
         }
         match &mut ch.end {
             Some(Ok(())) => Poll::Ready(None),
-            Some(Err(e)) => Poll::Ready(e.take().map(Err)),
+            // The failure stays: a reader polling again never sees a clean end.
+            Some(Err(e)) => Poll::Ready(Some(Err(e.take().unwrap_or(RecvError::Closed)))),
             None => {
                 ch.wanted = true;
                 ch.rx = Some(cx.waker().clone());
@@ -170,6 +174,18 @@ struct Feed {
     done: bool,
     /// The body was read to its end.
     complete: bool,
+}
+
+impl Drop for Feed {
+    /// A body the connection stops reading (the exchange ended first) fails for its reader,
+    /// instead of waiting for data that will never come.
+    fn drop(&mut self) {
+        if !self.done {
+            let mut ch = RecvBody::lock(&self.chan);
+            ch.end = Some(Err(Some(RecvError::Closed)));
+            ch.wake_rx();
+        }
+    }
 }
 
 enum Outcome {
@@ -268,13 +284,28 @@ pub async fn serve<B, F>(
     close(wire).await;
 }
 
+/// What a closing connection reads and discards at most.
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// Writes what is left (a refusal) and closes the write side, within a bound.
 async fn close(mut wire: Wire) {
     let done = async {
         if wire.has_output() {
             std::future::poll_fn(|cx| wire.poll_flush_out(cx)).await?;
         }
-        tokio::io::AsyncWriteExt::shutdown(&mut wire.io).await
+        tokio::io::AsyncWriteExt::shutdown(&mut wire.io).await?;
+        // Read what the client still sends (an unread body) before dropping the socket:
+        // closing with unread data makes the kernel reset the connection, which can destroy
+        // the answer before the client reads it (RFC 9112 section 9.6).
+        let mut drained = 0usize;
+        while drained < LINGER_BYTES {
+            wire.rbuf.clear();
+            match std::future::poll_fn(|cx| wire.poll_read_more(cx)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+        Ok::<(), io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
 }
@@ -377,6 +408,7 @@ where
 {
     /// Moves the request body along: true when something happened.
     fn poll_feed(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+        let responding = self.fut.is_none();
         let Some(f) = self.feed.as_mut().filter(|f| !f.done) else {
             return Ok(false);
         };
@@ -387,6 +419,11 @@ where
                 if ch.rx_dropped {
                     f.done = true;
                     return Ok(true);
+                }
+                if f.expect_continue && responding {
+                    // The answer has begun: a 100 now would land inside it. The client may
+                    // still send its body; if not, the connection closes after the answer.
+                    f.expect_continue = false;
                 }
                 if f.expect_continue {
                     if !ch.wanted {
@@ -406,7 +443,7 @@ where
                 let mut ch = RecvBody::lock(&f.chan);
                 match item {
                     Ok(Some(frame)) => {
-                        ch.queued += frame.data_ref().map_or(0, |d| d.len());
+                        ch.queued += FRAME_COST + frame.data_ref().map_or(0, |d| d.len());
                         ch.frames.push_back(frame);
                     }
                     Ok(None) => {
@@ -451,8 +488,8 @@ where
         }
     }
 
-    /// Watches the idle read side while the response is prepared: a client that hangs up
-    /// ends the exchange (as hyper does without half-close); pipelined bytes wait.
+    /// Watches the idle read side while the response is prepared and written: a client that
+    /// hangs up ends the exchange (as hyper does without half-close); pipelined bytes wait.
     fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
         if self.feed.as_ref().is_some_and(|f| !f.done) || self.wire.rbuf.len() >= self.max_head {
             return Ok(false);
@@ -473,6 +510,22 @@ where
         if *self.drain.borrow() {
             self.keep = false;
         }
+        // An answer before the whole body was read: the connection cannot be reused, and the
+        // client is told so.
+        if self.feed.as_ref().is_some_and(|f| !f.done) {
+            self.keep = false;
+        }
+        if status.is_informational() && !self.upgrading {
+            // An interim status is not an answer (`/$/io.buoyant.http.status/100`, or an
+            // endpoint's stray 1xx): the client would wait for a final one for ever.
+            parts.status = StatusCode::BAD_GATEWAY;
+            parts.headers.clear();
+            parts.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("0"),
+            );
+        }
+        let status = parts.status;
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         let bodiless = self.method_head
             || status.is_informational()
@@ -625,10 +678,16 @@ where
                     true
                 }
             };
-            if this.fut.is_some() {
-                match this.poll_hangup(cx) {
-                    Ok(p) => progress |= p,
-                    Err(()) => return Poll::Ready(Outcome::Close),
+            // A client that hangs up ends the exchange, before or during its answer (a long
+            // poll or an event stream would otherwise hold the endpoint's connection).
+            match this.poll_hangup(cx) {
+                Ok(p) => progress |= p,
+                Err(()) => return Poll::Ready(Outcome::Close),
+            }
+            // A `100 Continue` goes out at once, while the answer is still being prepared.
+            if this.fut.is_some() && this.wire.has_output() {
+                if let Poll::Ready(Err(_)) = this.wire.poll_flush_out(cx) {
+                    return Poll::Ready(Outcome::Close);
                 }
             }
             if let Some(fut) = this.fut.as_mut() {
