@@ -18,6 +18,11 @@ fn request(data: &[u8], cut: usize) {
         parsed = head::parse_request(&mut buf);
     }
     let Ok(Some(h)) = parsed else { return };
+    // Written back as HTTP/1.1, a head needs a Host (the proxy adds one for HTTP/1.0 clients
+    // that sent none: `session::http1`).
+    if !h.parts.headers.contains_key(http::header::HOST) {
+        return;
+    }
     let target = match h.parts.extensions.get::<RawTarget>() {
         Some(t) => t.0.to_vec(),
         None => h.parts.uri.to_string().into_bytes(),

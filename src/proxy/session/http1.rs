@@ -199,6 +199,14 @@ impl Checkin {
             pool,
             conn: Conn { conn, _open: open },
         } = self;
+        let mut req = req;
+        // HTTP/1.1 requires a Host: an HTTP/1.0 client may have sent none (nginx sends its
+        // upstream's name; the endpoint's address is the one name known here).
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Ok(v) = http::HeaderValue::from_str(&pool.addr.to_string()) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
         match client::send(conn, req).await {
             Ok((resp, _sent)) => {
                 let (parts, recv) = resp.into_parts();
