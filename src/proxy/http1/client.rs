@@ -297,8 +297,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// The response, and the request's head back (so a retry needs no copy of it).
-    type Output = Result<(Response<RecvResponse<B>>, Option<http::request::Parts>), SendError<B>>;
+    type Output = Result<Response<RecvResponse<B>>, SendError<B>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Worked on in place: the state is moved out only to finish.
@@ -395,17 +394,14 @@ where
 }
 
 impl<B> Sending<B> {
-    fn answer(
-        mut self,
-        h: head::ResponseHead,
-    ) -> (Response<RecvResponse<B>>, Option<http::request::Parts>) {
+    fn answer(mut self, h: head::ResponseHead) -> Response<RecvResponse<B>> {
         let mut parts = h.parts;
         let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS
             && self
                 .parts
                 .as_ref()
                 .is_some_and(|p| is_upgrade_request(&p.headers));
-        let sent = self.parts.take();
+        self.parts = None;
         // An upload still to finish, or whose last bytes are still queued, goes on.
         let unflushed = self.conn.wire.has_output();
         let out = self
@@ -420,7 +416,7 @@ impl<B> Sending<B> {
                 .insert(ClientUpgrade(Arc::new(Mutex::new(Some(Upgraded::new(
                     io, pre,
                 ))))));
-            return (Response::from_parts(parts, RecvResponse::done()), sent);
+            return Response::from_parts(parts, RecvResponse::done());
         }
         let dec = Decoder::new(h.framing);
         let recv = RecvResponse {
@@ -431,7 +427,7 @@ impl<B> Sending<B> {
             failed: false,
             write_failed: self.write_error.is_some(),
         };
-        (Response::from_parts(parts, recv), sent)
+        Response::from_parts(parts, recv)
     }
 }
 

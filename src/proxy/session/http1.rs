@@ -208,7 +208,7 @@ impl Checkin {
             }
         }
         match client::send(conn, req).await {
-            Ok((resp, _sent)) => {
+            Ok(resp) => {
                 let (parts, recv) = resp.into_parts();
                 let mut body = H1Body {
                     recv,
