@@ -418,6 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn chunk_size_lines_are_bounded() {
+        let long = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(MAX_CHUNK_LINE));
+        assert!(decode_all(Framing::Chunked, long.as_bytes()).is_err());
+        let ok = format!(
+            "5;{}\r\nhello\r\n0\r\n\r\n",
+            "e".repeat(MAX_CHUNK_LINE - 10)
+        );
+        assert_eq!(
+            decode_all(Framing::Chunked, ok.as_bytes()).unwrap().0,
+            b"hello"
+        );
+    }
+
+    #[test]
     fn forbidden_trailers_are_dropped() {
         let (_, tr) = decode_all(
             Framing::Chunked,

@@ -606,6 +606,22 @@ mod tests {
     }
 
     #[test]
+    fn header_count_is_bounded() {
+        let fields: String = (0..MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
+        let at = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
+            &fields[fields.find("x-1:").unwrap()..]
+        );
+        assert!(
+            req(&at).unwrap().is_some(),
+            "exactly {MAX_HEADERS} fields are taken"
+        );
+        let over = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let e = req(&over).err().unwrap();
+        assert_eq!(e.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
     fn host_and_repeated_lengths() {
         let bare = |raw: &str| parse_request(&mut BytesMut::from(raw.as_bytes()));
         assert!(bare("GET / HTTP/1.1\r\n\r\n").is_err());
