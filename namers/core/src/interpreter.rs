@@ -13,6 +13,8 @@ use crate::system::SystemNamer;
 use crate::transform::Transformer;
 use crate::tree::NameTree;
 use crate::var::{Activity, State};
+#[cfg(test)]
+use crate::var::Updater;
 
 /// A configured namer and the prefix it answers (`/#/<prefix>`).
 #[derive(Clone)]
@@ -106,6 +108,54 @@ impl Lookup for DtabLookup {
     }
 }
 
+/// A dtab that may change (a watched file, a namerd namespace): Pending until it is first read.
+pub type DtabVar = Activity<Dtab>;
+
+/// The interpreter with a watched dtab followed by a fixed one (`io.l5d.fs`'s file dtab ++ the
+/// router's and the request's; namerd's namespace dtab ++ the one a linker sends). A binding
+/// through it is recomputed when the watched dtab changes, and is Pending until it is read.
+pub struct WatchedDtabLookup {
+    pub interp: Arc<DefaultInterpreter>,
+    pub base: DtabVar,
+    pub local: Dtab,
+}
+
+impl Lookup for WatchedDtabLookup {
+    fn lookup(&self, path: &Path, deps: &mut LookupDeps) -> LookupState {
+        let mut v = self.base.clone();
+        let s = v.get();
+        if !v.is_final() {
+            deps.push_signal(v);
+        }
+        match s {
+            State::Pending => State::Pending,
+            State::Failed(e) => State::Failed(e),
+            State::Ok(d) if self.local.is_empty() => self.interp.lookup(&d, path, deps),
+            State::Ok(d) => self.interp.lookup(&d.concat(&self.local), path, deps),
+        }
+    }
+}
+
+impl DefaultInterpreter {
+    /// Binds `path` live with the watched dtab `base` followed by `local`.
+    pub fn bind_watched(
+        self: &Arc<Self>,
+        base: &DtabVar,
+        local: &Dtab,
+        path: &Path,
+    ) -> Activity<NameTree<Bound>> {
+        let bound = bind::bind(
+            Arc::new(WatchedDtabLookup {
+                interp: Arc::clone(self),
+                base: base.clone(),
+                local: local.clone(),
+            }),
+            path.clone(),
+        );
+        self.transformers.iter().fold(bound, |b, t| t.apply(b))
+    }
+}
+
 impl DefaultInterpreter {
     /// Binds once the tree and its address sets have left Pending, or `timeout` passes.
     pub async fn bind_settled(
@@ -153,5 +203,34 @@ impl DefaultInterpreter {
             timeout,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watched_dtab_rebinds_its_names_and_is_pending_until_read() {
+        let interp = DefaultInterpreter::new(Vec::new());
+        let (up, base) = Updater::new(State::Pending);
+        let local = Dtab::read("/svc/b=>/$/inet/127.0.0.1/2").unwrap();
+        let path = Path::read("/svc/a").unwrap();
+        let mut bound = interp.bind_watched(&base, &local, &path);
+        assert!(bound.get().is_pending());
+        let leaf = |s: State<NameTree<Bound>>| match s {
+            State::Ok(NameTree::Leaf(b)) => b.id.show(),
+            other => panic!("expected a leaf, got {other:?}"),
+        };
+        up.set(State::Ok(Dtab::read("/svc/a=>/$/inet/127.0.0.1/1").unwrap()));
+        assert!(bound.changed().await);
+        assert_eq!(leaf(bound.get()), "/$/inet/127.0.0.1/1");
+        // The fixed dtab comes after the watched one, so it wins.
+        up.set(State::Ok(Dtab::read("/svc/a=>/svc/b").unwrap()));
+        assert!(bound.changed().await);
+        assert_eq!(leaf(bound.get()), "/$/inet/127.0.0.1/2");
+        up.set(State::Ok(Dtab::empty()));
+        assert!(bound.changed().await);
+        assert!(matches!(bound.get(), State::Ok(NameTree::Neg)));
     }
 }

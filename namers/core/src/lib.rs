@@ -24,7 +24,7 @@ pub mod var;
 
 pub use addr::{Addr, Endpoint, Meta};
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
-pub use interpreter::{ConfiguredNamer, DefaultInterpreter};
+pub use interpreter::{ConfiguredNamer, DefaultInterpreter, DtabVar};
 pub use namer::{Bound, Name, Namer};
 pub use path::Path;
 pub use syntax::ParseError;

@@ -196,50 +196,76 @@ pub fn failed<T>(e: NamingError) -> Activity<T> {
     Var::Const(State::Failed(e))
 }
 
+/// Something whose change a computation waits for besides its typed values: a watched dtab,
+/// say, that a lookup reads (see [`Deps::push_signal`]).
+pub trait Signal: Send + Sync {
+    /// Waits until it changes after the last read; false when it never can again.
+    fn changed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
+}
+
+impl<T: Clone + Send + Sync> Signal for Var<T> {
+    fn changed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(Var::changed(self))
+    }
+}
+
 /// A set of watched values a computation read; it waits until any of them changes.
 pub struct Deps<T> {
     vars: Vec<Var<T>>,
+    signals: Vec<Box<dyn Signal>>,
 }
 
 impl<T> Default for Deps<T> {
     fn default() -> Self {
-        Deps { vars: Vec::new() }
+        Deps {
+            vars: Vec::new(),
+            signals: Vec::new(),
+        }
     }
 }
 
-impl<T: Clone> Deps<T> {
+impl<T: Clone + Send + Sync> Deps<T> {
     pub fn push(&mut self, v: Var<T>) {
         if !v.is_final() {
             self.vars.push(v);
         }
     }
 
+    /// Also waits for `s`: a value of another type the computation read (already marked seen).
+    pub fn push_signal<S: Signal + 'static>(&mut self, s: S) {
+        self.signals.push(Box::new(s));
+    }
+
     /// Whether nothing read can change (so the result is final).
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
+        self.vars.is_empty() && self.signals.is_empty()
     }
 
     pub fn clear(&mut self) {
         self.vars.clear();
+        self.signals.clear();
     }
 
     /// Waits until one of the watched values changes. Returns false when none of them can ever
     /// change again.
     pub async fn wait_any(&mut self) -> bool {
         loop {
-            if self.vars.is_empty() {
+            if self.is_empty() {
                 return false;
             }
-            let futs: Vec<_> = self
-                .vars
-                .iter_mut()
-                .map(|v| Box::pin(v.changed()))
-                .collect();
+            let n = self.vars.len();
+            let mut futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>> =
+                self.vars.iter_mut().map(|v| Box::pin(v.changed()) as _).collect();
+            futs.extend(self.signals.iter_mut().map(|s| s.changed()));
             let (changed, idx, _) = futures_util::future::select_all(futs).await;
             if changed {
                 return true;
             }
-            self.vars.swap_remove(idx);
+            if idx < n {
+                self.vars.swap_remove(idx);
+            } else {
+                self.signals.swap_remove(idx - n);
+            }
         }
     }
 }
