@@ -1,0 +1,392 @@
+//! The linker's side of namerd's HTTP API: the `io.l5d.namerd.http` interpreter. A name is
+//! bound by namerd: one `GET /api/1/bind/<ns>?path=&dtab=&watch=true` stream per name and one
+//! `GET /api/1/addr/<ns>?path=<id>&watch=true` stream per bound id (shared by every tree that
+//! reaches it), each turned into the same watched values a local binding gives, so the router
+//! cannot tell the difference.
+//!
+//! When namerd cannot be reached or a stream ends, the last tree and addresses stay as they were
+//! (routing goes on) and the interpreter is marked stale; streams reconnect with jittered
+//! exponential backoff (`retry`) and, once answered, replace what they had. A name never bound
+//! is Pending meanwhile (the router's `bindingTimeoutMs` applies). Answers are bounded: a line
+//! over [`MAX_LINE_BYTES`] or a tree over the `api` limits ends the stream as a namerd fault.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use switchboard_namer_core::{
+    Activity, Addr, Bound, Dtab, NameTree, NamingError, Path, State, Updater, Var,
+};
+
+use crate::api::{addr_from_json, bound_tree_from_json};
+use crate::controller::CLIENT_HEADER;
+
+/// Longest line accepted on a watch stream.
+pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+/// Linkerd's default `retry`: backoff from 5 s up to 600 s.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(600);
+/// Bound on connecting to namerd and on its answering a request's head.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where namerd is and how to follow it.
+#[derive(Clone, Debug)]
+pub struct NamerdHttpConfig {
+    /// `host:port` (from `dst: /$/inet/<host>/<port>`).
+    pub authority: String,
+    pub namespace: String,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// What this linker calls itself to namerd (its admin page lists linkers by it).
+    pub client_name: String,
+}
+
+/// The `dst` of a namerd interpreter: `/$/inet/<host>/<port>` as `host:port`.
+pub fn authority_of_dst(dst: &str) -> Result<String, String> {
+    let p = Path::read(dst).map_err(|e| format!("`{dst}` is not a path: {e}"))?;
+    match (p.len(), p.elem_str(0), p.elem_str(1), p.elem_str(2), p.elem_str(3)) {
+        (4, Some("$"), Some("inet"), Some(host), Some(port)) if port.parse::<u16>().is_ok() => {
+            if host.contains(':') {
+                Ok(format!("[{host}]:{port}"))
+            } else {
+                Ok(format!("{host}:{port}"))
+            }
+        }
+        _ => Err(format!(
+            "`{dst}`: Switchboard reaches namerd at `/$/inet/<host>/<port>` only"
+        )),
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Streams that are connected and answered.
+    connected: AtomicI64,
+    /// Streams waiting to reconnect.
+    failing: AtomicI64,
+    updates: AtomicU64,
+    reconnects: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Inner {
+    cfg: NamerdHttpConfig,
+    http: Client<HttpConnector, Empty<Bytes>>,
+    addrs: Mutex<HashMap<Path, Weak<Updater<Addr>>>>,
+    stats: Stats,
+}
+
+/// The `io.l5d.namerd.http` interpreter.
+#[derive(Clone)]
+pub struct NamerdHttp {
+    inner: Arc<Inner>,
+}
+
+/// How a stream ended.
+enum Ended {
+    /// Namerd wrote an error line (a binding failure, say) and closed the stream.
+    Error(String),
+    /// The connection failed or closed.
+    Lost(String),
+}
+
+impl NamerdHttp {
+    pub fn new(cfg: NamerdHttpConfig) -> NamerdHttp {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(conn);
+        NamerdHttp {
+            inner: Arc::new(Inner {
+                cfg,
+                http,
+                addrs: Mutex::new(HashMap::new()),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.cfg.namespace
+    }
+
+    /// Whether some stream has lost namerd and routes on what it last heard.
+    pub fn is_stale(&self) -> bool {
+        self.inner.stats.failing.load(Relaxed) > 0
+    }
+
+    /// `/interpreter_state/io.l5d.namerd.http/<ns>.json`.
+    pub fn state(&self) -> Value {
+        let s = &self.inner.stats;
+        json!({
+            "namerd": self.inner.cfg.authority,
+            "namespace": self.inner.cfg.namespace,
+            "stale": self.is_stale(),
+            "streams": s.connected.load(Relaxed),
+            "failingStreams": s.failing.load(Relaxed),
+            "updates": s.updates.load(Relaxed),
+            "reconnects": s.reconnects.load(Relaxed),
+            "lastError": s.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    /// Counters and gauges as `(name, value)`.
+    pub fn stats(&self) -> Vec<(String, i64)> {
+        let s = &self.inner.stats;
+        vec![
+            ("stale".into(), self.is_stale() as i64),
+            ("streams".into(), s.connected.load(Relaxed)),
+            ("updates".into(), s.updates.load(Relaxed) as i64),
+            ("reconnects".into(), s.reconnects.load(Relaxed) as i64),
+        ]
+    }
+
+    /// Binds `path` with `dtab` (the router's dtab ++ the request's) in namerd, live.
+    pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
+        let (up, var) = Updater::new(State::Pending);
+        let mut uri = format!(
+            "/api/1/bind/{}?watch=true&path={}",
+            self.inner.cfg.namespace,
+            enc(&path.show())
+        );
+        if !dtab.is_empty() {
+            uri.push_str(&format!("&dtab={}", enc(&dtab.show())));
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let up = up;
+            me.inner
+                .follow(&uri, &up, |line| {
+                    let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                    let t = bound_tree_from_json(&v)?;
+                    Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
+                        let mut b = Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id));
+                        b.weight = l.weight;
+                        b
+                    })))
+                }, |e| State::Failed(NamingError::new(format!("namerd: {e}"))))
+                .await;
+        });
+        var
+    }
+
+    /// The address set of bound id `id`, shared by every tree that reaches it.
+    fn addr(&self, id: &Path) -> Var<Addr> {
+        let mut addrs = self.inner.addrs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(up) = addrs.get(id).and_then(Weak::upgrade) {
+            return up.var();
+        }
+        addrs.retain(|_, w| w.strong_count() > 0);
+        let (up, var) = Updater::new(Addr::Pending);
+        let up = Arc::new(up);
+        addrs.insert(id.clone(), Arc::downgrade(&up));
+        drop(addrs);
+        let uri = format!(
+            "/api/1/addr/{}?watch=true&path={}",
+            self.inner.cfg.namespace,
+            enc(&id.show())
+        );
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.inner
+                .follow(&uri, &up, |line| {
+                    let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                    addr_from_json(&v)
+                }, |e| Addr::Failed(format!("namerd: {e}")))
+                .await;
+        });
+        var
+    }
+}
+
+impl Inner {
+    /// Follows the watch stream at `uri` into `up` until nobody observes `up`: each line through
+    /// `parse`; an error line from namerd through `failed` (only while nothing good was seen).
+    async fn follow<T: Clone + PartialEq + Send + Sync + 'static>(
+        &self,
+        uri: &str,
+        up: &Updater<T>,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+        failed: impl Fn(&str) -> T,
+    ) {
+        let mut delay = self.cfg.retry_base;
+        let mut seen_good = false;
+        let mut failing = false;
+        loop {
+            let ended = tokio::select! {
+                _ = up.closed() => break,
+                e = self.stream(uri, up, &parse, &mut seen_good, &mut failing) => e,
+            };
+            let msg = match ended {
+                Ended::Error(e) => {
+                    if !seen_good {
+                        up.set(failed(&e));
+                    }
+                    e
+                }
+                Ended::Lost(e) => e,
+            };
+            tracing::warn!(namerd = %self.cfg.authority, uri, error = %msg, "namerd stream ended; routing on the last answer and retrying");
+            if let Ok(mut l) = self.stats.last_error.lock() {
+                *l = Some(msg);
+            }
+            if !failing {
+                failing = true;
+                self.stats.failing.fetch_add(1, Relaxed);
+            }
+            let d = delay / 2 + delay.mul_f64(fastrand::f64() / 2.0);
+            delay = (delay * 2).min(self.cfg.retry_max);
+            tokio::select! {
+                _ = up.closed() => break,
+                _ = tokio::time::sleep(d) => {}
+            }
+            self.stats.reconnects.fetch_add(1, Relaxed);
+            if seen_good {
+                // A stream that had answered starts its backoff again.
+                delay = self.cfg.retry_base;
+                seen_good = false;
+            }
+        }
+        if failing {
+            self.stats.failing.fetch_sub(1, Relaxed);
+        }
+    }
+
+    async fn stream<T: Clone + PartialEq>(
+        &self,
+        uri: &str,
+        up: &Updater<T>,
+        parse: &impl Fn(&[u8]) -> Result<T, String>,
+        seen_good: &mut bool,
+        failing: &mut bool,
+    ) -> Ended {
+        let full = format!("http://{}{uri}", self.cfg.authority);
+        let req = match hyper::Request::get(&full)
+            .header(CLIENT_HEADER, self.cfg.client_name.as_str())
+            .body(Empty::<Bytes>::new())
+        {
+            Ok(r) => r,
+            Err(e) => return Ended::Error(format!("bad request {full}: {e}")),
+        };
+        let resp = match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.http.request(req)).await {
+            Err(_) => return Ended::Lost(format!("namerd at {} did not answer in time", self.cfg.authority)),
+            Ok(Err(e)) => return Ended::Lost(format!("namerd at {}: {e}", self.cfg.authority)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let mut msg = BytesMut::new();
+            while let Some(Ok(f)) = body.frame().await {
+                if let Some(d) = f.data_ref() {
+                    msg.extend_from_slice(&d[..d.len().min(1024 - msg.len().min(1024))]);
+                }
+                if msg.len() >= 1024 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&msg).trim().to_string();
+            return if status.is_server_error() {
+                Ended::Lost(format!("namerd answered {status}: {text}"))
+            } else {
+                Ended::Error(format!("namerd answered {status}: {text}"))
+            };
+        }
+        let mut buf = BytesMut::new();
+        let mut live = Live(&self.stats.connected, false);
+        loop {
+            let frame = match body.frame().await {
+                None => return Ended::Lost("namerd closed the stream".into()),
+                Some(Err(e)) => return Ended::Lost(format!("namerd stream failed: {e}")),
+                Some(Ok(f)) => f,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line = buf.split_to(i + 1);
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                if line[0] != b'{' && line[0] != b'[' {
+                    return Ended::Error(String::from_utf8_lossy(line).into_owned());
+                }
+                match parse(line) {
+                    Ok(v) => {
+                        up.set(v);
+                        self.stats.updates.fetch_add(1, Relaxed);
+                        *seen_good = true;
+                        if !live.1 {
+                            live.1 = true;
+                            self.stats.connected.fetch_add(1, Relaxed);
+                        }
+                        if *failing {
+                            *failing = false;
+                            self.stats.failing.fetch_sub(1, Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        return Ended::Lost(format!("namerd sent an answer that does not read: {e}"));
+                    }
+                }
+            }
+            if buf.len() > MAX_LINE_BYTES {
+                return Ended::Lost(format!("namerd sent a line over {MAX_LINE_BYTES} bytes"));
+            }
+        }
+    }
+
+}
+
+/// Counts a stream as connected while it lives, once it has answered.
+struct Live<'a>(&'a AtomicI64, bool);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dst_forms() {
+        assert_eq!(authority_of_dst("/$/inet/localhost/4180").unwrap(), "localhost:4180");
+        assert_eq!(authority_of_dst("/$/inet/127.1/4180").unwrap(), "127.1:4180");
+        assert_eq!(authority_of_dst("/$/inet/::1/4180").unwrap(), "[::1]:4180");
+        assert!(authority_of_dst("/#/io.l5d.consul/dc1/namerd").is_err());
+        assert!(authority_of_dst("/$/inet/h/x").is_err());
+        assert!(authority_of_dst("nope").is_err());
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(enc("/svc/a b"), "/svc/a%20b");
+        assert_eq!(enc("/a=>/b;/c=>/d & 2*/e"), "/a%3D%3E/b%3B/c%3D%3E/d%20%26%202%2A/e");
+    }
+}

@@ -1,0 +1,379 @@
+//! What namerd keeps on top of its store: each namespace's dtab as a watched value for binding
+//! (Pending until the store is first read, empty when the namespace does not exist, the last
+//! good dtab when the stored one stops parsing); the history of every version this namerd saw
+//! (the last [`HISTORY_LEN`] per namespace, with when it saw them); and which linkers were sent
+//! which version, for the admin page.
+//!
+//! History lives in this process: it starts with the versions found at startup and grows with
+//! every change the store's watch shows, whoever made it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+use switchboard_namer_core::{Dtab, DtabVar, NamingError, State, Updater, Var};
+
+use crate::store::{Entry, Store, StoreState};
+
+/// Versions kept per namespace.
+pub const HISTORY_LEN: usize = 100;
+/// Namespaces whose history is kept (deleted ones count until they fall out).
+pub const MAX_HISTORY_NAMESPACES: usize = 100_000;
+/// Linkers tracked per namespace on the admin page; the least recently seen go first.
+pub const MAX_TRACKED_LINKERS: usize = 1_000;
+
+/// One version as seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Version {
+    pub version: u64,
+    /// When this namerd saw it (for versions found at startup: when it started).
+    pub at: SystemTime,
+    pub change: Change,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Dtab(Dtab),
+    /// The stored value was not a dtab.
+    Invalid(String),
+    Deleted,
+}
+
+/// A linker as namerd sees it: its name (the `l5d-namerd-client` header, else its address).
+#[derive(Clone, Debug)]
+struct Seen {
+    version: u64,
+    at: SystemTime,
+    streams: usize,
+}
+
+pub struct Namespaces {
+    pub store: Arc<Store>,
+    dtabs: Mutex<HashMap<String, Arc<Updater<State<Dtab>>>>>,
+    history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>,
+    linkers: Mutex<HashMap<String, HashMap<String, Seen>>>,
+    _history_task: crate::store::TaskGuard,
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Namespaces {
+    /// Starts following `store` (needs a tokio runtime).
+    pub fn new(store: Arc<Store>) -> Arc<Namespaces> {
+        let history = Arc::new(Mutex::new(HashMap::new()));
+        let task = tokio::spawn(record(store.state(), Arc::clone(&history))).abort_handle();
+        Arc::new(Namespaces {
+            store,
+            dtabs: Mutex::new(HashMap::new()),
+            history,
+            linkers: Mutex::new(HashMap::new()),
+            _history_task: crate::store::TaskGuard(task),
+        })
+    }
+
+    pub fn state(&self) -> Var<StoreState> {
+        self.store.state()
+    }
+
+    /// The dtab of `ns`, watched.
+    pub fn dtab(&self, ns: &str) -> DtabVar {
+        let mut dtabs = self.dtabs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(up) = dtabs.get(ns) {
+            return up.var();
+        }
+        let mut state = self.store.state();
+        let first = project(&state.get(), ns, None);
+        let (up, var) = Updater::new(first);
+        let up = Arc::new(up);
+        dtabs.insert(ns.to_string(), Arc::clone(&up));
+        drop(dtabs);
+        let ns = ns.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = up.closed() => break,
+                    more = state.changed() => if !more { break },
+                }
+                let last = match up.current() {
+                    State::Ok(d) => Some(d),
+                    _ => None,
+                };
+                up.set(project(&state.get(), &ns, last));
+            }
+        });
+        // The cache drops an entry once nobody watches it (checked at the next lookup of any).
+        self.dtabs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, u| u.observers() > 0);
+        var
+    }
+
+    /// The versions of `ns` this namerd saw, oldest first.
+    pub fn history(&self, ns: &str) -> Vec<Version> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a write this namerd made (the watch may show only the last of several).
+    pub fn wrote(&self, ns: &str, version: u64, change: Change) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        push_version(
+            &mut h,
+            ns,
+            Version {
+                version,
+                at: SystemTime::now(),
+                change,
+            },
+        );
+    }
+
+    /// A linker `client` was sent what `ns` is at `version`.
+    pub fn seen(&self, ns: &str, client: &str, version: u64) {
+        let mut l = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        let m = l.entry(ns.to_string()).or_default();
+        let now = SystemTime::now();
+        if let Some(s) = m.get_mut(client) {
+            s.version = version;
+            s.at = now;
+            return;
+        }
+        if m.len() >= MAX_TRACKED_LINKERS {
+            if let Some(k) = m
+                .iter()
+                .filter(|(_, s)| s.streams == 0)
+                .min_by_key(|(_, s)| s.at)
+                .map(|(k, _)| k.clone())
+            {
+                m.remove(&k);
+            } else {
+                return;
+            }
+        }
+        m.insert(
+            client.to_string(),
+            Seen {
+                version,
+                at: now,
+                streams: 0,
+            },
+        );
+    }
+
+    /// A watch stream of `client` on `ns` opened (`+1`) or closed (`-1`).
+    pub fn stream(&self, ns: &str, client: &str, open: bool) {
+        if open {
+            self.seen(ns, client, 0);
+        }
+        let mut l = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = l.get_mut(ns).and_then(|m| m.get_mut(client)) {
+            if open {
+                s.streams += 1;
+            } else {
+                s.streams = s.streams.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Per namespace: its version now and each linker's last version, for the admin page.
+    pub fn linkers_json(&self) -> Value {
+        let state = self.store.state().sample();
+        let l = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = serde_json::Map::new();
+        let current = |ns: &str| {
+            state
+                .namespaces
+                .as_ref()
+                .and_then(|m| m.get(ns))
+                .map(|e| e.version)
+        };
+        let mut names: Vec<&String> = l.keys().collect();
+        if let Some(m) = &state.namespaces {
+            names.extend(m.keys().filter(|k| !l.contains_key(*k)));
+        }
+        names.sort();
+        for ns in names {
+            let cur = current(ns);
+            let linkers: serde_json::Map<String, Value> = l
+                .get(ns)
+                .map(|m| {
+                    let mut v: Vec<_> = m.iter().collect();
+                    v.sort_by(|a, b| a.0.cmp(b.0));
+                    v.into_iter()
+                        .map(|(k, s)| {
+                            (
+                                k.clone(),
+                                json!({
+                                    "version": s.version.to_string(),
+                                    "current": Some(s.version) == cur,
+                                    "seenAt": secs(s.at),
+                                    "watching": s.streams > 0,
+                                }),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(
+                ns.clone(),
+                json!({"version": cur.map(|v| v.to_string()), "linkers": linkers}),
+            );
+        }
+        Value::Object(out)
+    }
+}
+
+/// What `ns` is for binding, given the store's state and the last good dtab.
+fn project(s: &StoreState, ns: &str, last: Option<Dtab>) -> State<Dtab> {
+    let Some(m) = &s.namespaces else {
+        return State::Pending;
+    };
+    match m.get(ns) {
+        None => State::Ok(Dtab::empty()),
+        Some(Entry { dtab: Ok(d), .. }) => State::Ok(d.clone()),
+        Some(Entry { dtab: Err(e), .. }) => match last {
+            Some(d) => State::Ok(d),
+            None => State::Failed(NamingError::new(format!("namespace {ns}: {e}"))),
+        },
+    }
+}
+
+/// Follows the store and appends every version it shows to the history.
+async fn record(mut state: Var<StoreState>, history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>) {
+    let mut last: Option<Arc<BTreeMap<String, Entry>>> = None;
+    loop {
+        let s = state.get();
+        if let Some(m) = &s.namespaces {
+            let now = SystemTime::now();
+            let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
+            let push = push_version;
+            for (ns, e) in m.iter() {
+                let before = last.as_ref().and_then(|l| l.get(ns));
+                if before.map(|b| b.version) != Some(e.version) {
+                    let change = match &e.dtab {
+                        Ok(d) => Change::Dtab(d.clone()),
+                        Err(err) => Change::Invalid(err.clone()),
+                    };
+                    push(
+                        &mut h,
+                        ns,
+                        Version {
+                            version: e.version,
+                            at: now,
+                            change,
+                        },
+                    );
+                }
+            }
+            if let Some(l) = &last {
+                for (ns, e) in l.iter() {
+                    if !m.contains_key(ns) {
+                        push(
+                            &mut h,
+                            ns,
+                            Version {
+                                version: e.version,
+                                at: now,
+                                change: Change::Deleted,
+                            },
+                        );
+                    }
+                }
+            }
+            last = Some(Arc::clone(m));
+        }
+        if !state.changed().await {
+            return;
+        }
+    }
+}
+
+/// Adds `v` to the history of `ns` in version order, once.
+fn push_version(h: &mut HashMap<String, VecDeque<Version>>, ns: &str, v: Version) {
+    if !h.contains_key(ns) && h.len() >= MAX_HISTORY_NAMESPACES {
+        return;
+    }
+    let q = h.entry(ns.to_string()).or_default();
+    if q.iter().any(|b| b.version == v.version && b.change == v.change) {
+        return;
+    }
+    // After every version not newer (a delete shares the version of the value it removed).
+    let at = q.iter().rposition(|b| b.version <= v.version).map_or(0, |i| i + 1);
+    q.insert(at, v);
+    while q.len() > HISTORY_LEN {
+        q.pop_front();
+    }
+}
+
+/// A version as the history API shows it.
+pub fn version_json(v: &Version) -> Value {
+    let (kind, dtab) = match &v.change {
+        Change::Dtab(d) => ("dtab", Some(d.show())),
+        Change::Invalid(e) => ("invalid", Some(e.clone())),
+        Change::Deleted => ("deleted", None),
+    };
+    json!({"version": v.version.to_string(), "at": secs(v.at), "change": kind, "dtab": dtab})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn history_keeps_every_version_and_deletes() {
+        let store = Arc::new(Store::Memory(MemoryStore::new(BTreeMap::new())));
+        let ns = Namespaces::new(Arc::clone(&store));
+        let mut d = ns.dtab("web");
+        // The memory store is read at once: a missing namespace is an empty dtab.
+        assert_eq!(d.get(), State::Ok(Dtab::empty()));
+        let a = Dtab::read("/svc=>/a").unwrap();
+        let v1 = store.create("web", &a).await.unwrap();
+        for i in 0..(HISTORY_LEN + 5) {
+            let b = Dtab::read(&format!("/svc=>/b{i}")).unwrap();
+            store.update("web", &b, None).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        store.delete("web", None).await.unwrap();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let h = ns.history("web");
+        assert_eq!(h.len(), HISTORY_LEN);
+        assert_eq!(h.last().unwrap().change, Change::Deleted);
+        assert!(h.iter().all(|v| v.version > v1), "the oldest fell out");
+        assert!(h.windows(2).all(|w| w[0].version <= w[1].version));
+        assert_eq!(d.sample(), State::Ok(Dtab::empty()));
+    }
+
+    #[test]
+    fn a_namespace_that_stops_parsing_keeps_its_last_dtab() {
+        let a = Dtab::read("/svc=>/a").unwrap();
+        let mut m = BTreeMap::new();
+        m.insert(
+            "web".to_string(),
+            Entry {
+                version: 2,
+                dtab: Err("bad".into()),
+            },
+        );
+        let s = StoreState {
+            namespaces: Some(Arc::new(m)),
+            error: None,
+        };
+        assert_eq!(project(&s, "web", Some(a.clone())), State::Ok(a));
+        assert!(matches!(project(&s, "web", None), State::Failed(_)));
+        assert_eq!(project(&s, "other", None), State::Ok(Dtab::empty()));
+        assert_eq!(project(&StoreState::default(), "web", None), State::Pending);
+    }
+}
