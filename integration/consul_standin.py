@@ -104,8 +104,9 @@ Where it differs from a real Consul (deliberately kept small):
   * filter: a subset of go-bexpr; unknown selectors match nothing instead of giving a 400;
     a selector through a list (Checks.Status) matches if any element does.
   * near is ignored; ?cached is accepted but never served from a cache (X-Cache: MISS); no
-    namespaces or partitions (400 as in Consul CE); no KV, sessions, prepared queries, Connect,
-    DNS. X-Consul-LastContact is always 0. Missing Meta is rendered {} (Consul may send null).
+    namespaces or partitions (400 as in Consul CE); no sessions, prepared queries, Connect,
+    DNS. KV: GET (?recurse, ?keys, ?raw, blocking on the prefix's index as Consul does, with
+    tombstones), PUT (?cas, ?flags; no ?acquire/?release), DELETE (?cas, ?recurse). X-Consul-LastContact is always 0. Missing Meta is rendered {} (Consul may send null).
   * The index of a service that does not exist is the "last extinction" index, set at start,
     so a blocking query waits for that service; on a brand-new real cluster that never saw a
     deregistration, Consul falls back to the max table index and may return on unrelated writes.
@@ -113,6 +114,7 @@ Where it differs from a real Consul (deliberately kept small):
 """
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -523,7 +525,9 @@ class DC:
         self.nodes = {}      # node name -> node record
         self.services = {}   # (node, service id) -> service record
         self.checks = {}     # (node, check id) -> check record
-        self.t_nodes = self.t_services = self.t_checks = 0
+        self.t_nodes = self.t_services = self.t_checks = self.t_kvs = 0
+        self.kv = {}          # key -> {"Key", "Value" (bytes), "Flags", "CreateIndex", ...}
+        self.kv_tombstones = {}  # deleted key -> index of its deletion
         self.svc_idx = {}    # lower-cased service name -> index of its last change
         self.extinction = 0  # index at which the last instance of some service went away
 
@@ -803,7 +807,8 @@ class Store:
                 self.fault = None
 
 
-BLOCKING_PREFIXES = ("/v1/catalog/service/", "/v1/health/service/", "/v1/health/checks/")
+BLOCKING_PREFIXES = ("/v1/catalog/service/", "/v1/health/service/", "/v1/health/checks/",
+                     "/v1/kv/")
 BLOCKING_PATHS = ("/v1/catalog/services", "/v1/catalog/nodes")
 
 
@@ -1202,7 +1207,7 @@ class Handler(BaseHTTPRequestHandler):
             h["Age"] = "0"
         return h
 
-    def blocking_read(self, index_fn, body_fn):
+    def blocking_read(self, index_fn, body_fn, not_found=False):
         """Consul's blockingQuery: with ?index=N > 0, wait until the resource's index is > N or
         the wait (plus jitter) elapses; return the current body and index either way."""
         q = self.query_opts()
@@ -1272,6 +1277,13 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(500, error)
         if out_index is None:
             out_index = idx
+        if not_found and body is None:
+            self.send_bytes(404, b"", None, self.meta_headers(q, out_index, known_leader))
+            return
+        if isinstance(body, bytes):
+            self.send_bytes(200, body, "application/octet-stream",
+                            self.meta_headers(q, out_index, known_leader))
+            return
         self.send_json(body, self.meta_headers(q, out_index, known_leader))
 
     # -------------------------------------------------------------------- agent endpoints
@@ -1759,6 +1771,102 @@ class Handler(BaseHTTPRequestHandler):
             return [node_view(dc, n) for _, n in sorted(dc.nodes.items())
                     if all(n["Meta"].get(k) == v for k, v in nm)]
         self.blocking_read(lambda dc: dc.t_nodes, body)
+
+    # -- KV store
+    @staticmethod
+    def _kv_index(dc, key, recurse):
+        """Consul's KV read index: the highest index under the prefix (live keys and
+        tombstones), else the KV table's."""
+        def under(k):
+            return k.startswith(key) if recurse else k == key
+        idx = max([e["ModifyIndex"] for k, e in dc.kv.items() if under(k)] +
+                  [i for k, i in dc.kv_tombstones.items() if under(k)] + [0])
+        return idx or dc.t_kvs or 1
+
+    @staticmethod
+    def _kv_json(e):
+        return {"LockIndex": 0, "Key": e["Key"], "Flags": e["Flags"],
+                "Value": base64.b64encode(e["Value"]).decode() if e["Value"] else None,
+                "CreateIndex": e["CreateIndex"], "ModifyIndex": e["ModifyIndex"]}
+
+    @route(r"/v1/kv/(?P<key>.*)", ["GET"])
+    def kv_get(self, key):
+        recurse = "recurse" in self.params
+        keys = "keys" in self.params
+        raw = "raw" in self.params
+
+        def body(dc, q):
+            if recurse or keys:
+                found = [e for k, e in sorted(dc.kv.items()) if k.startswith(key)]
+            else:
+                found = [e for k, e in dc.kv.items() if k == key]
+            if not found:
+                return None
+            if keys:
+                return [e["Key"] for e in found]
+            if raw:
+                return found[0]["Value"]
+            return [self._kv_json(e) for e in found]
+        self.blocking_read(lambda dc: self._kv_index(dc, key, recurse or keys), body,
+                           not_found=True)
+
+    @route(r"/v1/kv/(?P<key>.*)", ["PUT"])
+    def kv_put(self, key):
+        self.acl()
+        if not key:
+            raise bad("Missing key name")
+        value = self.read_body()
+        if len(value) > 512 * 1024:
+            raise HTTPError(413, "Value exceeds 524288 byte limit")
+        cas = self.param("cas")
+        flags = int(self.param("flags", "0") or 0)
+        st = self.st
+        with st.lock:
+            dc = st.get_dc(self.param("dc", ""))
+            cur = dc.kv.get(key)
+            if cas is not None:
+                if not re.fullmatch(r"[0-9]+", cas):
+                    raise bad("Invalid cas index")
+                cas = int(cas)
+                if (cas == 0 and cur is not None) or \
+                        (cas != 0 and (cur is None or cur["ModifyIndex"] != cas)):
+                    self.send_json(False)
+                    return
+            tx = Txn(st, dc)
+            tx.mark("kvs")
+            dc.kv[key] = {"Key": key, "Value": value, "Flags": flags,
+                          "CreateIndex": cur["CreateIndex"] if cur else tx.idx,
+                          "ModifyIndex": tx.idx}
+            dc.kv_tombstones.pop(key, None)
+            tx.commit()
+        self.send_json(True)
+
+    @route(r"/v1/kv/(?P<key>.*)", ["DELETE"])
+    def kv_delete(self, key):
+        self.acl()
+        recurse = "recurse" in self.params
+        cas = self.param("cas")
+        st = self.st
+        with st.lock:
+            dc = st.get_dc(self.param("dc", ""))
+            if cas is not None:
+                if recurse:
+                    raise bad("Conflicting flags: cas=" + cas + "&recurse")
+                if not re.fullmatch(r"[0-9]+", cas):
+                    raise bad("Invalid cas index")
+                cur = dc.kv.get(key)
+                if cur is None or (int(cas) != 0 and cur["ModifyIndex"] != int(cas)):
+                    self.send_json(cur is None and int(cas) == 0)
+                    return
+            gone = [k for k in dc.kv if (k.startswith(key) if recurse else k == key)]
+            if gone:
+                tx = Txn(st, dc)
+                tx.mark("kvs")
+                for k in gone:
+                    del dc.kv[k]
+                    dc.kv_tombstones[k] = tx.idx
+                tx.commit()
+        self.send_json(True)
 
     @route(r"/v1/catalog/services", ["GET"])
     def catalog_services(self):

@@ -378,6 +378,20 @@ fn sync_namer_stats(st: &State0) {
             scope.gauge(&name).set(v);
         }
     }
+    // A namerd interpreter: `rt/<router>/interpreter/io.l5d.namerd.http/{stale,streams,..}`.
+    for r in &st.routers {
+        if let crate::proxy::binder::Interpretation::Namerd(n) = r.binder.interpretation() {
+            let scope = st
+                .metrics
+                .scope("rt")
+                .scope(&r.label)
+                .scope("interpreter")
+                .scope("io.l5d.namerd.http");
+            for (name, v) in n.stats() {
+                scope.gauge(&name).set(v);
+            }
+        }
+    }
 }
 
 async fn handle(st: &State0, req: Request<Incoming>, loopback: bool) -> Response<RespBody> {
@@ -496,6 +510,24 @@ async fn handle(st: &State0, req: Request<Incoming>, loopback: bool) -> Response
             text(StatusCode::OK, "shutting down\n")
         }
         (_, "/admin/shutdown") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        (_, p) if p.contains("/interpreter_state/io.l5d.namerd.http/") && p.ends_with(".json") => {
+            // `/<router>/interpreter_state/io.l5d.namerd.http/<namespace>.json`.
+            let label = p.trim_start_matches('/').split('/').next().unwrap_or("");
+            let found = st
+                .routers
+                .iter()
+                .find_map(|r| match r.binder.interpretation() {
+                    crate::proxy::binder::Interpretation::Namerd(n) if r.label == label => Some(n),
+                    _ => None,
+                });
+            match found {
+                Some(n) => json_resp(&n.state(), pretty),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!("router {label} does not bind through namerd\n"),
+                ),
+            }
+        }
         (_, p) if p.starts_with("/namer_state/") && p.ends_with(".json") => {
             let prefix = &p["/namer_state/".len()..p.len() - ".json".len()];
             let want = format!("/#/{prefix}");

@@ -40,7 +40,7 @@ fn read(p: &std::path::Path) -> Result<Vec<u8>, String> {
 
 /// TLS to etcd from a client `tls` block: the trust files as one PEM bundle, the client
 /// certificate, and `commonName` as the name to expect.
-fn etcd_tls(
+pub(crate) fn etcd_tls(
     t: &crate::config::model::ClientTls,
 ) -> Result<switchboard_namer_etcd::client::Tls, String> {
     let mut ca_pem = Vec::new();
@@ -249,4 +249,43 @@ pub fn interpreter(cfg: &Config) -> Result<Arc<DefaultInterpreter>, BuildError> 
         .map(namer)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DefaultInterpreter::new(namers))
+}
+
+/// How a router binds, from its `interpreter` (a dtab file is watched from now on).
+pub fn interpretation(
+    kind: &crate::config::plugins::InterpreterKind,
+    router: &str,
+) -> crate::proxy::binder::Interpretation {
+    use crate::config::plugins::{InterpreterKind, DEFAULT_NAMERD_NAMESPACE};
+    use crate::proxy::binder::Interpretation;
+    use switchboard_namerd::client::{self, NamerdHttp, NamerdHttpConfig};
+    match kind {
+        InterpreterKind::Default(_) => Interpretation::Local,
+        InterpreterKind::Fs(p) => Interpretation::WatchedDtab(
+            switchboard_namer_fs::dtab_file::DtabFile::watch(&p.dtab_file).var(),
+        ),
+        InterpreterKind::NamerdHttp(p) => {
+            let retry = p.retry.as_ref();
+            let secs = |v: Option<u64>, d: std::time::Duration| {
+                v.map(std::time::Duration::from_secs).unwrap_or(d)
+            };
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "switchboard".into());
+            Interpretation::Namerd(NamerdHttp::new(NamerdHttpConfig {
+                // Checked when the config was loaded.
+                authority: client::authority_of_dst(&p.dst).unwrap_or_default(),
+                namespace: p
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMERD_NAMESPACE.into()),
+                retry_base: secs(
+                    retry.and_then(|r| r.base_seconds),
+                    client::DEFAULT_RETRY_BASE,
+                ),
+                retry_max: secs(retry.and_then(|r| r.max_seconds), client::DEFAULT_RETRY_MAX),
+                client_name: format!("{host}/{}/{router}", std::process::id()),
+            }))
+        }
+    }
 }

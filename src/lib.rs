@@ -7,6 +7,7 @@ pub mod build;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod namerd;
 pub mod proxy;
 pub mod run;
 pub mod transport;

@@ -49,7 +49,13 @@ enum Cmd {
         #[arg(long, default_value = "config/linkerd.yaml")]
         config: String,
     },
-    /// Validates configs; prints every error and warning with its location.
+    /// Runs namerd on a namerd config (`interfaces`, `storage`, `namers`) until SIGTERM or
+    /// SIGINT.
+    Namerd {
+        /// Config file (YAML or JSON); `-` reads stdin.
+        config: String,
+    },
+    /// Validates configs (linker or namerd); prints every error and warning with its location.
     Check {
         /// Config files (YAML or JSON); `-` reads stdin.
         #[arg(required = true)]
@@ -122,6 +128,40 @@ enum DtabCmd {
     Bind(Resolve),
     /// Explains how PATH resolves, as `/delegator.json` renders it.
     Delegate(Resolve),
+    /// Prints a namespace's dtab from namerd, one dentry per line (its version on stderr).
+    Get(Remote),
+    /// Writes a namespace's dtab to namerd from FILE (`-`: stdin), checked first; replaces only
+    /// the version it read (or `--version`), creates the namespace if it does not exist.
+    Put {
+        #[command(flatten)]
+        remote: Remote,
+        file: String,
+        /// Replace only this version (default: the one read just before).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Shows what putting FILE would change, dentry by dentry; exit 1 if anything.
+    Diff {
+        #[command(flatten)]
+        remote: Remote,
+        file: String,
+    },
+    /// Lists the versions namerd saw of a namespace, oldest first.
+    History(Remote),
+    /// Writes a version from the history back as the namespace's dtab.
+    Rollback {
+        #[command(flatten)]
+        remote: Remote,
+        version: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Remote {
+    /// namerd's HTTP controller, e.g. http://127.0.0.1:4180.
+    #[arg(long)]
+    namerd: String,
+    namespace: String,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +197,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config, workers } => serve(&config, workers, false),
         Cmd::Demo { config } => serve(&config, None, true),
+        Cmd::Namerd { config } => namerd(&config),
         Cmd::Check { configs } => Ok(check(&configs)),
         Cmd::Path {
             cmd: PathCmd::Show { path },
@@ -190,6 +231,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
                 DtabCmd::Bind(r) => println!("{}", resolve(r, false)?),
                 DtabCmd::Delegate(r) => println!("{}", resolve(r, true)?),
+                remote => return remote_dtab(remote),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -307,6 +349,32 @@ fn check(configs: &[String]) -> ExitCode {
                 continue;
             }
         };
+        if config::source::parse(&text).is_ok_and(|v| config::namerd::is_namerd(&v)) {
+            match config::namerd::load(&text) {
+                Ok((cfg, warnings)) => {
+                    for w in &warnings {
+                        eprintln!("warning: {name}: {w}");
+                    }
+                    println!(
+                        "{name}: ok (namerd: {} interface{}, {} namer{})",
+                        cfg.interfaces.len(),
+                        if cfg.interfaces.len() == 1 { "" } else { "s" },
+                        cfg.namers.len(),
+                        if cfg.namers.len() == 1 { "" } else { "s" },
+                    );
+                }
+                Err(invalid) => {
+                    ok = false;
+                    for e in &invalid.diags.errors {
+                        eprintln!("error: {name}: {e}");
+                    }
+                    for w in &invalid.diags.warnings {
+                        eprintln!("warning: {name}: {w}");
+                    }
+                }
+            }
+            continue;
+        }
         match config::load(&text) {
             Ok((cfg, warnings)) => {
                 for w in &warnings {
@@ -336,6 +404,249 @@ fn check(configs: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `switchboard namerd`.
+fn namerd(name: &str) -> anyhow::Result<ExitCode> {
+    let text = read_config(name)?;
+    let (cfg, warnings) =
+        config::namerd::load(&text).map_err(|e| anyhow!("{name}: invalid namerd config:\n{e}"))?;
+    for w in &warnings {
+        tracing::warn!("{name}: {w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let running = switchboard::namerd::start(cfg).await?;
+        for (kind, addr) in &running.interfaces {
+            println!("namerd {kind} on http://{addr}");
+        }
+        println!("namerd admin on http://{}/namespaces.json", running.admin);
+        tokio::select! {
+            _ = wait_for_signal() => tracing::info!("signal received; stopping"),
+            _ = running.wait() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dtab subcommands that talk to namerd.
+fn remote_dtab(cmd: DtabCmd) -> anyhow::Result<ExitCode> {
+    use switchboard_namerd::api::DTAB_MEDIA_TYPE;
+    use switchboard_namerd::client::call;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let get = |r: &Remote| {
+        let r = r.clone();
+        async move {
+            switchboard_namerd::store::check_namespace(&r.namespace).map_err(|e| anyhow!(e))?;
+            let (status, etag, body) = call(
+                &r.namerd,
+                hyper::Method::GET,
+                &format!("/api/1/dtabs/{}", r.namespace),
+                None,
+                None,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            match status {
+                200 => {
+                    let text = String::from_utf8_lossy(&body).to_string();
+                    let d = Dtab::read(text.trim())
+                        .map_err(|e| anyhow!("namerd sent a dtab that does not parse: {e}"))?;
+                    Ok(Some((d, etag.unwrap_or_default())))
+                }
+                404 => Ok(None),
+                s => bail!(
+                    "namerd answered {s}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ),
+            }
+        }
+    };
+    let read_file = |file: &str| -> anyhow::Result<Dtab> {
+        let text = read_config(file)?;
+        Dtab::read(&text).map_err(|e| anyhow!("{file}: {e}"))
+    };
+    rt.block_on(async {
+        match cmd {
+            DtabCmd::Get(r) => match get(&r).await? {
+                Some((d, etag)) => {
+                    print!("{}", pretty_dtab(&d));
+                    eprintln!("version {}", etag.trim_matches('"'));
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!("namespace {} does not exist", r.namespace),
+            },
+            DtabCmd::Diff { remote, file } => {
+                let new = read_file(&file)?;
+                let old = get(&remote).await?.map(|(d, _)| d).unwrap_or_default();
+                let lines = dtab_diff(&old, &new);
+                for l in &lines {
+                    println!("{l}");
+                }
+                Ok(if lines.iter().any(|l| !l.starts_with(' ')) {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            DtabCmd::Put { remote, file, version } => {
+                let new = read_file(&file)?;
+                let current = get(&remote).await?;
+                let (method, if_match) = match (&current, version) {
+                    (_, Some(v)) => (hyper::Method::PUT, Some(format!("\"{}\"", v.trim_matches('"')))),
+                    (Some((_, etag)), None) => (hyper::Method::PUT, Some(etag.clone())),
+                    (None, None) => (hyper::Method::POST, None),
+                };
+                let (status, etag, body) = call(
+                    &remote.namerd,
+                    method,
+                    &format!("/api/1/dtabs/{}", remote.namespace),
+                    if_match.as_deref(),
+                    Some((DTAB_MEDIA_TYPE, new.show())),
+                )
+                .await
+                .map_err(|e| anyhow!(e))?;
+                match status {
+                    204 => {
+                        println!(
+                            "namespace {} is at version {}",
+                            remote.namespace,
+                            etag.unwrap_or_default().trim_matches('"')
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    412 => bail!("namespace {} changed since it was read; nothing written (get or diff it again)", remote.namespace),
+                    s => bail!("namerd answered {s}: {}", String::from_utf8_lossy(&body).trim()),
+                }
+            }
+            DtabCmd::History(r) => {
+                switchboard_namerd::store::check_namespace(&r.namespace).map_err(|e| anyhow!(e))?;
+                let (status, _, body) = call(&r.namerd, hyper::Method::GET, &format!("/api/1/history/{}", r.namespace), None, None)
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                if status != 200 {
+                    bail!("namerd answered {status}: {}", String::from_utf8_lossy(&body).trim());
+                }
+                let v: serde_json::Value = serde_json::from_slice(&body).context("namerd's history is not JSON")?;
+                for e in v.as_array().into_iter().flatten() {
+                    let at = e.get("at").and_then(|a| a.as_f64()).unwrap_or(0.0);
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        e.get("version").and_then(|x| x.as_str()).unwrap_or("?"),
+                        format_time(at),
+                        e.get("change").and_then(|x| x.as_str()).unwrap_or("?"),
+                        e.get("dtab").and_then(|x| x.as_str()).unwrap_or(""),
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            DtabCmd::Rollback { remote, version } => {
+                let current = get(&remote).await?;
+                let v = version.trim_matches('"');
+                let (status, etag, body) = call(
+                    &remote.namerd,
+                    hyper::Method::POST,
+                    &format!("/api/1/rollback/{}?version={v}", remote.namespace),
+                    current.as_ref().map(|(_, e)| e.as_str()),
+                    None,
+                )
+                .await
+                .map_err(|e| anyhow!(e))?;
+                match status {
+                    204 => {
+                        println!(
+                            "namespace {} rolled back to the dtab of version {v}; now at version {}",
+                            remote.namespace,
+                            etag.unwrap_or_default().trim_matches('"')
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    s => bail!("namerd answered {s}: {}", String::from_utf8_lossy(&body).trim()),
+                }
+            }
+            _ => unreachable!("only the namerd subcommands come here"),
+        }
+    })
+}
+
+/// A dtab one dentry per line.
+fn pretty_dtab(d: &Dtab) -> String {
+    d.dentries.iter().map(|e| format!("{e};\n")).collect()
+}
+
+/// Dentry-by-dentry differences: ` ` kept, `-` removed, `+` added, in order (a longest common
+/// subsequence; dtabs are short).
+fn dtab_diff(old: &Dtab, new: &Dtab) -> Vec<String> {
+    let a: Vec<String> = old.dentries.iter().map(|e| e.to_string()).collect();
+    let b: Vec<String> = new.dentries.iter().map(|e| e.to_string()).collect();
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        let mut out: Vec<String> = a
+            .iter()
+            .filter(|x| !b.contains(x))
+            .map(|x| format!("- {x}"))
+            .collect();
+        out.extend(
+            b.iter()
+                .filter(|x| !a.contains(x))
+                .map(|x| format!("+ {x}")),
+        );
+        return out;
+    }
+    let (n, m) = (a.len(), b.len());
+    let mut l = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            l[i][j] = if a[i] == b[j] {
+                l[i + 1][j + 1] + 1
+            } else {
+                l[i + 1][j].max(l[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn format_time(secs: f64) -> String {
+    let t = secs.max(0.0) as i64;
+    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Loads `--config` (if any) and picks the router: its dtab and the config's namers.

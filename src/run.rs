@@ -70,17 +70,19 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
         let scope = metrics.scope("rt").scope(&r.label);
         let cache = r.http.binding_cache.clone().unwrap_or_default();
         // A router's `interpreter.transformers` apply to what it binds.
-        let crate::config::plugins::InterpreterKind::Default(ip) = &r.interpreter;
-        let router_interp = if ip.transformers.is_empty() {
+        let transformers = r.interpreter.transformers();
+        let router_interp = if transformers.is_empty() {
             Arc::clone(&interp)
         } else {
             interp.with_transformers(
-                build::transformers(&ip.transformers, Some(&interp))
+                build::transformers(transformers, Some(&interp))
                     .map_err(|e| anyhow::anyhow!("router {}: interpreter: {e}", r.label))?,
             )
         };
+        let mode = build::interpretation(&r.interpreter, &r.label);
         let binder = Binder::new(
             router_interp,
+            mode,
             r.dtab.clone(),
             crate::proxy::client::ClientSettings::build(r.client.clone(), r.protocol, &scope)
                 .with_context(|| format!("router {}: client tls", r.label))?,

@@ -39,7 +39,9 @@ pub fn dtab_from_json(v: &Value) -> Result<Dtab, String> {
             it.get("prefix").and_then(Value::as_str),
             it.get("dst").and_then(Value::as_str),
         ) else {
-            return Err(format!("dentry {i}: expected {{\"prefix\": .., \"dst\": ..}}"));
+            return Err(format!(
+                "dentry {i}: expected {{\"prefix\": .., \"dst\": ..}}"
+            ));
         };
         let e = Dentry::read(&format!("{p}=>{d}")).map_err(|e| format!("dentry {i}: {e}"))?;
         out.push(e);
@@ -209,7 +211,10 @@ mod tests {
         };
         bad(json!({"prefix": "/a"}), "expected a list");
         bad(json!([{"prefix": "/a"}]), "dentry 0");
-        bad(json!([{"prefix": "/a", "dst": "/b"}, {"prefix": "a", "dst": "/b"}]), "dentry 1");
+        bad(
+            json!([{"prefix": "/a", "dst": "/b"}, {"prefix": "a", "dst": "/b"}]),
+            "dentry 1",
+        );
     }
 
     #[test]
@@ -230,7 +235,10 @@ mod tests {
             Weighted::new(3.0, NameTree::Leaf(leaf("/#/io.l5d.fs/a", "/x", Some(3.0)))),
             Weighted::new(
                 1.0,
-                NameTree::Alt(vec![NameTree::Neg, NameTree::Leaf(leaf("/$/inet/h/1", "/", None))]),
+                NameTree::Alt(vec![
+                    NameTree::Neg,
+                    NameTree::Leaf(leaf("/$/inet/h/1", "/", None)),
+                ]),
             ),
         ]);
         let back = bound_tree_from_json(&bound_tree_json(&t)).unwrap();
@@ -259,7 +267,10 @@ mod tests {
             (json!({}), "type"),
             (json!({"type": "leaf"}), "bound"),
             (json!({"type": "leaf", "bound": {"id": "x"}}), "bound id"),
-            (json!({"type": "union", "union": [{"weight": -1, "tree": {"type": "neg"}}]}), "weight"),
+            (
+                json!({"type": "union", "union": [{"weight": -1, "tree": {"type": "neg"}}]}),
+                "weight",
+            ),
             (json!({"type": "odd"}), "unknown"),
         ] {
             let e = bound_tree_from_json(&v).unwrap_err();
@@ -267,8 +278,14 @@ mod tests {
         }
         for (v, want) in [
             (json!({"type": "bound"}), "addrs"),
-            (json!({"type": "bound", "addrs": [{"ip": "x", "port": 1}]}), "ip"),
-            (json!({"type": "bound", "addrs": [{"ip": "::1", "port": 70000}]}), "port"),
+            (
+                json!({"type": "bound", "addrs": [{"ip": "x", "port": 1}]}),
+                "ip",
+            ),
+            (
+                json!({"type": "bound", "addrs": [{"ip": "::1", "port": 70000}]}),
+                "port",
+            ),
         ] {
             let e = addr_from_json(&v).unwrap_err();
             assert!(e.contains(want), "{v}: {e}");

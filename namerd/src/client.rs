@@ -50,7 +50,13 @@ pub struct NamerdHttpConfig {
 /// The `dst` of a namerd interpreter: `/$/inet/<host>/<port>` as `host:port`.
 pub fn authority_of_dst(dst: &str) -> Result<String, String> {
     let p = Path::read(dst).map_err(|e| format!("`{dst}` is not a path: {e}"))?;
-    match (p.len(), p.elem_str(0), p.elem_str(1), p.elem_str(2), p.elem_str(3)) {
+    match (
+        p.len(),
+        p.elem_str(0),
+        p.elem_str(1),
+        p.elem_str(2),
+        p.elem_str(3),
+    ) {
         (4, Some("$"), Some("inet"), Some(host), Some(port)) if port.parse::<u16>().is_ok() => {
             if host.contains(':') {
                 Ok(format!("[{host}]:{port}"))
@@ -177,15 +183,21 @@ impl NamerdHttp {
         tokio::spawn(async move {
             let up = up;
             me.inner
-                .follow(&uri, &up, |line| {
-                    let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-                    let t = bound_tree_from_json(&v)?;
-                    Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
-                        let mut b = Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id));
-                        b.weight = l.weight;
-                        b
-                    })))
-                }, |e| State::Failed(NamingError::new(format!("namerd: {e}"))))
+                .follow(
+                    &uri,
+                    &up,
+                    |line| {
+                        let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                        let t = bound_tree_from_json(&v)?;
+                        Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
+                            let mut b =
+                                Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id));
+                            b.weight = l.weight;
+                            b
+                        })))
+                    },
+                    |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
+                )
                 .await;
         });
         var
@@ -210,10 +222,15 @@ impl NamerdHttp {
         let me = self.clone();
         tokio::spawn(async move {
             me.inner
-                .follow(&uri, &up, |line| {
-                    let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-                    addr_from_json(&v)
-                }, |e| Addr::Failed(format!("namerd: {e}")))
+                .follow(
+                    &uri,
+                    &up,
+                    |line| {
+                        let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                        addr_from_json(&v)
+                    },
+                    |e| Addr::Failed(format!("namerd: {e}")),
+                )
                 .await;
         });
         var
@@ -290,7 +307,12 @@ impl Inner {
             Err(e) => return Ended::Error(format!("bad request {full}: {e}")),
         };
         let resp = match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.http.request(req)).await {
-            Err(_) => return Ended::Lost(format!("namerd at {} did not answer in time", self.cfg.authority)),
+            Err(_) => {
+                return Ended::Lost(format!(
+                    "namerd at {} did not answer in time",
+                    self.cfg.authority
+                ))
+            }
             Ok(Err(e)) => return Ended::Lost(format!("namerd at {}: {e}", self.cfg.authority)),
             Ok(Ok(r)) => r,
         };
@@ -321,7 +343,9 @@ impl Inner {
                 Some(Err(e)) => return Ended::Lost(format!("namerd stream failed: {e}")),
                 Some(Ok(f)) => f,
             };
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             buf.extend_from_slice(&data);
             while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(i + 1);
@@ -347,7 +371,9 @@ impl Inner {
                         }
                     }
                     Err(e) => {
-                        return Ended::Lost(format!("namerd sent an answer that does not read: {e}"));
+                        return Ended::Lost(format!(
+                            "namerd sent an answer that does not read: {e}"
+                        ));
                     }
                 }
             }
@@ -356,7 +382,6 @@ impl Inner {
             }
         }
     }
-
 }
 
 /// Counts a stream as connected while it lives, once it has answered.
@@ -370,14 +395,72 @@ impl Drop for Live<'_> {
     }
 }
 
+/// One request to namerd's API at `base` (`http://host:port`): the status, the `ETag` and the
+/// body (at most [`MAX_LINE_BYTES`]). For the command line.
+pub async fn call(
+    base: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+    if_match: Option<&str>,
+    body: Option<(&str, String)>,
+) -> Result<(u16, Option<String>, Bytes), String> {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let http: Client<HttpConnector, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(conn);
+    let uri = format!("{}{path_and_query}", base.trim_end_matches('/'));
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(&uri)
+        .header(hyper::header::ACCEPT, crate::api::DTAB_MEDIA_TYPE);
+    if let Some(v) = if_match {
+        req = req.header(hyper::header::IF_MATCH, v);
+    }
+    let payload = match body {
+        Some((ct, b)) => {
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
+            Bytes::from(b)
+        }
+        None => Bytes::new(),
+    };
+    let req = req
+        .body(http_body_util::Full::new(payload))
+        .map_err(|e| format!("bad request {uri}: {e}"))?;
+    let resp = tokio::time::timeout(CONNECT_TIMEOUT * 4, http.request(req))
+        .await
+        .map_err(|_| format!("{uri}: no answer in time"))?
+        .map_err(|e| format!("{uri}: {e}"))?;
+    let status = resp.status().as_u16();
+    let etag = resp
+        .headers()
+        .get(hyper::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = tokio::time::timeout(
+        CONNECT_TIMEOUT * 4,
+        http_body_util::Limited::new(resp.into_body(), MAX_LINE_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| format!("{uri}: the answer timed out"))?
+    .map_err(|e| format!("{uri}: reading the answer: {e}"))?
+    .to_bytes();
+    Ok((status, etag, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn dst_forms() {
-        assert_eq!(authority_of_dst("/$/inet/localhost/4180").unwrap(), "localhost:4180");
-        assert_eq!(authority_of_dst("/$/inet/127.1/4180").unwrap(), "127.1:4180");
+        assert_eq!(
+            authority_of_dst("/$/inet/localhost/4180").unwrap(),
+            "localhost:4180"
+        );
+        assert_eq!(
+            authority_of_dst("/$/inet/127.1/4180").unwrap(),
+            "127.1:4180"
+        );
         assert_eq!(authority_of_dst("/$/inet/::1/4180").unwrap(), "[::1]:4180");
         assert!(authority_of_dst("/#/io.l5d.consul/dc1/namerd").is_err());
         assert!(authority_of_dst("/$/inet/h/x").is_err());
@@ -387,6 +470,9 @@ mod tests {
     #[test]
     fn query_values_are_encoded() {
         assert_eq!(enc("/svc/a b"), "/svc/a%20b");
-        assert_eq!(enc("/a=>/b;/c=>/d & 2*/e"), "/a%3D%3E/b%3B/c%3D%3E/d%20%26%202%2A/e");
+        assert_eq!(
+            enc("/a=>/b;/c=>/d & 2*/e"),
+            "/a%3D%3E/b%3B/c%3D%3E/d%20%26%202%2A/e"
+        );
     }
 }

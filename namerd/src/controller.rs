@@ -9,6 +9,9 @@
 //! read timeout, and [`SETTLE_TIMEOUT`] on one-shot binds. Namerd's admin pages are here too
 //! ([`admin`]).
 
+// Helpers return the answer to send as their error; it is built once per request.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,9 +24,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 use switchboard_namer_core::delegate::{bound_tree_json, delegate_json};
-use switchboard_namer_core::{
-    Addr, Bound, DefaultInterpreter, Dtab, NameTree, Path, State, Var,
-};
+use switchboard_namer_core::{Addr, Bound, DefaultInterpreter, Dtab, NameTree, Path, State, Var};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -165,9 +166,12 @@ fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, St
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let dec = |s: &str| percent_decode(&s.replace('+', " "));
-        let v = dec(v).ok_or_else(|| format!("query parameter {k:?} is not valid percent-encoded UTF-8"))?;
+        let v = dec(v)
+            .ok_or_else(|| format!("query parameter {k:?} is not valid percent-encoded UTF-8"))?;
         if v.len() > MAX_QUERY_BYTES {
-            return Err(format!("query parameter {k:?} is over {MAX_QUERY_BYTES} bytes"));
+            return Err(format!(
+                "query parameter {k:?} is over {MAX_QUERY_BYTES} bytes"
+            ));
         }
         out.insert(dec(k).unwrap_or_default(), v);
     }
@@ -192,6 +196,16 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The name a linker gave itself, if any: one-shot requests without one (people, scripts) are
+/// not listed as linkers.
+fn named_client(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .map(str::to_string)
+}
+
 fn client_name(req: &Request<Incoming>, peer: SocketAddr) -> String {
     req.headers()
         .get(CLIENT_HEADER)
@@ -202,7 +216,11 @@ fn client_name(req: &Request<Incoming>, peer: SocketAddr) -> String {
 }
 
 /// The REST API.
-pub async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    c: Arc<Controller>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     c.stats.requests.fetch_add(1, Relaxed);
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/api/1/") else {
@@ -227,7 +245,10 @@ pub async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr
                 Method::POST => write(&c, req, &ns, Write::Create).await,
                 Method::PUT => write(&c, req, &ns, Write::Update).await,
                 Method::DELETE => write(&c, req, &ns, Write::Delete).await,
-                _ => text(StatusCode::METHOD_NOT_ALLOWED, format!("{m} is not allowed on a dtab")),
+                _ => text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{m} is not allowed on a dtab"),
+                ),
             }
         }
         (Method::GET, ["history", ns]) => {
@@ -252,14 +273,22 @@ pub async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr
         }
         (Method::GET, ["delegate"]) => name_api(&c, &req, peer, "delegate", None, &q, watch).await,
         (Method::GET, ["bound-names"]) => bound_names(&c, watch).await,
-        _ => text(StatusCode::NOT_FOUND, format!("no such API: {} {path}", req.method())),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("no such API: {} {path}", req.method()),
+        ),
     }
 }
 
 /// Streams `next` (called again after every change of `var`) as one JSON line per value,
 /// skipping repeats. The stream ends when the client goes or `next` returns an error, written
 /// as a text line.
-fn stream<T, F>(c: &Arc<Controller>, mut var: Var<T>, mut next: F, on_close: Option<Box<dyn FnOnce() + Send>>) -> Response<Body>
+fn stream<T, F>(
+    c: &Arc<Controller>,
+    mut var: Var<T>,
+    mut next: F,
+    on_close: Option<Box<dyn FnOnce() + Send>>,
+) -> Response<Body>
 where
     T: Clone + Send + Sync + 'static,
     F: FnMut(&T) -> Option<Result<Value, String>> + Send + 'static,
@@ -306,7 +335,8 @@ where
         }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
     }));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
@@ -314,7 +344,12 @@ where
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
-async fn list(c: &Arc<Controller>, _req: &Request<Incoming>, _peer: SocketAddr, watch: bool) -> Response<Body> {
+async fn list(
+    c: &Arc<Controller>,
+    _req: &Request<Incoming>,
+    _peer: SocketAddr,
+    watch: bool,
+) -> Response<Body> {
     let names = |s: &crate::store::StoreState| -> Option<Result<Value, String>> {
         let m = s.namespaces.as_ref()?;
         Some(Ok(m.keys().cloned().collect::<Vec<_>>().into()))
@@ -328,7 +363,10 @@ async fn list(c: &Arc<Controller>, _req: &Request<Incoming>, _peer: SocketAddr, 
             Some(Ok(v)) => json_resp(&v),
             _ => unavailable(&s),
         },
-        None => text(StatusCode::SERVICE_UNAVAILABLE, "the dtab store has not been read yet"),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the dtab store has not been read yet",
+        ),
     }
 }
 
@@ -355,7 +393,10 @@ async fn settled<T: Clone + Send + Sync>(mut var: Var<T>, done: impl Fn(&T) -> b
             }
         }
     };
-    tokio::time::timeout(SETTLE_TIMEOUT, wait).await.ok().flatten()
+    tokio::time::timeout(SETTLE_TIMEOUT, wait)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn wants_dtab_text(req: &Request<Incoming>) -> bool {
@@ -404,7 +445,10 @@ async fn get_dtab(
         );
     }
     let Some(s) = settled(state, |s| s.namespaces.is_some()).await else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "the dtab store has not been read yet");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the dtab store has not been read yet",
+        );
     };
     let Some(m) = &s.namespaces else {
         return unavailable(&s);
@@ -412,19 +456,26 @@ async fn get_dtab(
     let Some(e) = m.get(ns) else {
         return text(StatusCode::NOT_FOUND, format!("namespace {ns} not found"));
     };
-    c.namespaces.seen(ns, &client, e.version);
+    if named_client(&req).is_some() {
+        c.namespaces.seen(ns, &client, e.version);
+    }
     let d = match &e.dtab {
         Ok(d) => d,
         Err(err) => {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("namespace {ns}: {err}"))
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("namespace {ns}: {err}"),
+            )
         }
     };
     let mut r = if req.method() == Method::HEAD {
         empty(StatusCode::OK)
     } else if as_text {
         let mut r = Response::new(full(format!("{}\n", d.show())));
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(DTAB_MEDIA_TYPE));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(DTAB_MEDIA_TYPE),
+        );
         r
     } else {
         json_resp(&dtab_json(d))
@@ -445,17 +496,28 @@ async fn read_dtab(req: Request<Incoming>) -> Result<Dtab, Response<Body>> {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let Some(ct) = ct else {
         return Err(text(
             StatusCode::BAD_REQUEST,
             format!("a dtab needs a Content-Type: {DTAB_MEDIA_TYPE} or application/json"),
         ));
     };
-    let body = match Limited::new(req.into_body(), MAX_DTAB_BYTES).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_DTAB_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let over = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let over = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             return Err(if over {
                 text(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -491,7 +553,10 @@ fn store_error(c: &Controller, e: StoreError) -> Response<Body> {
         StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    if matches!(status, StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED) {
+    if matches!(
+        status,
+        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+    ) {
         c.stats.conflicts.fetch_add(1, Relaxed);
     }
     text(status, e.to_string())
@@ -544,7 +609,10 @@ async fn rollback(
         Err(r) => return r,
     };
     let Some(to) = q.get("version").and_then(|v| v.parse::<u64>().ok()) else {
-        return text(StatusCode::BAD_REQUEST, "rollback needs ?version=<a version from the history>");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "rollback needs ?version=<a version from the history>",
+        );
     };
     let hist = c.namespaces.history(ns);
     let Some(d) = hist.iter().rev().find_map(|v| match &v.change {
@@ -597,21 +665,15 @@ fn dtab_param(q: &std::collections::HashMap<String, String>) -> Result<Dtab, Res
 fn tree_addr(t: &NameTree<Bound>) -> Addr {
     let mut endpoints = Vec::new();
     let mut pending = false;
-    let mut any = false;
-    t.for_each_leaf(&mut |b: &Bound| {
-        any = true;
-        match b.addr.sample() {
-            Addr::Bound { endpoints: e, .. } => endpoints.extend(e),
-            Addr::Pending => pending = true,
-            _ => {}
-        }
+    t.for_each_leaf(&mut |b: &Bound| match b.addr.sample() {
+        Addr::Bound { endpoints: e, .. } => endpoints.extend(e),
+        Addr::Pending => pending = true,
+        _ => {}
     });
     if !endpoints.is_empty() {
         Addr::bound(endpoints)
     } else if pending {
         Addr::Pending
-    } else if any {
-        Addr::Neg
     } else {
         Addr::Neg
     }
@@ -651,7 +713,10 @@ async fn name_api(
     };
     if kind == "delegate" {
         let Some(State::Ok(d)) = settled(base, |s| !s.is_pending()).await else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "the namespace's dtab is not loaded");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the namespace's dtab is not loaded",
+            );
         };
         let (state, _) = c
             .interp
@@ -659,25 +724,19 @@ async fn name_api(
             .await;
         return match state {
             State::Ok(t) => json_resp(&delegate_json(&t)),
-            State::Pending => text(StatusCode::SERVICE_UNAVAILABLE, "delegation is still pending"),
+            State::Pending => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "delegation is still pending",
+            ),
             State::Failed(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
         };
     }
     let tree = c.interp.bind_watched(&base, &local, &path);
     // `addr` names a bound id: the leaf it binds to is the one asked for.
     let kind = kind.to_string();
-    if let Some(ns) = ns {
-        let client = client_name(req, peer);
-        c.namespaces.seen(
-            ns,
-            &client,
-            c.namespaces
-                .state()
-                .sample()
-                .namespaces
-                .and_then(|m| m.get(ns).map(|e| e.version))
-                .unwrap_or(0),
-        );
+    if let (Some(ns), false, Some(client)) = (ns, watch, named_client(req)) {
+        c.namespaces
+            .seen(ns, &client, c.namespaces.version(ns).unwrap_or(0));
     }
     if watch {
         // A change of any leaf's address set is a change of an `addr`/`resolve` answer.
@@ -712,7 +771,32 @@ async fn name_api(
                 }
             }
         });
-        return stream(c, var, move |s| state_json(s, &kind), None);
+        let Some(ns) = ns else {
+            return stream(c, var, move |s| state_json(s, &kind), None);
+        };
+        // The linker is shown as having seen the namespace's version each answer came from.
+        let (n, ns, client) = (
+            Arc::clone(&c.namespaces),
+            ns.to_string(),
+            client_name(req, peer),
+        );
+        n.stream(&ns, &client, true);
+        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
+        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
+        return stream(
+            c,
+            var,
+            move |s| {
+                let out = state_json(s, &kind);
+                if let Some(Ok(_)) = &out {
+                    if let Some(v) = n.version(&ns) {
+                        n.seen(&ns, &client, v);
+                    }
+                }
+                out
+            },
+            Some(close),
+        );
     }
     let done = |s: &State<NameTree<Bound>>| match s {
         State::Pending => false,
@@ -720,12 +804,18 @@ async fn name_api(
         _ => true,
     };
     let Some(s) = settled(tree, done).await else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{path} is still pending"));
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{path} is still pending"),
+        );
     };
     match state_json(&s, &kind) {
         Some(Ok(v)) => json_resp(&v),
         Some(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
-        None => text(StatusCode::SERVICE_UNAVAILABLE, format!("{path} is still pending")),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{path} is still pending"),
+        ),
     }
 }
 

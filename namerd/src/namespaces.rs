@@ -114,6 +114,15 @@ impl Namespaces {
         var
     }
 
+    /// The version `ns` is at now, if it exists.
+    pub fn version(&self, ns: &str) -> Option<u64> {
+        self.store
+            .state()
+            .sample()
+            .namespaces
+            .and_then(|m| m.get(ns).map(|e| e.version))
+    }
+
     /// The versions of `ns` this namerd saw, oldest first.
     pub fn history(&self, ns: &str) -> Vec<Version> {
         self.history
@@ -249,7 +258,10 @@ fn project(s: &StoreState, ns: &str, last: Option<Dtab>) -> State<Dtab> {
 }
 
 /// Follows the store and appends every version it shows to the history.
-async fn record(mut state: Var<StoreState>, history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>) {
+async fn record(
+    mut state: Var<StoreState>,
+    history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>,
+) {
     let mut last: Option<Arc<BTreeMap<String, Entry>>> = None;
     loop {
         let s = state.get();
@@ -304,11 +316,16 @@ fn push_version(h: &mut HashMap<String, VecDeque<Version>>, ns: &str, v: Version
         return;
     }
     let q = h.entry(ns.to_string()).or_default();
-    if q.iter().any(|b| b.version == v.version && b.change == v.change) {
+    if q.iter()
+        .any(|b| b.version == v.version && b.change == v.change)
+    {
         return;
     }
     // After every version not newer (a delete shares the version of the value it removed).
-    let at = q.iter().rposition(|b| b.version <= v.version).map_or(0, |i| i + 1);
+    let at = q
+        .iter()
+        .rposition(|b| b.version <= v.version)
+        .map_or(0, |i| i + 1);
     q.insert(at, v);
     while q.len() > HISTORY_LEN {
         q.pop_front();

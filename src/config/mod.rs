@@ -10,6 +10,7 @@
 pub mod diag;
 pub mod inert;
 pub mod model;
+pub mod namerd;
 pub mod plugins;
 pub mod registry;
 pub mod source;
@@ -158,8 +159,7 @@ fn decode(v: &Value, d: &mut Diags) -> Option<Config> {
         d.error(
             &root,
             format!(
-                "this is a namerd config (it has `{}`); namerd is not supported: Switchboard \
-                 runs the namers itself, configured under `namers:` of a linker config",
+                "this is a namerd config (it has `{}`): run it with `switchboard namerd CONFIG`",
                 namerd.join("`, `")
             ),
         );

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use super::registry::{nest, params, Entry, Family, Plugin};
 
 const NEEDS_K8S: &str = "Kubernetes discovery is not part of Switchboard yet";
-const NEEDS_NAMERD: &str = "namerd is not supported: configure the namers in Switchboard itself";
+const NEEDS_THRIFT_NAMERD: &str = "namerd's Thrift interface is not supported: use \
+     `io.l5d.namerd.http` (namerd's io.l5d.httpController), or configure the namers in Switchboard itself";
+const NEEDS_MESH: &str = "namerd's gRPC mesh interface is not built yet: use `io.l5d.namerd.http` \
+     (namerd's io.l5d.httpController)";
 const NO_TRACING: &str = "tracing export is not built yet";
 
 // ---------------------------------------------------------------------------------------------
@@ -401,6 +404,82 @@ impl Family for Transformers {
 #[derive(Debug, Clone)]
 pub enum InterpreterKind {
     Default(DefaultInterpreterParams),
+    /// `io.l5d.fs`: a watched dtab file, then the router's dtab, then the namers.
+    Fs(FsInterpreterParams),
+    /// `io.l5d.namerd.http`: namerd binds, over its HTTP API.
+    NamerdHttp(NamerdHttpParams),
+}
+
+impl InterpreterKind {
+    /// `interpreter.transformers`.
+    pub fn transformers(&self) -> &[Plugin<Transformers>] {
+        match self {
+            InterpreterKind::Default(p) => &p.transformers,
+            InterpreterKind::Fs(p) => &p.transformers,
+            InterpreterKind::NamerdHttp(p) => &p.transformers,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FsInterpreterParams {
+    pub dtab_file: PathBuf,
+    #[serde(default)]
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+/// `retry` of the namerd interpreters: jittered exponential backoff bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamerdRetry {
+    pub base_seconds: Option<u64>,
+    pub max_seconds: Option<u64>,
+}
+
+/// Linkerd's default namerd namespace.
+pub const DEFAULT_NAMERD_NAMESPACE: &str = "default";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamerdHttpParams {
+    /// Linkerd required `experimental: true`; accepted either way.
+    pub experimental: Option<bool>,
+    pub dst: String,
+    pub namespace: Option<String>,
+    pub retry: Option<NamerdRetry>,
+    pub tls: Option<serde_json::Value>,
+    #[serde(default)]
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
+    let p = params::<NamerdHttpParams>(v)?;
+    if let Err(e) = switchboard_namerd::client::authority_of_dst(&p.dst) {
+        return Err(nest("dst", &e));
+    }
+    if let Some(ns) = &p.namespace {
+        if let Err(e) = switchboard_namerd::store::check_namespace(ns) {
+            return Err(nest("namespace", &e));
+        }
+    }
+    if let Some(r) = &p.retry {
+        if r.base_seconds == Some(0) {
+            return Err(nest("retry.baseSeconds", "must be at least 1"));
+        }
+        if let (Some(b), Some(m)) = (r.base_seconds, r.max_seconds) {
+            if m < b {
+                return Err(nest("retry.maxSeconds", "must not be below baseSeconds"));
+            }
+        }
+    }
+    if p.tls.is_some() {
+        return Err(nest(
+            "tls",
+            "TLS to namerd is not supported yet: reach namerd over loopback or a private network",
+        ));
+    }
+    Ok(InterpreterKind::NamerdHttp(p))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -425,11 +504,11 @@ impl Family for Interpreters {
             ),
             (
                 "io.l5d.fs",
-                Entry::NotYet("a dtab read from a watched file is not built yet"),
+                Entry::Supported(|v| params(v).map(InterpreterKind::Fs)),
             ),
-            ("io.l5d.namerd", Entry::NotYet(NEEDS_NAMERD)),
-            ("io.l5d.namerd.http", Entry::NotYet(NEEDS_NAMERD)),
-            ("io.l5d.mesh", Entry::NotYet(NEEDS_NAMERD)),
+            ("io.l5d.namerd", Entry::NotYet(NEEDS_THRIFT_NAMERD)),
+            ("io.l5d.namerd.http", Entry::Supported(namerd_http_params)),
+            ("io.l5d.mesh", Entry::NotYet(NEEDS_MESH)),
             (
                 "io.l5d.consul.interpreter",
                 Entry::NotYet("a dtab read from Consul KV is not built yet"),

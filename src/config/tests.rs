@@ -56,7 +56,7 @@ fn top_level_rows() {
     );
     check(
         "storage: {kind: io.l5d.inMemory}\ninterfaces: []\nnamers: []\n",
-        Err(&["(top level): this is a namerd config (it has `interfaces`, `storage`); namerd is not supported"]),
+        Err(&["(top level): this is a namerd config (it has `interfaces`, `storage`): run it with `switchboard namerd CONFIG`"]),
     );
     check(
         "routers:\n- protocol: http\nrouters: []\n",

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use switchboard_namer_core::{Bound, DefaultInterpreter, Dtab, NameTree, Path, State};
+use switchboard_namer_core::{
+    Activity, Bound, DefaultInterpreter, Dtab, DtabVar, NameTree, Path, State,
+};
 use tokio::sync::watch;
 
 use super::balancer::now_ns;
@@ -22,6 +24,18 @@ use crate::metrics::{Counter, RequestStats, Scope};
 pub const DEFAULT_CACHE_CAPACITY: usize = 1000;
 /// Default idle time after which a cache entry expires.
 pub const DEFAULT_IDLE_TTL_SECS: u64 = 600;
+
+/// Where a router's names are bound (its `interpreter` kind).
+#[derive(Clone)]
+pub enum Interpretation {
+    /// `default`: the router's dtab (and the request's), then the configured namers.
+    Local,
+    /// `io.l5d.fs`: a watched dtab file first, then as `Local`.
+    WatchedDtab(DtabVar),
+    /// `io.l5d.namerd.http`: namerd binds, with the router's dtab (and the request's) after
+    /// the namespace's.
+    Namerd(switchboard_namerd::client::NamerdHttp),
+}
 
 /// A bound tree whose leaves are clients.
 pub type RouteTree = NameTree<RouteLeaf>;
@@ -138,6 +152,7 @@ impl CacheStats {
 
 pub struct Binder {
     interp: Arc<DefaultInterpreter>,
+    mode: Interpretation,
     base: Dtab,
     client_cfg: ClientSettings,
     scope: Scope,
@@ -155,6 +170,7 @@ impl Binder {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         interp: Arc<DefaultInterpreter>,
+        mode: Interpretation,
         base: Dtab,
         client_cfg: ClientSettings,
         scope: Scope,
@@ -165,6 +181,7 @@ impl Binder {
         let bc = scope.scope("bindcache");
         let b = Arc::new(Binder {
             interp,
+            mode,
             base,
             client_cfg,
             paths: Mutex::new(HashMap::new()),
@@ -181,8 +198,38 @@ impl Binder {
         b
     }
 
+    pub fn interpretation(&self) -> &Interpretation {
+        &self.mode
+    }
+
     pub fn base_dtab(&self) -> &Dtab {
         &self.base
+    }
+
+    /// The dtab a local explanation (`/delegator.json`, no-brokers messages) starts from: the
+    /// watched file's now, then the router's.
+    pub fn explain_dtab(&self) -> Dtab {
+        match &self.mode {
+            Interpretation::WatchedDtab(v) => match v.sample() {
+                State::Ok(d) => d.concat(&self.base),
+                _ => self.base.clone(),
+            },
+            _ => self.base.clone(),
+        }
+    }
+
+    fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
+        match &self.mode {
+            Interpretation::Local => self.interp.bind(dtab, path),
+            Interpretation::WatchedDtab(v) => self.interp.bind_watched(v, dtab, path),
+            Interpretation::Namerd(n) => {
+                let bound = n.bind(dtab, path);
+                self.interp
+                    .transformers()
+                    .iter()
+                    .fold(bound, |b, t| t.apply(b))
+            }
+        }
     }
 
     pub fn interpreter(&self) -> &Arc<DefaultInterpreter> {
@@ -205,7 +252,7 @@ impl Binder {
         let (tx, rx) = watch::channel(Resolved::Pending);
         let tx = Arc::new(tx);
         let dtab = self.base.concat(local);
-        let activity = self.interp.bind(&dtab, path);
+        let activity = self.bind(&dtab, path);
         let task =
             tokio::spawn(follow(Arc::downgrade(self), activity, Arc::clone(&tx))).abort_handle();
         let svc_label = crate::metrics::label(path.show().trim_start_matches('/'));

@@ -418,7 +418,7 @@ impl Router {
 
     /// Linkerd's `RichNoBrokersAvailableException` text.
     async fn no_brokers(&self, path: &Path, local: &Dtab) -> RouteError {
-        let dtab = self.binder.base_dtab().concat(local);
+        let dtab = self.binder.explain_dtab().concat(local);
         let (tree, _) = self
             .binder
             .interpreter()

@@ -206,11 +206,14 @@ impl Inner {
             .get("X-Consul-Index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let body = tokio::time::timeout(limit, Limited::new(resp.into_body(), MAX_LISTING_BYTES).collect())
-            .await
-            .map_err(|_| StoreError::Unavailable("Consul's answer timed out".into()))?
-            .map_err(|e| StoreError::Unavailable(format!("reading Consul's answer: {e}")))?
-            .to_bytes();
+        let body = tokio::time::timeout(
+            limit,
+            Limited::new(resp.into_body(), MAX_LISTING_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("Consul's answer timed out".into()))?
+        .map_err(|e| StoreError::Unavailable(format!("reading Consul's answer: {e}")))?
+        .to_bytes();
         Ok((status, index, body))
     }
 

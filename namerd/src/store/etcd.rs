@@ -65,11 +65,7 @@ impl EtcdStore {
         let key = key_of(&self.inner.prefix, ns);
         let r = self
             .inner
-            .txn(
-                compare(&key, pb::TARGET_CREATE, 0),
-                put(&key, dtab),
-                ns,
-            )
+            .txn(compare(&key, pb::TARGET_CREATE, 0), put(&key, dtab), ns)
             .await?;
         match r {
             Some(rev) => Ok(rev),
@@ -240,8 +236,12 @@ impl Inner {
             );
         }
         let rev = all.header.as_ref().map(|h| h.revision).unwrap_or(0);
-        self.published
-            .replace(all.kvs.iter().filter_map(|kv| self.entry(kv)).collect::<BTreeMap<_, _>>());
+        self.published.replace(
+            all.kvs
+                .iter()
+                .filter_map(|kv| self.entry(kv))
+                .collect::<BTreeMap<_, _>>(),
+        );
         let (_tx, mut stream) = match c
             .watch(pb::WatchCreateRequest {
                 key: dir.as_bytes().to_vec(),

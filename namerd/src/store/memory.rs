@@ -20,7 +20,13 @@ impl MemoryStore {
         let mut version = 0;
         for (ns, d) in namespaces {
             version += 1;
-            m.insert(ns, Entry { version, dtab: Ok(d) });
+            m.insert(
+                ns,
+                Entry {
+                    version,
+                    dtab: Ok(d),
+                },
+            );
         }
         published.replace(m);
         MemoryStore {
@@ -75,7 +81,11 @@ impl MemoryStore {
 }
 
 /// The namespace exists and, when `expected` is given, is at that version.
-pub(crate) fn check(ns: &str, e: Option<&Entry>, expected: Option<u64>) -> Result<bool, StoreError> {
+pub(crate) fn check(
+    ns: &str,
+    e: Option<&Entry>,
+    expected: Option<u64>,
+) -> Result<bool, StoreError> {
     match (e, expected) {
         (None, _) => Err(StoreError::NotFound(ns.to_string())),
         (Some(e), Some(v)) if e.version != v => Err(StoreError::VersionMismatch {

@@ -151,7 +151,8 @@ impl Store {
             Store::Zk(s) => s.create(ns, dtab).await,
             Store::Consul(s) => s.create(ns, dtab).await,
         }?;
-        self.visible(ns, |e| e.is_some_and(|e| e.version >= v)).await;
+        self.visible(ns, |e| e.is_some_and(|e| e.version >= v))
+            .await;
         Ok(v)
     }
 
@@ -168,7 +169,8 @@ impl Store {
             Store::Zk(s) => s.update(ns, dtab, expected).await,
             Store::Consul(s) => s.update(ns, dtab, expected).await,
         }?;
-        self.visible(ns, |e| e.is_some_and(|e| e.version >= v)).await;
+        self.visible(ns, |e| e.is_some_and(|e| e.version >= v))
+            .await;
         Ok(v)
     }
 
@@ -333,7 +335,10 @@ mod tests {
             .dtab
             .unwrap_err()
             .contains("does not parse"));
-        assert!(Entry::decode(3, &[0xff]).dtab.unwrap_err().contains("UTF-8"));
+        assert!(Entry::decode(3, &[0xff])
+            .dtab
+            .unwrap_err()
+            .contains("UTF-8"));
         assert!(Entry::decode(3, &vec![b' '; MAX_DTAB_BYTES + 1])
             .dtab
             .unwrap_err()

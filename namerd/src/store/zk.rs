@@ -281,7 +281,11 @@ impl Inner {
             Ok(Err(e)) => return format!("creating {prefix}: {e}"),
             Err(e) => return e.to_string(),
         }
-        let mut watcher = match timed("watch", c.watch(&prefix, zk::AddWatchMode::PersistentRecursive)).await
+        let mut watcher = match timed(
+            "watch",
+            c.watch(&prefix, zk::AddWatchMode::PersistentRecursive),
+        )
+        .await
         {
             Ok(Ok(w)) => w,
             Ok(Err(e)) => return format!("watching {prefix}: {e}"),
@@ -306,8 +310,10 @@ impl Inner {
                             Err(e) => return e,
                         }
                     } else if ev.session_state == zk::SessionState::Disconnected {
-                        self.published
-                            .fail(format!("disconnected from ZooKeeper at {}", self.cfg.connect));
+                        self.published.fail(format!(
+                            "disconnected from ZooKeeper at {}",
+                            self.cfg.connect
+                        ));
                     }
                 }
                 zk::EventType::NodeDeleted => {

@@ -12,9 +12,9 @@ use crate::path::Path;
 use crate::system::SystemNamer;
 use crate::transform::Transformer;
 use crate::tree::NameTree;
-use crate::var::{Activity, State};
 #[cfg(test)]
 use crate::var::Updater;
+use crate::var::{Activity, State};
 
 /// A configured namer and the prefix it answers (`/#/<prefix>`).
 #[derive(Clone)]
@@ -222,7 +222,9 @@ mod tests {
             State::Ok(NameTree::Leaf(b)) => b.id.show(),
             other => panic!("expected a leaf, got {other:?}"),
         };
-        up.set(State::Ok(Dtab::read("/svc/a=>/$/inet/127.0.0.1/1").unwrap()));
+        up.set(State::Ok(
+            Dtab::read("/svc/a=>/$/inet/127.0.0.1/1").unwrap(),
+        ));
         assert!(bound.changed().await);
         assert_eq!(leaf(bound.get()), "/$/inet/127.0.0.1/1");
         // The fixed dtab comes after the watched one, so it wins.

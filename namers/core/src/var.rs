@@ -200,11 +200,14 @@ pub fn failed<T>(e: NamingError) -> Activity<T> {
 /// say, that a lookup reads (see [`Deps::push_signal`]).
 pub trait Signal: Send + Sync {
     /// Waits until it changes after the last read; false when it never can again.
-    fn changed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
+    fn changed(&mut self)
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
 }
 
 impl<T: Clone + Send + Sync> Signal for Var<T> {
-    fn changed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+    fn changed(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
         Box::pin(Var::changed(self))
     }
 }
@@ -254,8 +257,13 @@ impl<T: Clone + Send + Sync> Deps<T> {
                 return false;
             }
             let n = self.vars.len();
-            let mut futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>> =
-                self.vars.iter_mut().map(|v| Box::pin(v.changed()) as _).collect();
+            let mut futs: Vec<
+                std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>,
+            > = self
+                .vars
+                .iter_mut()
+                .map(|v| Box::pin(v.changed()) as _)
+                .collect();
             futs.extend(self.signals.iter_mut().map(|s| s.changed()));
             let (changed, idx, _) = futures_util::future::select_all(futs).await;
             if changed {

@@ -10,6 +10,8 @@
 //!
 //! It only names; it does not route or balance.
 
+pub mod dtab_file;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path as FsPath, PathBuf};

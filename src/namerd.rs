@@ -1,0 +1,179 @@
+//! `switchboard namerd`: builds a checked namerd config into a running namerd: the namers (as
+//! a linker builds them), the dtab store, the namespaces on top of it, an HTTP controller per
+//! `io.l5d.httpController` interface and the admin pages. It binds every socket before it
+//! serves anything; it does not route requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_namer_core::DefaultInterpreter;
+use switchboard_namerd::controller::{self, Controller};
+use switchboard_namerd::namespaces::Namespaces;
+use switchboard_namerd::store::{self, Store};
+use tokio::net::TcpListener;
+
+use crate::build;
+use crate::config::model::DEFAULT_IP;
+use crate::config::namerd::{
+    NamerdConfig, StorageKind, DEFAULT_CONSUL_HOST, DEFAULT_CONSUL_PORT, DEFAULT_ETCD_HOST,
+    DEFAULT_ETCD_PORT, DEFAULT_NAMERD_ADMIN_PORT,
+};
+use crate::config::plugins::DEFAULT_ZK_PORT;
+
+/// A started namerd.
+pub struct RunningNamerd {
+    /// `(kind, address)` of each interface.
+    pub interfaces: Vec<(&'static str, SocketAddr)>,
+    pub admin: SocketAddr,
+    pub controller: Arc<Controller>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningNamerd {
+    /// Serves until the process is stopped.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The store `kind` describes (its watch starts now).
+pub fn build_store(kind: &StorageKind) -> anyhow::Result<Store> {
+    Ok(match kind {
+        StorageKind::InMemory(m) => Store::Memory(store::memory::MemoryStore::new(m.clone())),
+        StorageKind::Zk(p) => {
+            let addrs: Vec<(String, u16)> = p
+                .zk_addrs
+                .iter()
+                .map(|a| (a.host.clone(), a.port.unwrap_or(DEFAULT_ZK_PORT)))
+                .collect();
+            Store::Zk(store::zk::ZkStore::new(store::zk::ZkConfig {
+                connect: switchboard_namer_zk::connect_string(&addrs),
+                prefix: p
+                    .path_prefix
+                    .clone()
+                    .unwrap_or_else(|| store::zk::DEFAULT_PATH_PREFIX.into()),
+                session_timeout: Duration::from_millis(
+                    p.session_timeout_ms
+                        .unwrap_or(store::zk::DEFAULT_SESSION_TIMEOUT_MS),
+                ),
+                auth: p
+                    .auth_info
+                    .as_ref()
+                    .map(|a| (a.scheme.clone(), a.auth.clone().into_bytes())),
+                acls: p
+                    .acls
+                    .iter()
+                    .map(|a| store::zk::AclSpec {
+                        scheme: a.scheme.clone(),
+                        id: a.id.clone(),
+                        perms: a.perms.clone(),
+                    })
+                    .collect(),
+            }))
+        }
+        StorageKind::Etcd(p) => {
+            let mut opts = switchboard_namer_etcd::client::ConnectOptions::default();
+            let scheme = match &p.tls {
+                Some(t) => {
+                    opts.tls = Some(
+                        build::etcd_tls(t)
+                            .map_err(|e| anyhow::anyhow!("storage (io.l5d.etcd).tls: {e}"))?,
+                    );
+                    "https"
+                }
+                None => "http",
+            };
+            let endpoint = format!(
+                "{scheme}://{}:{}",
+                p.host.as_deref().unwrap_or(DEFAULT_ETCD_HOST),
+                p.port.unwrap_or(DEFAULT_ETCD_PORT)
+            );
+            Store::Etcd(store::etcd::EtcdStore::new(
+                vec![endpoint],
+                p.path_prefix
+                    .clone()
+                    .unwrap_or_else(|| store::etcd::DEFAULT_PATH_PREFIX.into()),
+                opts,
+            ))
+        }
+        StorageKind::Consul(p) => {
+            use store::consul::Consistency;
+            let mode = |m: &Option<String>| {
+                m.as_deref()
+                    .and_then(Consistency::parse)
+                    .unwrap_or(Consistency::Default)
+            };
+            Store::Consul(store::consul::ConsulStore::new(
+                store::consul::ConsulConfig {
+                    host: p.host.clone().unwrap_or_else(|| DEFAULT_CONSUL_HOST.into()),
+                    port: p.port.unwrap_or(DEFAULT_CONSUL_PORT),
+                    prefix: p
+                        .path_prefix
+                        .clone()
+                        .unwrap_or_else(|| store::consul::DEFAULT_PATH_PREFIX.into()),
+                    token: p.token.clone(),
+                    datacenter: p.datacenter.clone(),
+                    read_consistency: mode(&p.read_consistency_mode),
+                    write_consistency: mode(&p.write_consistency_mode),
+                },
+            ))
+        }
+    })
+}
+
+/// Starts everything `cfg` describes.
+pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
+    let namers = cfg
+        .namers
+        .iter()
+        .map(build::namer)
+        .collect::<Result<Vec<_>, _>>()?;
+    let interp = DefaultInterpreter::new(namers);
+    let store = Arc::new(build_store(&cfg.storage)?);
+    tracing::info!(store = %store.describe(), "namerd storage");
+    let namespaces = Namespaces::new(store);
+    let c = Controller::new(namespaces, interp);
+    let mut listeners = Vec::new();
+    for i in &cfg.interfaces {
+        let l = TcpListener::bind(i.addr)
+            .await
+            .with_context(|| format!("interface {}: binding {}", i.kind, i.addr))?;
+        listeners.push((i.kind, l));
+    }
+    let admin_ip = cfg.admin.ip.clone().unwrap_or_else(|| DEFAULT_IP.into());
+    let admin_port = cfg.admin.port.unwrap_or(DEFAULT_NAMERD_ADMIN_PORT);
+    let admin_addr = tokio::net::lookup_host((admin_ip.as_str(), admin_port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| anyhow::anyhow!("admin ip `{admin_ip}` does not resolve"))?;
+    let admin = TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("admin: binding {admin_addr}"))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut interfaces = Vec::new();
+    for (kind, l) in listeners {
+        let addr = l.local_addr()?;
+        tracing::info!(interface = kind, %addr, "namerd serving");
+        interfaces.push((kind, addr));
+        let c = Arc::clone(&c);
+        tasks.spawn(controller::serve(l, move |req, peer| {
+            controller::handle(Arc::clone(&c), req, peer)
+        }));
+    }
+    let admin_addr = admin.local_addr()?;
+    {
+        let c = Arc::clone(&c);
+        tasks.spawn(controller::serve(admin, move |req, _peer| {
+            controller::admin(Arc::clone(&c), req)
+        }));
+    }
+    Ok(RunningNamerd {
+        interfaces,
+        admin: admin_addr,
+        controller: c,
+        tasks,
+    })
+}

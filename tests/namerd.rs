@@ -1,0 +1,943 @@
+//! namerd end to end: its HTTP API and status codes, each store (the real etcd and ZooKeeper
+//! that `integration/backends.sh` starts, the Consul stand-in's KV API, memory), two namerds
+//! on one store, linkers routing through `io.l5d.namerd.http` (re-routing on a change, going on
+//! while namerd is down and converging after), a store restart, and the `io.l5d.fs`
+//! interpreter. Tests that need a backend skip when it is not running, unless
+//! SWITCHBOARD_REQUIRE_BACKENDS is set.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+use tokio::process::{Child, Command};
+
+fn env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            assert!(
+                std::env::var("SWITCHBOARD_REQUIRE_BACKENDS").is_err(),
+                "{var} is not set; run integration/backends.sh start"
+            );
+            eprintln!("{var} not set; skipped");
+            None
+        }
+    }
+}
+
+/// Retries `f` until it returns true, for at most 20 s (a bound, not a measurement).
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// A namerd started in this process on `storage` (YAML of the `storage:` value).
+async fn namerd(storage: &str) -> (SocketAddr, SocketAddr, switchboard::namerd::RunningNamerd) {
+    let text = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nstorage: {storage}\ninterfaces:\n- kind: io.l5d.httpController\n  ip: 127.0.0.1\n  port: 0\n"
+    );
+    let (cfg, _) =
+        switchboard::config::namerd::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    (n.interfaces[0].1, n.admin, n)
+}
+
+/// A linker routing `Host: <name>` through namerd at `namerd`, namespace `ns`.
+async fn linker(namerd: SocketAddr, ns: &str, router_dtab: &str) -> Proxy {
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  label: http\n  bindingTimeoutMs: 2000\n  dtab: '{router_dtab}'\n  interpreter:\n    kind: io.l5d.namerd.http\n    experimental: true\n    dst: /$/inet/127.0.0.1/{}\n    namespace: {ns}\n    retry: {{baseSeconds: 1, maxSeconds: 1}}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+        namerd.port()
+    );
+    proxy(&cfg, &Disco::new().path()).await
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Resp {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "namerd");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(addr, b.body(body(payload.to_string())).unwrap()).await
+}
+
+const DTAB: (&str, &str) = ("content-type", "application/dtab");
+
+fn inet(b: &Backend) -> String {
+    format!("/$/inet/127.0.0.1/{}", b.addr.port())
+}
+
+#[tokio::test]
+async fn http_api_status_codes_and_shapes() {
+    let (api, admin, _n) =
+        namerd("{kind: io.l5d.inMemory, namespaces: {default: '/svc=>/$/inet/127.0.0.1/1'}}").await;
+    let json = ("content-type", "application/json");
+    let accept_dtab = ("accept", "application/dtab");
+    // (method, path, headers, body, status, body contains)
+    let rows: &[(&str, &str, &[(&str, &str)], &str, u16, &str)] = &[
+        ("GET", "/api/1/dtabs", &[], "", 200, r#"["default"]"#),
+        (
+            "GET",
+            "/api/1/dtabs/default",
+            &[],
+            "",
+            200,
+            r#"[{"prefix":"/svc","dst":"/$/inet/127.0.0.1/1"}]"#,
+        ),
+        (
+            "GET",
+            "/api/1/dtabs/default",
+            &[accept_dtab],
+            "",
+            200,
+            "/svc=>/$/inet/127.0.0.1/1",
+        ),
+        ("GET", "/api/1/dtabs/nope", &[], "", 404, "not found"),
+        ("GET", "/api/1/dtabs/a%20b", &[], "", 400, "namespace name"),
+        (
+            "POST",
+            "/api/1/dtabs/default",
+            &[DTAB],
+            "/svc=>/x",
+            409,
+            "already exists",
+        ),
+        (
+            "POST",
+            "/api/1/dtabs/web",
+            &[],
+            "/svc=>/x",
+            400,
+            "Content-Type",
+        ),
+        (
+            "POST",
+            "/api/1/dtabs/web",
+            &[("content-type", "text/html")],
+            "/svc=>/x",
+            415,
+            "application/dtab",
+        ),
+        (
+            "POST",
+            "/api/1/dtabs/web",
+            &[DTAB],
+            "/svc=>",
+            400,
+            "invalid dtab",
+        ),
+        (
+            "POST",
+            "/api/1/dtabs/web",
+            &[json],
+            r#"[{"prefix":"svc","dst":"/x"}]"#,
+            400,
+            "invalid JSON dtab",
+        ),
+        (
+            "POST",
+            "/api/1/dtabs/web",
+            &[json],
+            r#"[{"prefix":"/svc","dst":"/$/inet/127.0.0.1/2"}]"#,
+            204,
+            "",
+        ),
+        (
+            "PUT",
+            "/api/1/dtabs/nope",
+            &[DTAB],
+            "/svc=>/x",
+            404,
+            "does not exist",
+        ),
+        (
+            "PUT",
+            "/api/1/dtabs/web",
+            &[DTAB, ("if-match", "\"999\"")],
+            "/svc=>/x",
+            412,
+            "not at version 999",
+        ),
+        (
+            "PUT",
+            "/api/1/dtabs/web",
+            &[DTAB, ("if-match", "garbage")],
+            "/svc=>/x",
+            412,
+            "If-Match",
+        ),
+        (
+            "DELETE",
+            "/api/1/dtabs/nope",
+            &[],
+            "",
+            404,
+            "does not exist",
+        ),
+        (
+            "GET",
+            "/api/1/bind/default?path=/svc/foo",
+            &[],
+            "",
+            200,
+            r#""id":"/$/inet/127.0.0.1/1","path":"/foo""#,
+        ),
+        (
+            "GET",
+            "/api/1/bind/default?path=svc",
+            &[],
+            "",
+            400,
+            "Invalid path: svc",
+        ),
+        (
+            "GET",
+            "/api/1/bind/default?path=/svc/a&dtab=/svc/a%3D%3E/$/inet/127.0.0.1/3",
+            &[],
+            "",
+            200,
+            r#""port":3"#,
+        ),
+        (
+            "GET",
+            "/api/1/bind/default?path=/x",
+            &[],
+            "",
+            200,
+            r#"{"type":"neg"}"#,
+        ),
+        (
+            "GET",
+            "/api/1/bind/nope?path=/svc/foo",
+            &[],
+            "",
+            200,
+            r#"{"type":"neg"}"#,
+        ),
+        (
+            "GET",
+            "/api/1/addr/default?path=/$/inet/127.0.0.1/4",
+            &[],
+            "",
+            200,
+            r#"{"type":"bound","addrs":[{"ip":"127.0.0.1","port":4,"meta":{}}],"meta":{}}"#,
+        ),
+        (
+            "GET",
+            "/api/1/resolve/default?path=/svc/foo",
+            &[],
+            "",
+            200,
+            r#""port":1"#,
+        ),
+        (
+            "GET",
+            "/api/1/delegate/default?path=/svc/foo",
+            &[],
+            "",
+            200,
+            r#""dentry":{"prefix":"/svc","dst":"/$/inet/127.0.0.1/1"}"#,
+        ),
+        (
+            "GET",
+            "/api/1/delegate?path=/svc/foo&dtab=/svc%3D%3E/$/inet/127.0.0.1/5",
+            &[],
+            "",
+            200,
+            r#""port":5"#,
+        ),
+        ("GET", "/api/1/bound-names", &[], "", 200, "[]"),
+        ("GET", "/api/1/nothing", &[], "", 404, "no such API"),
+        ("GET", "/elsewhere", &[], "", 404, "no such API"),
+        ("PATCH", "/api/1/dtabs/default", &[], "", 405, "not allowed"),
+    ];
+    for (method, path, headers, payload, status, want) in rows {
+        let r = call(api, method, path, headers, payload).await;
+        assert_eq!(r.status, *status, "{method} {path}: {}", r.body);
+        assert!(r.body.contains(want), "{method} {path}: {}", r.body);
+    }
+    // Versions: ETag on reads and writes, If-Match taken, a stale one refused.
+    let r = call(api, "GET", "/api/1/dtabs/web", &[], "").await;
+    let v1 = r.header("etag").to_string();
+    assert!(v1.starts_with('"'), "{v1}");
+    let head = call(api, "HEAD", "/api/1/dtabs/web", &[], "").await;
+    assert_eq!((head.status, head.header("etag")), (200, v1.as_str()));
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[DTAB, ("if-match", &v1)],
+        "/svc=>/$/inet/127.0.0.1/6",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let v2 = r.header("etag").to_string();
+    assert_ne!(v1, v2);
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[DTAB, ("if-match", &v1)],
+        "/svc=>/x",
+    )
+    .await;
+    assert_eq!(r.status, 412, "a stale If-Match must be refused");
+    // A body over the limit is refused before it is parsed.
+    let big = format!(
+        "/svc=>/{}",
+        "a".repeat(switchboard_namerd::store::MAX_DTAB_BYTES)
+    );
+    assert_eq!(
+        call(api, "PUT", "/api/1/dtabs/web", &[DTAB], &big)
+            .await
+            .status,
+        413
+    );
+    // History and rollback.
+    let h: serde_json::Value =
+        serde_json::from_str(&call(api, "GET", "/api/1/history/web", &[], "").await.body).unwrap();
+    let versions: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [v1.trim_matches('"'), v2.trim_matches('"')]);
+    let r = call(
+        api,
+        "POST",
+        &format!("/api/1/rollback/web?version={}", v1.trim_matches('"')),
+        &[("if-match", &v2)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = call(api, "GET", "/api/1/dtabs/web", &[accept_dtab], "").await;
+    assert_eq!(r.body.trim(), "/svc=>/$/inet/127.0.0.1/2");
+    assert_eq!(
+        call(api, "POST", "/api/1/rollback/web?version=12345", &[], "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(api, "DELETE", "/api/1/dtabs/web", &[], "")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(api, "GET", "/api/1/dtabs/web", &[], "").await.status,
+        404
+    );
+    let h = call(api, "GET", "/api/1/history/web", &[], "").await.body;
+    assert!(h.contains(r#""change":"deleted""#), "{h}");
+    // Admin pages.
+    let s = get(admin, "x", "/storage.json", &[]).await;
+    assert!(
+        s.body.contains(r#""store":"io.l5d.inMemory""#),
+        "{}",
+        s.body
+    );
+    assert_eq!(
+        get(admin, "x", "/admin/ping", &[]).await.body.trim(),
+        "pong"
+    );
+}
+
+/// Reads a watch stream's lines as they come.
+async fn watch_lines(addr: SocketAddr, path: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "namerd")
+        .header("l5d-namerd-client", "watcher-1")
+        .body(body(""))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _tx = tx;
+        let mut body = resp.into_body();
+        let mut buf = String::new();
+        while let Some(Ok(f)) = body.frame().await {
+            if let Ok(d) = f.into_data() {
+                buf.push_str(&String::from_utf8_lossy(&d));
+                while let Some(i) = buf.find('\n') {
+                    let line: String = buf.drain(..=i).collect();
+                    let _ = out.send(line.trim().to_string());
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no line in time")
+        .expect("stream ended")
+}
+
+#[tokio::test]
+async fn watch_streams_follow_changes_and_admin_lists_linkers() {
+    let (api, admin, _n) =
+        namerd("{kind: io.l5d.inMemory, namespaces: {default: '/svc=>/$/inet/127.0.0.1/1'}}").await;
+    let mut dtabs = watch_lines(api, "/api/1/dtabs/default?watch=true").await;
+    let mut bind = watch_lines(api, "/api/1/bind/default?path=/svc/a&watch=true").await;
+    let mut list = watch_lines(api, "/api/1/dtabs?watch=true").await;
+    assert!(next_line(&mut dtabs).await.contains("127.0.0.1/1"));
+    assert!(next_line(&mut bind).await.contains(r#""port":1"#));
+    assert_eq!(next_line(&mut list).await, r#"["default"]"#);
+    // A write that changes nothing visible to a stream is not repeated on it.
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        "/svc=>/$/inet/127.0.0.1/2",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(next_line(&mut dtabs).await.contains("127.0.0.1/2"));
+    assert!(next_line(&mut bind).await.contains(r#""port":2"#));
+    call(api, "POST", "/api/1/dtabs/other", &[DTAB], "/a=>/b").await;
+    assert_eq!(next_line(&mut list).await, r#"["default","other"]"#);
+    // The admin page shows which version the watching linker was sent.
+    let version = r.header("etag").trim_matches('"').to_string();
+    eventually("the watcher is listed at the new version", async || {
+        let j: serde_json::Value =
+            serde_json::from_str(&get(admin, "x", "/namespaces.json", &[]).await.body).unwrap();
+        j["default"]["linkers"]["watcher-1"]["version"] == version.as_str()
+            && j["default"]["linkers"]["watcher-1"]["current"] == true
+    })
+    .await;
+    // Deleting the namespace ends its stream with an error line.
+    call(api, "DELETE", "/api/1/dtabs/default", &[], "").await;
+    assert!(next_line(&mut dtabs).await.contains("not found"));
+}
+
+#[tokio::test]
+async fn a_linker_routes_by_namerd_and_follows_a_dtab_change() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let ns = format!(
+        "{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}",
+        inet(&a)
+    );
+    let (api, nadmin, _n) = namerd(&ns).await;
+    // The router's own dtab comes after the namespace's, so it wins for /svc/override.
+    let l = linker(api, "default", &format!("/svc/override=>{}", inet(&b))).await;
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    assert_eq!(get(l.addr, "override", "/", &[]).await.body, "b");
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&b)),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    eventually("the linker routes by the new dtab", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    // The linker is listed by its own name at the current version.
+    let version = r.header("etag").trim_matches('"').to_string();
+    eventually("namerd lists the linker as current", async || {
+        let j: serde_json::Value =
+            serde_json::from_str(&get(nadmin, "x", "/namespaces.json", &[]).await.body).unwrap();
+        j["default"]["linkers"].as_object().is_some_and(|m| {
+            m.iter()
+                .any(|(k, v)| k.ends_with("/http") && v["version"] == version.as_str())
+        })
+    })
+    .await;
+    let m = metrics(l.admin).await;
+    assert_eq!(m["rt/http/interpreter/io.l5d.namerd.http/stale"], 0, "{m}");
+    let st = get(
+        l.admin,
+        "localhost",
+        "/http/interpreter_state/io.l5d.namerd.http/default.json",
+        &[],
+    )
+    .await;
+    assert!(st.body.contains(r#""stale":false"#), "{}", st.body);
+}
+
+/// A namerd run as its own process on a fixed port, so it can be killed and started again.
+struct NamerdProcess {
+    child: Option<Child>,
+    config: tempfile::NamedTempFile,
+    port: u16,
+}
+
+impl NamerdProcess {
+    async fn start(storage: &str) -> NamerdProcess {
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            config.path(),
+            format!("admin: {{ip: 127.0.0.1, port: 0}}\nstorage: {storage}\ninterfaces:\n- kind: io.l5d.httpController\n  port: {port}\n"),
+        )
+        .unwrap();
+        let mut p = NamerdProcess {
+            child: None,
+            config,
+            port,
+        };
+        p.up().await;
+        p
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    async fn up(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("namerd")
+            .arg(self.config.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = self.addr();
+        eventually("namerd answers", async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn namerd_down_linkers_keep_routing_then_converge() {
+    let Some(etcd) = env("SWITCHBOARD_ETCD") else {
+        return;
+    };
+    let (a, b) = (backend("a").await, backend("b").await);
+    let prefix = format!("/namerd-e2e/{}", fastrand::u32(..));
+    let (host, port) = etcd.split_once(':').unwrap();
+    let storage =
+        format!("{{kind: io.l5d.etcd, host: {host}, port: {port}, pathPrefix: {prefix}}}");
+    let mut nd = NamerdProcess::start(&storage).await;
+    let r = call(
+        nd.addr(),
+        "POST",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&a)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let l = linker(nd.addr(), "default", "/x=>/y").await;
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    nd.down().await;
+    // Routing goes on with what namerd last said; the interpreter says it is stale.
+    until_metric(
+        l.admin,
+        "rt/http/interpreter/io.l5d.namerd.http/stale",
+        |v| v == 1,
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    }
+    // A name never bound is Pending until bindingTimeoutMs, then refused.
+    let r = get(l.addr, "never-seen", "/", &[]).await;
+    assert!(r.status >= 500, "{r:?}");
+    // The dtab changes in the store while namerd is down (as another namerd would write it).
+    let mut c =
+        switchboard_namer_etcd::client::Client::connect(&[etcd.as_str()], &Default::default())
+            .await
+            .unwrap();
+    c.put(
+        format!("{prefix}/default"),
+        format!("/svc=>{}", inet(&b)),
+        0,
+    )
+    .await
+    .unwrap();
+    nd.up().await;
+    eventually(
+        "the linker converges on the dtab namerd serves again",
+        async || get(l.addr, "web", "/", &[]).await.body == "b",
+    )
+    .await;
+    until_metric(
+        l.admin,
+        "rt/http/interpreter/io.l5d.namerd.http/stale",
+        |v| v == 0,
+    )
+    .await;
+    nd.down().await;
+}
+
+/// Two namerds on one store: a write through one reaches linkers of the other; compare-and-set
+/// is the store's across both; a change made with the store's own tool reaches both.
+async fn two_namerds_one_store(storage: &str, external_write: impl AsyncFnOnce(&str)) {
+    let (a, b, c) = (backend("a").await, backend("b").await, backend("c").await);
+    let (api1, _, _n1) = namerd(storage).await;
+    let (api2, _, _n2) = namerd(storage).await;
+    let ns = format!("ns{}", fastrand::u32(..));
+    let r = call(
+        api1,
+        "POST",
+        &format!("/api/1/dtabs/{ns}"),
+        &[DTAB],
+        &format!("/svc=>{}", inet(&a)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let v1 = r.header("etag").to_string();
+    let l = linker(api2, &ns, "/x=>/y").await;
+    eventually(
+        "the linker of namerd 2 routes by namerd 1's write",
+        async || get(l.addr, "web", "/", &[]).await.body == "a",
+    )
+    .await;
+    // namerd 2 sees the same version, and its compare-and-set holds against namerd 1's.
+    eventually("namerd 2 shows the version namerd 1 wrote", async || {
+        call(api2, "GET", &format!("/api/1/dtabs/{ns}"), &[], "")
+            .await
+            .header("etag")
+            == v1
+    })
+    .await;
+    let r = call(
+        api2,
+        "PUT",
+        &format!("/api/1/dtabs/{ns}"),
+        &[DTAB, ("if-match", &v1)],
+        &format!("/svc=>{}", inet(&b)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = call(
+        api1,
+        "PUT",
+        &format!("/api/1/dtabs/{ns}"),
+        &[DTAB, ("if-match", &v1)],
+        "/svc=>/nowhere",
+    )
+    .await;
+    assert_eq!(
+        r.status, 412,
+        "namerd 1 wrote over a version it had not seen: {}",
+        r.body
+    );
+    assert_eq!(
+        call(
+            api1,
+            "POST",
+            &format!("/api/1/dtabs/{ns}"),
+            &[DTAB],
+            "/a=>/b"
+        )
+        .await
+        .status,
+        409
+    );
+    eventually("the linker follows namerd 2's write", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    external_write(&format!("/svc=>{}", inet(&c))).await;
+    eventually(
+        "a change made outside namerd reaches the linker",
+        async || get(l.addr, "web", "/", &[]).await.body == "c",
+    )
+    .await;
+    assert_eq!(
+        call(api2, "DELETE", &format!("/api/1/dtabs/{ns}"), &[], "")
+            .await
+            .status,
+        204
+    );
+    eventually("the delete reaches namerd 1", async || {
+        call(api1, "GET", &format!("/api/1/dtabs/{ns}"), &[], "")
+            .await
+            .status
+            == 404
+    })
+    .await;
+    // The other namerd kept the history it saw, the outside change included.
+    let h = call(api1, "GET", &format!("/api/1/history/{ns}"), &[], "")
+        .await
+        .body;
+    assert!(h.contains(&inet(&c)) && h.contains("deleted"), "{h}");
+    // The namespace is recorded by the linker it's watched by.
+    let _ = ns;
+}
+
+#[tokio::test]
+async fn etcd_store_two_namerds() {
+    let Some(etcd) = env("SWITCHBOARD_ETCD") else {
+        return;
+    };
+    let prefix = format!("/namerd-e2e/{}", fastrand::u32(..));
+    let (host, port) = etcd.split_once(':').unwrap();
+    let storage =
+        format!("{{kind: io.l5d.etcd, host: {host}, port: {port}, pathPrefix: {prefix}}}");
+    let (e, p) = (etcd.clone(), prefix.clone());
+    two_namerds_one_store(&storage, async move |dtab: &str| {
+        // The namespace is the only key under the prefix.
+        let mut c =
+            switchboard_namer_etcd::client::Client::connect(&[e.as_str()], &Default::default())
+                .await
+                .unwrap();
+        let keys = c.get_prefix(format!("{p}/").as_bytes()).await.unwrap();
+        let key = keys.kvs[0].key.clone();
+        c.put(key, dtab.to_string(), 0).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zookeeper_store_two_namerds() {
+    let Some(zk) = env("SWITCHBOARD_ZK") else {
+        return;
+    };
+    let Some(sh) = env("SWITCHBOARD_BACKENDS") else {
+        return;
+    };
+    let prefix = format!("/namerd-e2e-{}", fastrand::u32(..));
+    let (host, port) = zk.split_once(':').unwrap();
+    let storage = format!(
+        "{{kind: io.l5d.zk, zkAddrs: [{{host: {host}, port: {port}}}], pathPrefix: {prefix}, sessionTimeoutMs: 10000}}"
+    );
+    let p = prefix.clone();
+    two_namerds_one_store(&storage, async move |dtab: &str| {
+        let ls = Command::new(&sh)
+            .args(["zkcli", "ls", &p])
+            .output()
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&ls.stdout).to_string();
+        let ns = out
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string())
+            .unwrap_or_else(|| panic!("no namespace under {p}: {out}"));
+        let set = Command::new(&sh)
+            .args(["zkcli", "set", &format!("{p}/{ns}"), dtab])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consul_kv_store_two_namerds() {
+    let Some(consul) = env("SWITCHBOARD_CONSUL") else {
+        return;
+    };
+    let prefix = format!("/namerd-e2e/{}", fastrand::u32(..));
+    let (host, port) = consul.split_once(':').unwrap();
+    let storage = format!(
+        "{{kind: io.l5d.consul, host: {host}, port: {port}, pathPrefix: {prefix}, readConsistencyMode: consistent}}"
+    );
+    let (c, p) = (consul.clone(), prefix.clone());
+    two_namerds_one_store(&storage, async move |dtab: &str| {
+        let addr: SocketAddr = c.parse().unwrap();
+        let keys = get(addr, &c, &format!("/v1/kv{p}/?keys"), &[]).await;
+        let keys: Vec<String> = serde_json::from_str(&keys.body).unwrap();
+        let r = call(addr, "PUT", &format!("/v1/kv/{}", keys[0]), &[], dtab).await;
+        assert_eq!(r.body.trim(), "true");
+    })
+    .await;
+}
+
+/// A private etcd on its own ports and data directory, restarted with its data.
+struct PrivateEtcd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateEtcd {
+    async fn up(&mut self) {
+        let (c, p, m) = (self.port, self.port + 10, self.port + 20);
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "t",
+                "--data-dir",
+                self.dir.path().join("data").to_str().unwrap(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+                "--initial-cluster",
+                &format!("t=http://127.0.0.1:{p}"),
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{m}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{c}");
+        eventually("the private etcd answers", async || {
+            match switchboard_namer_etcd::client::Client::connect(
+                &[addr.as_str()],
+                &Default::default(),
+            )
+            .await
+            {
+                Ok(mut cl) => cl.get_prefix(b"ready").await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_etcd_restart_loses_no_watch() {
+    if env("SWITCHBOARD_ETCD").is_none() {
+        return;
+    }
+    let (a, b) = (backend("a").await, backend("b").await);
+    let mut etcd = PrivateEtcd {
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+        port: 23797,
+    };
+    etcd.up().await;
+    let storage = format!(
+        "{{kind: io.l5d.etcd, host: 127.0.0.1, port: {}}}",
+        etcd.port
+    );
+    let (api, nadmin, _n) = namerd(&storage).await;
+    let r = call(
+        api,
+        "POST",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&a)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let l = linker(api, "default", "/x=>/y").await;
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    etcd.down().await;
+    eventually("namerd reports its store stale", async || {
+        get(nadmin, "x", "/storage.json", &[])
+            .await
+            .body
+            .contains(r#""stale":true"#)
+    })
+    .await;
+    // Reads are served from the last state; writes fail plainly.
+    assert_eq!(
+        call(api, "GET", "/api/1/dtabs/default", &[], "")
+            .await
+            .status,
+        200
+    );
+    let r = call(api, "PUT", "/api/1/dtabs/default", &[DTAB], "/svc=>/x").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    etcd.up().await;
+    eventually("namerd's store recovers", async || {
+        get(nadmin, "x", "/storage.json", &[])
+            .await
+            .body
+            .contains(r#""stale":false"#)
+    })
+    .await;
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&b)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    eventually(
+        "the write after the restart reaches the linker",
+        async || get(l.addr, "web", "/", &[]).await.body == "b",
+    )
+    .await;
+    etcd.down().await;
+}
+
+#[tokio::test]
+async fn the_fs_interpreter_follows_its_dtab_file() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dtab");
+    std::fs::write(&file, format!("/svc=>{};\n", inet(&a))).unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  dtab: /svc/pinned=>{}\n  interpreter:\n    kind: io.l5d.fs\n    dtabFile: {}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+        inet(&b),
+        file.display()
+    );
+    let p = proxy(&cfg, &Disco::new().path()).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "a");
+    // The router's dtab comes after the file's.
+    assert_eq!(get(p.addr, "pinned", "/", &[]).await.body, "b");
+    std::fs::write(&file, format!("/svc=>{};\n", inet(&b))).unwrap();
+    eventually("the router follows the file", async || {
+        get(p.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    // A file that stops parsing keeps the last good dtab.
+    std::fs::write(&file, "/svc=>").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "b");
+}
