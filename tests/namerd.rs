@@ -80,6 +80,9 @@ fn inet(b: &Backend) -> String {
     format!("/$/inet/127.0.0.1/{}", b.addr.port())
 }
 
+/// (method, path, headers, body, status, what the answer contains).
+type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+
 #[tokio::test]
 async fn http_api_status_codes_and_shapes() {
     let (api, admin, _n) =
@@ -87,7 +90,7 @@ async fn http_api_status_codes_and_shapes() {
     let json = ("content-type", "application/json");
     let accept_dtab = ("accept", "application/dtab");
     // (method, path, headers, body, status, body contains)
-    let rows: &[(&str, &str, &[(&str, &str)], &str, u16, &str)] = &[
+    let rows: &[Row] = &[
         ("GET", "/api/1/dtabs", &[], "", 200, r#"["default"]"#),
         (
             "GET",
