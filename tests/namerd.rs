@@ -81,7 +81,14 @@ fn inet(b: &Backend) -> String {
 }
 
 /// (method, path, headers, body, status, what the answer contains).
-type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a str,
+    u16,
+    &'a str,
+);
 
 #[tokio::test]
 async fn http_api_status_codes_and_shapes() {
@@ -943,4 +950,130 @@ async fn the_fs_interpreter_follows_its_dtab_file() {
     std::fs::write(&file, "/svc=>").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.body, "b");
+}
+
+/// The shipped example (config/namerd.yaml on the test etcd, config/linker-namerd.yaml), with
+/// the dtab written, read, diffed, listed and rolled back by `switchboard dtab`.
+#[tokio::test]
+async fn the_shipped_example_and_the_dtab_commands() {
+    let Some(etcd) = env("SWITCHBOARD_ETCD") else {
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prefix = format!("/namerd-example/{}", fastrand::u32(..));
+    let port = etcd.split_once(':').unwrap().1;
+    let text = std::fs::read_to_string(root.join("config/namerd.yaml"))
+        .unwrap()
+        .replace("port: 23790", &format!("port: {port}"))
+        .replace("/namerd/dtabs", &prefix)
+        .replace(
+            "rootDir: config/disco",
+            &format!("rootDir: {}", root.join("config/disco").display()),
+        )
+        .replace("port: 9991", "port: 0")
+        .replace("port: 4180", "port: 0");
+    let (cfg, warnings) = switchboard::config::namerd::load(&text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    let api = n.interfaces[0].1;
+    let (a, b) = (backend("a").await, backend("b").await);
+    let linker_text = std::fs::read_to_string(root.join("config/linker-namerd.yaml"))
+        .unwrap()
+        .replace("127.0.0.1/4180", &format!("127.0.0.1/{}", api.port()))
+        .replace("port: 9990", "port: 0")
+        .replace("port: 4140", "port: 0");
+    let l = proxy(&linker_text, &Disco::new().path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fa, fb) = (dir.path().join("a.dtab"), dir.path().join("b.dtab"));
+    std::fs::write(
+        &fa,
+        format!("/svc => {};\n/svc/other => /#/io.l5d.fs/web;\n", inet(&a)),
+    )
+    .unwrap();
+    std::fs::write(
+        &fb,
+        format!("/svc => {};\n/svc/other => /#/io.l5d.fs/web;\n", inet(&b)),
+    )
+    .unwrap();
+    let url = format!("http://{api}");
+    let cli = |args: Vec<String>| async move {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let dtab = |cmd: &str, rest: &[&str]| {
+        let mut v = vec![
+            "dtab".to_string(),
+            cmd.to_string(),
+            "--namerd".into(),
+            url.clone(),
+            "default".into(),
+        ];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let fa_s = fa.display().to_string();
+    let fb_s = fb.display().to_string();
+    // put creates the namespace; get prints it a dentry per line.
+    let (code, out, err) = cli(dtab("put", &[&fa_s])).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = cli(dtab("get", &[])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!("/svc=>{};\n/svc/other=>/#/io.l5d.fs/web;\n", inet(&a))
+    );
+    let v1 = err.trim().strip_prefix("version ").unwrap().to_string();
+    eventually("the example linker routes by namerd", async || {
+        get(l.addr, "web", "/", &[]).await.body == "a"
+    })
+    .await;
+    // diff shows the change and exits 1; put writes it.
+    let (code, out, _) = cli(dtab("diff", &[&fb_s])).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains(&format!("- /svc=>{}", inet(&a)))
+            && out.contains(&format!("+ /svc=>{}", inet(&b)))
+            && out.contains("  /svc/other"),
+        "{out}"
+    );
+    let (code, out, err) = cli(dtab("put", &[&fb_s])).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    eventually("the linker follows the put", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    // A put naming a version that is no longer current writes nothing.
+    let (code, _, err) = cli(dtab("put", &[&fa_s, "--version", &v1])).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("changed since it was read"), "{err}");
+    // An invalid dtab is refused before anything is sent, with where it fails.
+    std::fs::write(dir.path().join("bad.dtab"), "/svc => ").unwrap();
+    let (code, _, err) = cli(dtab(
+        "put",
+        &[&dir.path().join("bad.dtab").display().to_string()],
+    ))
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.dtab"), "{err}");
+    // history lists both versions; rollback brings the first back.
+    let (code, out, _) = cli(dtab("history", &[])).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.starts_with(&format!("{v1}\t")), "{out}");
+    let (code, out, err) = cli(dtab("rollback", &[&v1])).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    eventually("the linker follows the rollback", async || {
+        get(l.addr, "web", "/", &[]).await.body == "a"
+    })
+    .await;
+    let (_, out, _) = cli(dtab("diff", &[&fa_s])).await;
+    assert!(out.lines().all(|l| l.starts_with("  ")), "{out}");
 }

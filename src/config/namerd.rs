@@ -57,8 +57,9 @@ pub enum StorageKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct InMemoryParams {
+    /// A namespace written without a dtab (`default:`) holds the empty dtab.
     #[serde(default)]
-    namespaces: BTreeMap<String, String>,
+    namespaces: BTreeMap<String, Option<String>>,
     /// Accepted as Linkerd did; it changes nothing.
     #[allow(dead_code)]
     experimental: Option<bool>,
@@ -142,7 +143,8 @@ fn in_memory(v: Value) -> Result<StorageKind, String> {
         if let Err(e) = switchboard_namerd::store::check_namespace(&ns) {
             return Err(nest(&format!("namespaces.{ns}"), &e));
         }
-        let dtab = Dtab::read(&d).map_err(|e| nest(&format!("namespaces.{ns}"), &e.to_string()))?;
+        let dtab = Dtab::read(d.as_deref().unwrap_or(""))
+            .map_err(|e| nest(&format!("namespaces.{ns}"), &e.to_string()))?;
         out.insert(ns, dtab);
     }
     Ok(StorageKind::InMemory(out))
