@@ -1855,8 +1855,13 @@ class Handler(BaseHTTPRequestHandler):
                 if not re.fullmatch(r"[0-9]+", cas):
                     raise bad("Invalid cas index")
                 cur = dc.kv.get(key)
-                if cur is None or (int(cas) != 0 and cur["ModifyIndex"] != int(cas)):
-                    self.send_json(cur is None and int(cas) == 0)
+                # As Consul's kvsDeleteCASTxn: a missing key is `true` (nothing to delete);
+                # an index that is not the key's (0 never is) is `false`.
+                if cur is None:
+                    self.send_json(True)
+                    return
+                if cur["ModifyIndex"] != int(cas):
+                    self.send_json(False)
                     return
             gone = [k for k in dc.kv if (k.startswith(key) if recurse else k == key)]
             if gone:

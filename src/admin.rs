@@ -378,16 +378,16 @@ fn sync_namer_stats(st: &State0) {
             scope.gauge(&name).set(v);
         }
     }
-    // A namerd interpreter: `rt/<router>/interpreter/io.l5d.namerd.http/{stale,streams,..}`.
+    // A namerd interpreter: `rt/<router>/interpreter/<kind>/{stale,streams,..}`.
     for r in &st.routers {
-        if let crate::proxy::binder::Interpretation::Namerd(n) = r.binder.interpretation() {
+        if let Some((kind, _, gauges)) = r.binder.interpretation().remote() {
             let scope = st
                 .metrics
                 .scope("rt")
                 .scope(&r.label)
                 .scope("interpreter")
-                .scope("io.l5d.namerd.http");
-            for (name, v) in n.stats() {
+                .scope(kind);
+            for (name, v) in gauges {
                 scope.gauge(&name).set(v);
             }
         }
@@ -510,21 +510,25 @@ async fn handle(st: &State0, req: Request<Incoming>, loopback: bool) -> Response
             text(StatusCode::OK, "shutting down\n")
         }
         (_, "/admin/shutdown") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
-        (_, p) if p.contains("/interpreter_state/io.l5d.namerd.http/") && p.ends_with(".json") => {
-            // `/<router>/interpreter_state/io.l5d.namerd.http/<namespace>.json`.
-            let label = p.trim_start_matches('/').split('/').next().unwrap_or("");
+        (_, p) if p.contains("/interpreter_state/") && p.ends_with(".json") => {
+            // `/<router>/interpreter_state/<kind>/<namespace>.json`.
+            let mut parts = p.trim_start_matches('/').split('/');
+            let label = parts.next().unwrap_or("");
+            let kind = parts.nth(1).unwrap_or("");
             let found = st
                 .routers
                 .iter()
-                .find_map(|r| match r.binder.interpretation() {
-                    crate::proxy::binder::Interpretation::Namerd(n) if r.label == label => Some(n),
-                    _ => None,
-                });
+                .filter(|r| r.label == label)
+                .find_map(|r| r.binder.interpretation().remote())
+                .filter(|(k, _, _)| *k == kind);
             match found {
-                Some(n) => json_resp(&n.state(), pretty),
+                Some((_, state, _)) => json_resp(&state, pretty),
                 None => text(
                     StatusCode::NOT_FOUND,
-                    format!("router {label} does not bind through namerd\n"),
+                    format!(
+                        "router {label} does not bind through namerd with {kind}
+"
+                    ),
                 ),
             }
         }

@@ -264,6 +264,46 @@ pub fn interpretation(
         InterpreterKind::Fs(p) => Interpretation::WatchedDtab(
             switchboard_namer_fs::dtab_file::DtabFile::watch(&p.dtab_file).var(),
         ),
+        InterpreterKind::Mesh(p) => {
+            use crate::config::plugins::{
+                DEFAULT_MESH_CLOSE_TIMEOUT_MS, DEFAULT_MESH_MIN_PERIOD_MS,
+            };
+            use switchboard_namerd::mesh::client::{
+                MeshConfig, MeshInterpreter, DEFAULT_WINDOW_KB,
+            };
+            let retry = p.retry.as_ref();
+            let secs = |v: Option<u64>, d: std::time::Duration| {
+                v.map(std::time::Duration::from_secs).unwrap_or(d)
+            };
+            let ft = p.failure_threshold.as_ref();
+            let ms = |v: Option<u64>, d: u64| std::time::Duration::from_millis(v.unwrap_or(d));
+            let cfg = MeshConfig {
+                authority: client::authority_of_dst(&p.dst).unwrap_or_default(),
+                namespace: p.namespace(),
+                retry_base: secs(
+                    retry.and_then(|r| r.base_seconds),
+                    client::DEFAULT_RETRY_BASE,
+                ),
+                retry_max: secs(retry.and_then(|r| r.max_seconds), client::DEFAULT_RETRY_MAX),
+                keep_alive: (
+                    ms(ft.and_then(|f| f.min_period_ms), DEFAULT_MESH_MIN_PERIOD_MS),
+                    ms(
+                        ft.and_then(|f| f.close_timeout_ms),
+                        DEFAULT_MESH_CLOSE_TIMEOUT_MS,
+                    ),
+                ),
+                initial_stream_window_kb: p
+                    .initial_stream_window_size_kb
+                    .unwrap_or(DEFAULT_WINDOW_KB),
+            };
+            match MeshInterpreter::new(cfg) {
+                Ok(m) => Interpretation::Mesh(m),
+                Err(e) => {
+                    tracing::error!(router, error = %e, "io.l5d.mesh: cannot reach namerd; binding locally");
+                    Interpretation::Local
+                }
+            }
+        }
         InterpreterKind::NamerdHttp(p) => {
             let retry = p.retry.as_ref();
             let secs = |v: Option<u64>, d: std::time::Duration| {

@@ -1,6 +1,6 @@
 //! `switchboard namerd`: builds a checked namerd config into a running namerd: the namers (as
 //! a linker builds them), the dtab store, the namespaces on top of it, an HTTP controller per
-//! `io.l5d.httpController` interface and the admin pages. It binds every socket before it
+//! `io.l5d.httpController` interface, a gRPC server per `io.l5d.mesh` one, and the admin pages. It binds every socket before it
 //! serves anything; it does not route requests.
 
 use std::net::SocketAddr;
@@ -159,9 +159,16 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
         tracing::info!(interface = kind, %addr, "namerd serving");
         interfaces.push((kind, addr));
         let c = Arc::clone(&c);
-        tasks.spawn(controller::serve(l, move |req, peer| {
-            controller::handle(Arc::clone(&c), req, peer)
-        }));
+        match kind {
+            "io.l5d.mesh" => {
+                tasks.spawn(switchboard_namerd::mesh::server::serve(l, c));
+            }
+            _ => {
+                tasks.spawn(controller::serve(l, move |req, peer| {
+                    controller::handle(Arc::clone(&c), req, peer)
+                }));
+            }
+        }
     }
     let admin_addr = admin.local_addr()?;
     {

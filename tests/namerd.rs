@@ -691,11 +691,37 @@ async fn two_namerds_one_store(storage: &str, external_write: impl AsyncFnOnce(&
         async || get(l.addr, "web", "/", &[]).await.body == "c",
     )
     .await;
+    let stale = call(
+        api2,
+        "DELETE",
+        &format!("/api/1/dtabs/{ns}"),
+        &[("if-match", &v1)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        stale.status, 412,
+        "a delete at a stale version: {}",
+        stale.body
+    );
     assert_eq!(
         call(api2, "DELETE", &format!("/api/1/dtabs/{ns}"), &[], "")
             .await
             .status,
         204
+    );
+    let gone = call(
+        api2,
+        "DELETE",
+        &format!("/api/1/dtabs/{ns}"),
+        &[("if-match", &v1)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        gone.status, 404,
+        "a conditional delete of a deleted namespace: {}",
+        gone.body
     );
     eventually("the delete reaches namerd 1", async || {
         call(api1, "GET", &format!("/api/1/dtabs/{ns}"), &[], "")
@@ -1076,4 +1102,271 @@ async fn the_shipped_example_and_the_dtab_commands() {
     .await;
     let (_, out, _) = cli(dtab("diff", &[&fa_s])).await;
     assert!(out.lines().all(|l| l.starts_with("  ")), "{out}");
+}
+
+/// A namerd with an HTTP controller and a mesh interface, both on port 0.
+async fn namerd_with_mesh(
+    storage: &str,
+) -> (SocketAddr, SocketAddr, switchboard::namerd::RunningNamerd) {
+    let text = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nstorage: {storage}\ninterfaces:\n- {{kind: io.l5d.httpController, port: 0}}\n- {{kind: io.l5d.mesh, port: 0}}\n"
+    );
+    let (cfg, _) =
+        switchboard::config::namerd::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    (n.interfaces[0].1, n.interfaces[1].1, n)
+}
+
+async fn grpc<Req, Rsp>(
+    addr: SocketAddr,
+    method: &'static str,
+    req: Req,
+) -> Result<Rsp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Rsp: prost::Message + Default + Send + Sync + 'static,
+{
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await.unwrap();
+    g.unary(
+        tonic::Request::new(req),
+        http::uri::PathAndQuery::from_static(method),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_linker_routes_by_namerd_over_the_mesh_api() {
+    use switchboard_namerd::mesh::proto as pb;
+    let (a, b) = (backend("a").await, backend("b").await);
+    let ns = format!(
+        "{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}",
+        inet(&a)
+    );
+    let (api, mesh, _n) = namerd_with_mesh(&ns).await;
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  label: http\n  interpreter:\n    kind: io.l5d.mesh\n    dst: /$/inet/127.0.0.1/{}\n    root: /default\n    retry: {{baseSeconds: 1, maxSeconds: 1}}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+        mesh.port()
+    );
+    let l = proxy(&cfg, &Disco::new().path()).await;
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&b)),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    eventually("the mesh linker follows the change", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    let m = metrics(l.admin).await;
+    assert_eq!(m["rt/http/interpreter/io.l5d.mesh/stale"], 0, "{m}");
+    assert!(
+        m["rt/http/interpreter/io.l5d.mesh/streams"]
+            .as_i64()
+            .unwrap()
+            >= 2,
+        "{m}"
+    );
+
+    // The services, called directly.
+    let root = || {
+        Some(pb::path_pb(
+            &switchboard_namer_core::Path::read("/default").unwrap(),
+        ))
+    };
+    let d: pb::DtabRsp = grpc(
+        mesh,
+        "/io.linkerd.mesh.Delegator/GetDtab",
+        pb::DtabReq { root: root() },
+    )
+    .await
+    .unwrap();
+    let vd = d.dtab.unwrap();
+    assert_eq!(
+        String::from_utf8(vd.version.unwrap().id).unwrap(),
+        r.header("etag").trim_matches('"')
+    );
+    assert_eq!(
+        pb::dtab_of(&vd.dtab.unwrap()).unwrap().show(),
+        format!("/svc=>{}", inet(&b))
+    );
+    let t: pb::BoundTreeRsp = grpc(
+        mesh,
+        "/io.linkerd.mesh.Interpreter/GetBoundTree",
+        pb::BindReq {
+            root: root(),
+            name: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/svc/web").unwrap(),
+            )),
+            dtab: None,
+        },
+    )
+    .await
+    .unwrap();
+    let tree = pb::bound_tree_of(&t.tree.unwrap()).unwrap();
+    let switchboard_namer_core::NameTree::Leaf(leaf) = tree else {
+        panic!("{tree:?}")
+    };
+    assert_eq!(leaf.id.show(), inet(&b));
+    let rep: pb::Replicas = grpc(
+        mesh,
+        "/io.linkerd.mesh.Resolver/GetReplicas",
+        pb::ReplicasReq {
+            id: Some(pb::path_pb(&leaf.id)),
+        },
+    )
+    .await
+    .unwrap();
+    match pb::addr_of(&rep).unwrap() {
+        switchboard_namer_core::Addr::Bound { endpoints, .. } => {
+            assert_eq!(endpoints[0].addr, b.addr)
+        }
+        other => panic!("{other:?}"),
+    }
+    let text: pb::TextPb = grpc(
+        mesh,
+        "/io.linkerd.mesh.Codec/ShowDtab",
+        grpc::<_, pb::DtabMsg>(
+            mesh,
+            "/io.linkerd.mesh.Codec/ReadDtab",
+            pb::TextPb {
+                text: "/a => /b | /c".into(),
+            },
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        text.text,
+        switchboard_namer_core::Dtab::read("/a=>/b|/c")
+            .unwrap()
+            .show()
+    );
+    // Errors are gRPC statuses, as Linkerd's.
+    let bad = grpc::<_, pb::BoundTreeRsp>(
+        mesh,
+        "/io.linkerd.mesh.Interpreter/GetBoundTree",
+        pb::BindReq {
+            root: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/a/b").unwrap(),
+            )),
+            name: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/svc/web").unwrap(),
+            )),
+            dtab: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("exactly one segment"), "{bad:?}");
+    let missing = grpc::<_, pb::DtabRsp>(
+        mesh,
+        "/io.linkerd.mesh.Delegator/GetDtab",
+        pb::DtabReq {
+            root: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/nope").unwrap(),
+            )),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let delegated: pb::DelegateTreeRsp = grpc(
+        mesh,
+        "/io.linkerd.mesh.Delegator/GetDelegateTree",
+        pb::DelegateTreeReq {
+            root: root(),
+            tree: Some(pb::path_tree_pb(&switchboard_namer_core::NameTree::Leaf(
+                switchboard_namer_core::Path::read("/svc/web").unwrap(),
+            ))),
+            dtab: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        format!("{delegated:?}").contains("Delegate"),
+        "{delegated:?}"
+    );
+}
+
+/// Endpoint churn in namerd's own namers reaches an addr watch (and a linker) without a new
+/// tree; a stale If-Match or one on a deleted namespace is refused.
+#[tokio::test]
+async fn namerd_namers_churn_reaches_addr_watches() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let disco = Disco::new();
+    disco.set_backends("web", &[&a]);
+    let text = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nstorage: {{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>/#/io.l5d.fs'}}}}\nnamers:\n- {{kind: io.l5d.fs, rootDir: {}}}\ninterfaces:\n- {{kind: io.l5d.httpController, port: 0}}\n",
+        disco.path().display()
+    );
+    let (cfg, _) = switchboard::config::namerd::load(&text).unwrap();
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    let api = n.interfaces[0].1;
+    let mut addr = watch_lines(
+        api,
+        "/api/1/addr/default?path=/%23/io.l5d.fs/web&watch=true",
+    )
+    .await;
+    assert!(next_line(&mut addr)
+        .await
+        .contains(&format!("\"port\":{}", a.addr.port())));
+    let l = linker(api, "default", "/x=>/y").await;
+    assert_eq!(get(l.addr, "web", "/", &[]).await.body, "a");
+    disco.set_backends("web", &[&b]);
+    assert!(next_line(&mut addr)
+        .await
+        .contains(&format!("\"port\":{}", b.addr.port())));
+    eventually("the linker follows the endpoint change", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    // A one-shot resolve waits for the addresses, not only the tree.
+    let r = call(api, "GET", "/api/1/resolve/default?path=/svc/web", &[], "").await;
+    assert!(
+        r.body.contains(&format!("\"port\":{}", b.addr.port())),
+        "{}",
+        r.body
+    );
+    // If-Match on version 0 (never issued) and on a namespace that is gone.
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB, ("if-match", "\"0\"")],
+        "/svc=>/x",
+    )
+    .await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    assert_eq!(
+        call(api, "DELETE", "/api/1/dtabs/default", &[], "")
+            .await
+            .status,
+        204
+    );
+    let r = call(
+        api,
+        "DELETE",
+        "/api/1/dtabs/default",
+        &[("if-match", "\"1\"")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
 }

@@ -32,6 +32,9 @@ pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// Linkerd's default `retry`: backoff from 5 s up to 600 s.
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(600);
+/// TCP keepalive on the watch connections.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Bound on connecting to namerd and on its answering a request's head.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -84,7 +87,7 @@ fn enc(s: &str) -> String {
 }
 
 #[derive(Default)]
-struct Stats {
+pub(crate) struct Stats {
     /// Streams that are connected and answered.
     connected: AtomicI64,
     /// Streams waiting to reconnect.
@@ -94,11 +97,39 @@ struct Stats {
     last_error: Mutex<Option<String>>,
 }
 
+impl Stats {
+    pub(crate) fn is_stale(&self) -> bool {
+        self.failing.load(Relaxed) > 0
+    }
+
+    pub(crate) fn json(&self, namerd: &str, namespace: &str) -> Value {
+        json!({
+            "namerd": namerd,
+            "namespace": namespace,
+            "stale": self.is_stale(),
+            "streams": self.connected.load(Relaxed),
+            "failingStreams": self.failing.load(Relaxed),
+            "updates": self.updates.load(Relaxed),
+            "reconnects": self.reconnects.load(Relaxed),
+            "lastError": self.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    pub(crate) fn gauges(&self) -> Vec<(String, i64)> {
+        vec![
+            ("stale".into(), self.is_stale() as i64),
+            ("streams".into(), self.connected.load(Relaxed)),
+            ("updates".into(), self.updates.load(Relaxed) as i64),
+            ("reconnects".into(), self.reconnects.load(Relaxed) as i64),
+        ]
+    }
+}
+
 struct Inner {
     cfg: NamerdHttpConfig,
     http: Client<HttpConnector, Empty<Bytes>>,
     addrs: Mutex<HashMap<Path, Weak<Updater<Addr>>>>,
-    stats: Stats,
+    stats: Arc<Stats>,
 }
 
 /// The `io.l5d.namerd.http` interpreter.
@@ -108,7 +139,7 @@ pub struct NamerdHttp {
 }
 
 /// How a stream ended.
-enum Ended {
+pub(crate) enum Ended {
     /// Namerd wrote an error line (a binding failure, say) and closed the stream.
     Error(String),
     /// The connection failed or closed.
@@ -120,6 +151,11 @@ impl NamerdHttp {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // An idle watch carries nothing: TCP keepalive finds a namerd that vanished without a
+        // reset (a partition, a dead host) in about KEEPALIVE_IDLE + 3 x KEEPALIVE_INTERVAL.
+        conn.set_keepalive(Some(KEEPALIVE_IDLE));
+        conn.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
+        conn.set_keepalive_retries(Some(3));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(conn);
@@ -128,7 +164,7 @@ impl NamerdHttp {
                 cfg,
                 http,
                 addrs: Mutex::new(HashMap::new()),
-                stats: Stats::default(),
+                stats: Arc::default(),
             }),
         }
     }
@@ -139,33 +175,19 @@ impl NamerdHttp {
 
     /// Whether some stream has lost namerd and routes on what it last heard.
     pub fn is_stale(&self) -> bool {
-        self.inner.stats.failing.load(Relaxed) > 0
+        self.inner.stats.is_stale()
     }
 
-    /// `/interpreter_state/io.l5d.namerd.http/<ns>.json`.
+    /// `/<router>/interpreter_state/io.l5d.namerd.http/<ns>.json`.
     pub fn state(&self) -> Value {
-        let s = &self.inner.stats;
-        json!({
-            "namerd": self.inner.cfg.authority,
-            "namespace": self.inner.cfg.namespace,
-            "stale": self.is_stale(),
-            "streams": s.connected.load(Relaxed),
-            "failingStreams": s.failing.load(Relaxed),
-            "updates": s.updates.load(Relaxed),
-            "reconnects": s.reconnects.load(Relaxed),
-            "lastError": s.last_error.lock().ok().and_then(|e| e.clone()),
-        })
+        self.inner
+            .stats
+            .json(&self.inner.cfg.authority, &self.inner.cfg.namespace)
     }
 
     /// Counters and gauges as `(name, value)`.
     pub fn stats(&self) -> Vec<(String, i64)> {
-        let s = &self.inner.stats;
-        vec![
-            ("stale".into(), self.is_stale() as i64),
-            ("streams".into(), s.connected.load(Relaxed)),
-            ("updates".into(), s.updates.load(Relaxed) as i64),
-            ("reconnects".into(), s.reconnects.load(Relaxed) as i64),
-        ]
+        self.inner.stats.gauges()
     }
 
     /// Binds `path` with `dtab` (the router's dtab ++ the request's) in namerd, live.
@@ -181,24 +203,32 @@ impl NamerdHttp {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let up = up;
-            me.inner
-                .follow(
-                    &uri,
-                    &up,
-                    |line| {
-                        let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-                        let t = bound_tree_from_json(&v)?;
-                        Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
-                            let mut b =
-                                Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id));
-                            b.weight = l.weight;
-                            b
-                        })))
-                    },
-                    |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
-                )
-                .await;
+            let parse = |line: &[u8]| {
+                let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                let t = bound_tree_from_json(&v)?;
+                Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
+                    let mut b = Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id));
+                    b.weight = l.weight;
+                    b
+                })))
+            };
+            let inner = &me.inner;
+            follow(
+                &inner.stats,
+                &inner.cfg.authority,
+                (inner.cfg.retry_base, inner.cfg.retry_max),
+                &uri,
+                &up,
+                |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
+                |mut p| {
+                    let (uri, up, parse) = (&uri, &up, &parse);
+                    async move {
+                        let e = inner.stream(uri, up, parse, &mut p).await;
+                        (p, e)
+                    }
+                },
+            )
+            .await;
         });
         var
     }
@@ -221,82 +251,39 @@ impl NamerdHttp {
         );
         let me = self.clone();
         tokio::spawn(async move {
-            me.inner
-                .follow(
-                    &uri,
-                    &up,
-                    |line| {
-                        let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-                        addr_from_json(&v)
-                    },
-                    |e| Addr::Failed(format!("namerd: {e}")),
-                )
-                .await;
+            let parse = |line: &[u8]| {
+                let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                addr_from_json(&v)
+            };
+            let inner = &me.inner;
+            follow(
+                &inner.stats,
+                &inner.cfg.authority,
+                (inner.cfg.retry_base, inner.cfg.retry_max),
+                &uri,
+                &up,
+                |e| Addr::Failed(format!("namerd: {e}")),
+                |mut p| {
+                    let (uri, up, parse) = (&uri, &up, &parse);
+                    async move {
+                        let e = inner.stream(uri, up, parse, &mut p).await;
+                        (p, e)
+                    }
+                },
+            )
+            .await;
         });
         var
     }
 }
 
 impl Inner {
-    /// Follows the watch stream at `uri` into `up` until nobody observes `up`: each line through
-    /// `parse`; an error line from namerd through `failed` (only while nothing good was seen).
-    async fn follow<T: Clone + PartialEq + Send + Sync + 'static>(
-        &self,
-        uri: &str,
-        up: &Updater<T>,
-        parse: impl Fn(&[u8]) -> Result<T, String>,
-        failed: impl Fn(&str) -> T,
-    ) {
-        let mut delay = self.cfg.retry_base;
-        let mut seen_good = false;
-        let mut failing = false;
-        loop {
-            let ended = tokio::select! {
-                _ = up.closed() => break,
-                e = self.stream(uri, up, &parse, &mut seen_good, &mut failing) => e,
-            };
-            let msg = match ended {
-                Ended::Error(e) => {
-                    if !seen_good {
-                        up.set(failed(&e));
-                    }
-                    e
-                }
-                Ended::Lost(e) => e,
-            };
-            tracing::warn!(namerd = %self.cfg.authority, uri, error = %msg, "namerd stream ended; routing on the last answer and retrying");
-            if let Ok(mut l) = self.stats.last_error.lock() {
-                *l = Some(msg);
-            }
-            if !failing {
-                failing = true;
-                self.stats.failing.fetch_add(1, Relaxed);
-            }
-            let d = delay / 2 + delay.mul_f64(fastrand::f64() / 2.0);
-            delay = (delay * 2).min(self.cfg.retry_max);
-            tokio::select! {
-                _ = up.closed() => break,
-                _ = tokio::time::sleep(d) => {}
-            }
-            self.stats.reconnects.fetch_add(1, Relaxed);
-            if seen_good {
-                // A stream that had answered starts its backoff again.
-                delay = self.cfg.retry_base;
-                seen_good = false;
-            }
-        }
-        if failing {
-            self.stats.failing.fetch_sub(1, Relaxed);
-        }
-    }
-
     async fn stream<T: Clone + PartialEq>(
         &self,
         uri: &str,
         up: &Updater<T>,
         parse: &impl Fn(&[u8]) -> Result<T, String>,
-        seen_good: &mut bool,
-        failing: &mut bool,
+        p: &mut Progress,
     ) -> Ended {
         let full = format!("http://{}{uri}", self.cfg.authority);
         let req = match hyper::Request::get(&full)
@@ -322,7 +309,8 @@ impl Inner {
             let mut msg = BytesMut::new();
             while let Some(Ok(f)) = body.frame().await {
                 if let Some(d) = f.data_ref() {
-                    msg.extend_from_slice(&d[..d.len().min(1024 - msg.len().min(1024))]);
+                    let room = 1024usize.saturating_sub(msg.len());
+                    msg.extend_from_slice(&d[..d.len().min(room)]);
                 }
                 if msg.len() >= 1024 {
                     break;
@@ -336,7 +324,6 @@ impl Inner {
             };
         }
         let mut buf = BytesMut::new();
-        let mut live = Live(&self.stats.connected, false);
         loop {
             let frame = match body.frame().await {
                 None => return Ended::Lost("namerd closed the stream".into()),
@@ -359,21 +346,12 @@ impl Inner {
                 match parse(line) {
                     Ok(v) => {
                         up.set(v);
-                        self.stats.updates.fetch_add(1, Relaxed);
-                        *seen_good = true;
-                        if !live.1 {
-                            live.1 = true;
-                            self.stats.connected.fetch_add(1, Relaxed);
-                        }
-                        if *failing {
-                            *failing = false;
-                            self.stats.failing.fetch_sub(1, Relaxed);
-                        }
+                        p.delivered();
                     }
                     Err(e) => {
                         return Ended::Lost(format!(
                             "namerd sent an answer that does not read: {e}"
-                        ));
+                        ))
                     }
                 }
             }
@@ -384,14 +362,118 @@ impl Inner {
     }
 }
 
-/// Counts a stream as connected while it lives, once it has answered.
-struct Live<'a>(&'a AtomicI64, bool);
+/// Where one followed stream stands, for the interpreter's counters: whether its current
+/// attempt has answered (`live`), whether it is failing, and whether it answered since the last
+/// failure. Dropping it takes its share out of the counters, however the stream ended.
+pub(crate) struct Progress {
+    stats: Arc<Stats>,
+    seen_good: bool,
+    failing: bool,
+    live: bool,
+}
 
-impl Drop for Live<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            self.0.fetch_sub(1, Relaxed);
+impl Progress {
+    fn new(stats: Arc<Stats>) -> Progress {
+        Progress {
+            stats,
+            seen_good: false,
+            failing: false,
+            live: false,
         }
+    }
+
+    /// An answer arrived.
+    pub(crate) fn delivered(&mut self) {
+        self.stats.updates.fetch_add(1, Relaxed);
+        self.seen_good = true;
+        if !self.live {
+            self.live = true;
+            self.stats.connected.fetch_add(1, Relaxed);
+        }
+        if self.failing {
+            self.failing = false;
+            self.stats.failing.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// The attempt ended; `lost`: namerd was lost (not an answer of its own).
+    fn ended(&mut self, lost: bool) {
+        if self.live {
+            self.live = false;
+            self.stats.connected.fetch_sub(1, Relaxed);
+        }
+        if lost && !self.failing {
+            self.failing = true;
+            self.stats.failing.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.live {
+            self.stats.connected.fetch_sub(1, Relaxed);
+        }
+        if self.failing {
+            self.stats.failing.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// Follows a stream into `up` until nobody observes `up`: `attempt` runs one connection's
+/// worth of it; when it ends, the last value stays (stale), and it is tried again after a
+/// jittered exponential backoff from `retry.0` to `retry.1` (from `retry.0` again after an
+/// attempt that answered). An error namerd itself reported becomes `failed(message)` while
+/// nothing good was seen, and does not make the interpreter stale.
+pub(crate) async fn follow<T, F, Fut>(
+    stats: &Arc<Stats>,
+    authority: &str,
+    retry: (Duration, Duration),
+    what: &str,
+    up: &Updater<T>,
+    failed: impl Fn(&str) -> T,
+    mut attempt: F,
+) where
+    T: Clone + PartialEq,
+    F: FnMut(Progress) -> Fut,
+    Fut: std::future::Future<Output = (Progress, Ended)>,
+{
+    let mut delay = retry.0;
+    let mut p = Progress::new(Arc::clone(stats));
+    let mut answered_once = false;
+    loop {
+        let (next, ended) = tokio::select! {
+            _ = up.closed() => return,
+            r = attempt(p) => r,
+        };
+        p = next;
+        let (msg, lost) = match ended {
+            Ended::Error(e) => {
+                if !answered_once && !p.seen_good {
+                    up.set(failed(&e));
+                }
+                (e, false)
+            }
+            Ended::Lost(e) => (e, true),
+        };
+        p.ended(lost);
+        tracing::warn!(namerd = %authority, what, error = %msg, "namerd stream ended; routing on the last answer and retrying");
+        if let Ok(mut l) = stats.last_error.lock() {
+            *l = Some(msg);
+        }
+        if p.seen_good {
+            // A stream that had answered starts its backoff again.
+            delay = retry.0;
+            p.seen_good = false;
+            answered_once = true;
+        }
+        let d = delay / 2 + delay.mul_f64(fastrand::f64() / 2.0);
+        delay = (delay * 2).min(retry.1);
+        tokio::select! {
+            _ = up.closed() => return,
+            _ = tokio::time::sleep(d) => {}
+        }
+        stats.reconnects.fetch_add(1, Relaxed);
     }
 }
 

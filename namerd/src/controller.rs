@@ -34,6 +34,12 @@ use crate::store::{check_namespace, StoreError, MAX_DTAB_BYTES};
 
 /// Open watch streams at once; more are answered 503.
 pub const MAX_WATCHES: usize = 10_000;
+/// Open watch streams from one client address (a host's linker watches every name it routes).
+pub const MAX_WATCHES_PER_PEER: usize = 2_000;
+/// A watcher that reads nothing for this long is dropped (its stream ends).
+pub const WATCH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on reading a request body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a one-shot bind, addr or delegate waits for Pending to resolve.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to send a request head.
@@ -60,6 +66,7 @@ pub struct Controller {
     pub interp: Arc<DefaultInterpreter>,
     pub stats: Stats,
     watches: Arc<Semaphore>,
+    per_peer: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Controller {
@@ -69,7 +76,59 @@ impl Controller {
             interp,
             stats: Stats::default(),
             watches: Arc::new(Semaphore::new(MAX_WATCHES)),
+            per_peer: Default::default(),
         })
+    }
+}
+
+impl Controller {
+    /// A place among the [`MAX_WATCHES`] open watch streams (counted while held), or `None`
+    /// (counted as refused) when all are taken.
+    pub fn watch_permit(self: &Arc<Self>, peer: std::net::IpAddr) -> Option<WatchPermit> {
+        {
+            let mut per = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per.entry(peer).or_insert(0);
+            if *n >= MAX_WATCHES_PER_PEER {
+                self.stats.watches_refused.fetch_add(1, Relaxed);
+                return None;
+            }
+            *n += 1;
+        }
+        match Arc::clone(&self.watches).try_acquire_owned() {
+            Ok(p) => {
+                self.stats.watches_open.fetch_add(1, Relaxed);
+                Some(WatchPermit(p, Arc::clone(self), peer))
+            }
+            Err(_) => {
+                self.release_peer(peer);
+                self.stats.watches_refused.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    fn release_peer(&self, peer: std::net::IpAddr) {
+        let mut per = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&peer);
+            }
+        }
+    }
+}
+
+/// One open watch stream.
+pub struct WatchPermit(
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    Arc<Controller>,
+    std::net::IpAddr,
+);
+
+impl Drop for WatchPermit {
+    fn drop(&mut self) {
+        self.1.stats.watches_open.fetch_sub(1, Relaxed);
+        self.1.release_peer(self.2);
     }
 }
 
@@ -285,6 +344,7 @@ pub async fn handle(
 /// as a text line.
 fn stream<T, F>(
     c: &Arc<Controller>,
+    peer: SocketAddr,
     mut var: Var<T>,
     mut next: F,
     on_close: Option<Box<dyn FnOnce() + Send>>,
@@ -293,16 +353,16 @@ where
     T: Clone + Send + Sync + 'static,
     F: FnMut(&T) -> Option<Result<Value, String>> + Send + 'static,
 {
-    let Ok(permit) = Arc::clone(&c.watches).try_acquire_owned() else {
-        c.stats.watches_refused.fetch_add(1, Relaxed);
+    let Some(permit) = c.watch_permit(peer.ip()) else {
+        if let Some(f) = on_close {
+            f();
+        }
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("over {MAX_WATCHES} watches are open"),
         );
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-    let stats = Arc::clone(c);
-    stats.stats.watches_open.fetch_add(1, Relaxed);
     tokio::spawn(async move {
         let _permit = permit;
         let mut last: Option<Value> = None;
@@ -315,12 +375,17 @@ where
                     let mut line = j.to_string();
                     line.push('\n');
                     last = Some(j);
-                    if tx.send(Bytes::from(line)).await.is_err() {
+                    let sent = tokio::time::timeout(WATCH_SEND_TIMEOUT, tx.send(Bytes::from(line)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         break;
                     }
                 }
                 Some(Err(e)) => {
-                    let _ = tx.send(Bytes::from(format!("{e}\n"))).await;
+                    let _ = tokio::time::timeout(
+                        WATCH_SEND_TIMEOUT,
+                        tx.send(Bytes::from(format!("{e}\n"))),
+                    )
+                    .await;
                     break;
                 }
             }
@@ -329,7 +394,6 @@ where
                 _ = tx.closed() => break,
             }
         }
-        stats.stats.watches_open.fetch_sub(1, Relaxed);
         if let Some(f) = on_close {
             f();
         }
@@ -347,7 +411,7 @@ where
 async fn list(
     c: &Arc<Controller>,
     _req: &Request<Incoming>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     watch: bool,
 ) -> Response<Body> {
     let names = |s: &crate::store::StoreState| -> Option<Result<Value, String>> {
@@ -356,7 +420,7 @@ async fn list(
     };
     let state = c.namespaces.state();
     if watch {
-        return stream(c, state, names, None);
+        return stream(c, peer, state, names, None);
     }
     match settled(state, |s| s.namespaces.is_some()).await {
         Some(s) => match names(&s) {
@@ -427,6 +491,7 @@ async fn get_dtab(
         let client2 = client.clone();
         return stream(
             c,
+            peer,
             state,
             move |s: &crate::store::StoreState| {
                 let m = s.namespaces.as_ref()?;
@@ -509,12 +574,19 @@ async fn read_dtab(req: Request<Incoming>) -> Result<Dtab, Response<Body>> {
             format!("a dtab needs a Content-Type: {DTAB_MEDIA_TYPE} or application/json"),
         ));
     };
-    let body = match Limited::new(req.into_body(), MAX_DTAB_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), MAX_DTAB_BYTES).collect(),
+    );
+    let body = match read.await {
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the dtab was not sent within {BODY_READ_TIMEOUT:?}"),
+            ))
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             let over = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
@@ -552,6 +624,7 @@ fn store_error(c: &Controller, e: StoreError) -> Response<Body> {
         StoreError::NotFound(_) => StatusCode::NOT_FOUND,
         StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
     };
     if matches!(
         status,
@@ -585,9 +658,12 @@ async fn write(c: &Arc<Controller>, req: Request<Incoming>, ns: &str, w: Write) 
     match res {
         Ok(Some((v, dtab))) => {
             c.stats.writes.fetch_add(1, Relaxed);
-            c.namespaces.wrote(ns, v, Change::Dtab(dtab));
             let mut r = empty(StatusCode::NO_CONTENT);
-            r.headers_mut().insert(header::ETAG, etag(v));
+            // Version 0: written, but someone wrote after; the client reads it again.
+            if v != 0 {
+                c.namespaces.wrote(ns, v, Change::Dtab(dtab));
+                r.headers_mut().insert(header::ETAG, etag(v));
+            }
             r
         }
         Ok(None) => {
@@ -638,9 +714,12 @@ async fn rollback(
     match res {
         Ok(v) => {
             c.stats.writes.fetch_add(1, Relaxed);
-            c.namespaces.wrote(ns, v, Change::Dtab(d));
             let mut r = empty(StatusCode::NO_CONTENT);
-            r.headers_mut().insert(header::ETAG, etag(v));
+            // Version 0: written, but someone wrote after; the client reads it again.
+            if v != 0 {
+                c.namespaces.wrote(ns, v, Change::Dtab(d));
+                r.headers_mut().insert(header::ETAG, etag(v));
+            }
             r
         }
         Err(e) => store_error(c, e),
@@ -747,7 +826,12 @@ async fn name_api(
                 let s = t.get();
                 let mut deps: switchboard_namer_core::var::Deps<Addr> = Default::default();
                 if let State::Ok(tr) = &s {
-                    tr.for_each_leaf(&mut |b: &Bound| deps.push(b.addr.clone()));
+                    // Marked seen first: a clone starts from whatever its source had seen.
+                    tr.for_each_leaf(&mut |b: &Bound| {
+                        let mut a = b.addr.clone();
+                        a.get();
+                        deps.push(a);
+                    });
                 }
                 up.modify(|cur| {
                     *cur = s;
@@ -772,7 +856,7 @@ async fn name_api(
             }
         });
         let Some(ns) = ns else {
-            return stream(c, var, move |s| state_json(s, &kind), None);
+            return stream(c, peer, var, move |s| state_json(s, &kind), None);
         };
         // The linker is shown as having seen the namespace's version each answer came from.
         let (n, ns, client) = (
@@ -785,6 +869,7 @@ async fn name_api(
         let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
         return stream(
             c,
+            peer,
             var,
             move |s| {
                 let out = state_json(s, &kind);
@@ -798,17 +883,25 @@ async fn name_api(
             Some(close),
         );
     }
-    let done = |s: &State<NameTree<Bound>>| match s {
-        State::Pending => false,
-        State::Ok(t) if kind != "bind" => !tree_addr(t).is_pending(),
-        _ => true,
+    drop(tree);
+    // One answer: the namespace's dtab as it is now, then a bind that waits for the tree and
+    // its address sets to leave Pending (address changes wake it, not only tree changes).
+    let Some(State::Ok(d)) = settled(base, |s| !s.is_pending()).await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the namespace's dtab is not loaded",
+        );
     };
-    let Some(s) = settled(tree, done).await else {
+    let (s, _) = c
+        .interp
+        .bind_settled(&d.concat(&local), &path, SETTLE_TIMEOUT)
+        .await;
+    if s.is_pending() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{path} is still pending"),
         );
-    };
+    }
     match state_json(&s, &kind) {
         Some(Ok(v)) => json_resp(&v),
         Some(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e),

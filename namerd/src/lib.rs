@@ -7,11 +7,13 @@
 //! - `api`: the JSON shapes of the HTTP API.
 //! - `controller`: the `io.l5d.httpController` interface (the REST API of reference 1.24).
 //! - `client`: the HTTP client of that API, and the `io.l5d.namerd.http` interpreter built on it.
+//! - `mesh`: the `io.l5d.mesh` gRPC interface and the linker interpreter of the same name.
 //!
 //! Config decoding is the main crate's; this crate is handed built values.
 
 pub mod api;
 pub mod client;
 pub mod controller;
+pub mod mesh;
 pub mod namespaces;
 pub mod store;

@@ -22,6 +22,8 @@ pub const HISTORY_LEN: usize = 100;
 pub const MAX_HISTORY_NAMESPACES: usize = 100_000;
 /// Linkers tracked per namespace on the admin page; the least recently seen go first.
 pub const MAX_TRACKED_LINKERS: usize = 1_000;
+/// Linker entries tracked in all.
+pub const MAX_TRACKED_TOTAL: usize = 20_000;
 
 /// One version as seen.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,9 +50,12 @@ struct Seen {
     streams: usize,
 }
 
+/// Per namespace, the watched dtab bindings read (its task keeps it current while watched).
+type DtabCache = HashMap<String, Arc<Updater<State<Dtab>>>>;
+
 pub struct Namespaces {
     pub store: Arc<Store>,
-    dtabs: Mutex<HashMap<String, Arc<Updater<State<Dtab>>>>>,
+    dtabs: Arc<Mutex<DtabCache>>,
     history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>,
     linkers: Mutex<HashMap<String, HashMap<String, Seen>>>,
     _history_task: crate::store::TaskGuard,
@@ -69,7 +74,7 @@ impl Namespaces {
         let task = tokio::spawn(record(store.state(), Arc::clone(&history))).abort_handle();
         Arc::new(Namespaces {
             store,
-            dtabs: Mutex::new(HashMap::new()),
+            dtabs: Arc::new(Mutex::new(HashMap::new())),
             history,
             linkers: Mutex::new(HashMap::new()),
             _history_task: crate::store::TaskGuard(task),
@@ -93,10 +98,20 @@ impl Namespaces {
         dtabs.insert(ns.to_string(), Arc::clone(&up));
         drop(dtabs);
         let ns = ns.to_string();
+        let cache = Arc::clone(&self.dtabs);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = up.closed() => break,
+                    _ = up.closed() => {
+                        // Leave the cache only if nobody took a new watcher meanwhile (a
+                        // lookup takes one under this lock).
+                        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                        if up.observers() == 0 {
+                            c.remove(&ns);
+                            return;
+                        }
+                        continue;
+                    }
                     more = state.changed() => if !more { break },
                 }
                 let last = match up.current() {
@@ -105,12 +120,8 @@ impl Namespaces {
                 };
                 up.set(project(&state.get(), &ns, last));
             }
+            cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&ns);
         });
-        // The cache drops an entry once nobody watches it (checked at the next lookup of any).
-        self.dtabs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, u| u.observers() > 0);
         var
     }
 
@@ -147,9 +158,35 @@ impl Namespaces {
         );
     }
 
-    /// A linker `client` was sent what `ns` is at `version`.
+    /// A linker `client` was sent what `ns` is at `version` (only namespaces that exist are
+    /// tracked, [`MAX_TRACKED_LINKERS`] per namespace and [`MAX_TRACKED_TOTAL`] in all).
     pub fn seen(&self, ns: &str, client: &str, version: u64) {
+        let exists = self.version(ns).is_some();
         let mut l = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
+        if !exists && !l.get(ns).is_some_and(|m| m.contains_key(client)) {
+            return;
+        }
+        let total: usize = l.values().map(|m| m.len()).sum();
+        if total >= MAX_TRACKED_TOTAL && !l.get(ns).is_some_and(|m| m.contains_key(client)) {
+            // Full: the least recently seen linker that no longer watches goes.
+            let oldest = l
+                .iter()
+                .flat_map(|(n, m)| m.iter().map(move |(c, s)| (n, c, s)))
+                .filter(|(_, _, s)| s.streams == 0)
+                .min_by_key(|(_, _, s)| s.at)
+                .map(|(n, c, _)| (n.clone(), c.clone()));
+            match oldest {
+                Some((n, c)) => {
+                    if let Some(m) = l.get_mut(&n) {
+                        m.remove(&c);
+                        if m.is_empty() {
+                            l.remove(&n);
+                        }
+                    }
+                }
+                None => return,
+            }
+        }
         let m = l.entry(ns.to_string()).or_default();
         let now = SystemTime::now();
         if let Some(s) = m.get_mut(client) {
@@ -373,6 +410,31 @@ mod tests {
         assert_eq!(d.sample(), State::Ok(Dtab::empty()));
     }
 
+    #[tokio::test]
+    async fn a_namespace_watched_again_after_nobody_watched_it_is_current() {
+        let store = Arc::new(Store::Memory(MemoryStore::new(BTreeMap::new())));
+        let ns = Namespaces::new(Arc::clone(&store));
+        let d = ns.dtab("web");
+        drop(d);
+        // Its follower notices that nobody watches and leaves the cache.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let a = Dtab::read("/svc=>/a").unwrap();
+        store.create("web", &a).await.unwrap();
+        let mut d = ns.dtab("web");
+        assert_eq!(d.get(), State::Ok(a));
+        let b = Dtab::read("/svc=>/b").unwrap();
+        store.update("web", &b, None).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while d.get() != State::Ok(b.clone()) {
+                d.changed().await;
+            }
+        })
+        .await
+        .expect("the second watcher follows the namespace");
+    }
+
     #[test]
     fn a_namespace_that_stops_parsing_keeps_its_last_dtab() {
         let a = Dtab::read("/svc=>/a").unwrap();
@@ -381,6 +443,7 @@ mod tests {
             "web".to_string(),
             Entry {
                 version: 2,
+                bytes: 3,
                 dtab: Err("bad".into()),
             },
         );

@@ -22,6 +22,8 @@ pub const NAMERD_KEYS: [&str; 5] = ["admin", "interfaces", "storage", "namers", 
 pub const DEFAULT_NAMERD_ADMIN_PORT: u16 = 9990;
 /// Default port of `io.l5d.httpController`.
 pub const DEFAULT_HTTP_CONTROLLER_PORT: u16 = 4180;
+/// Default port of `io.l5d.mesh`.
+pub const DEFAULT_MESH_PORT: u16 = 4321;
 
 /// Whether a parsed config is a namerd config (it has `interfaces` or `storage`).
 pub fn is_namerd(v: &Value) -> bool {
@@ -235,12 +237,13 @@ pub struct InterfaceParams {
     pub tls: Option<Value>,
 }
 
+/// `io.l5d.httpController` and `io.l5d.mesh` take the common keys.
 fn http_controller(v: Value) -> Result<InterfaceParams, String> {
     let p = params::<InterfaceParams>(v)?;
     if p.tls.is_some() {
         return Err(nest(
             "tls",
-            "TLS on namerd's HTTP controller is not supported yet: serve it on loopback or a private network",
+            "TLS on namerd's interfaces is not supported yet: serve them on loopback or a private network",
         ));
     }
     Ok(p)
@@ -253,12 +256,7 @@ impl Family for Interfaces {
     fn kinds() -> &'static [(&'static str, Entry<InterfaceParams>)] {
         &[
             ("io.l5d.httpController", Entry::Supported(http_controller)),
-            (
-                "io.l5d.mesh",
-                Entry::NotYet(
-                    "namerd's gRPC mesh interface is not built yet: linkers use io.l5d.namerd.http",
-                ),
-            ),
+            ("io.l5d.mesh", Entry::Supported(http_controller)),
             (
                 "io.l5d.thriftNameInterpreter",
                 Entry::NotYet(
@@ -346,7 +344,10 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
             None | Some("loopback") => std::net::IpAddr::from([127, 0, 0, 1]),
             Some(t) => resolve_ip(t, &loc.key("ip"), d),
         };
-        let port = p.value.port.unwrap_or(DEFAULT_HTTP_CONTROLLER_PORT);
+        let port = p.value.port.unwrap_or(match p.kind {
+            "io.l5d.mesh" => DEFAULT_MESH_PORT,
+            _ => DEFAULT_HTTP_CONTROLLER_PORT,
+        });
         let addr = SocketAddr::new(ip, port);
         if interfaces
             .iter()
@@ -355,6 +356,12 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
             d.error(
                 &loc.key("port"),
                 format!("{addr} is used by another interface"),
+            );
+        }
+        if p.value.socket_options.is_some() {
+            d.warn(
+                &loc.key("socketOptions"),
+                "accepted, not acted on: namerd's interfaces use the system's socket defaults",
             );
         }
         interfaces.push(Interface { kind: p.kind, addr });
@@ -376,7 +383,15 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
         .collect::<Vec<_>>();
     let telemetry = list(top, "telemetry", d)
         .into_iter()
-        .filter_map(|(loc, v)| d.typed::<Plugin<Telemeters>>(v, &loc))
+        .filter_map(|(loc, v)| {
+            let t = d.typed::<Plugin<Telemeters>>(v, &loc)?;
+            d.warn(
+                &loc,
+                "namerd's telemeters are not wired yet: accepted, not acted on (namerd's \
+                 counters are at the admin port's /metrics.json)",
+            );
+            Some(t)
+        })
         .collect::<Vec<_>>();
     Some(NamerdConfig {
         admin: admin?,

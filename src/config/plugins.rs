@@ -11,8 +11,6 @@ use super::registry::{nest, params, Entry, Family, Plugin};
 const NEEDS_K8S: &str = "Kubernetes discovery is not part of Switchboard yet";
 const NEEDS_THRIFT_NAMERD: &str = "namerd's Thrift interface is not supported: use \
      `io.l5d.namerd.http` (namerd's io.l5d.httpController), or configure the namers in Switchboard itself";
-const NEEDS_MESH: &str = "namerd's gRPC mesh interface is not built yet: use `io.l5d.namerd.http` \
-     (namerd's io.l5d.httpController)";
 const NO_TRACING: &str = "tracing export is not built yet";
 
 // ---------------------------------------------------------------------------------------------
@@ -408,6 +406,8 @@ pub enum InterpreterKind {
     Fs(FsInterpreterParams),
     /// `io.l5d.namerd.http`: namerd binds, over its HTTP API.
     NamerdHttp(NamerdHttpParams),
+    /// `io.l5d.mesh`: namerd binds, over its gRPC mesh API.
+    Mesh(MeshParams),
 }
 
 impl InterpreterKind {
@@ -417,6 +417,7 @@ impl InterpreterKind {
             InterpreterKind::Default(p) => &p.transformers,
             InterpreterKind::Fs(p) => &p.transformers,
             InterpreterKind::NamerdHttp(p) => &p.transformers,
+            InterpreterKind::Mesh(p) => &p.transformers,
         }
     }
 }
@@ -463,7 +464,18 @@ fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
             return Err(nest("namespace", &e));
         }
     }
-    if let Some(r) = &p.retry {
+    check_retry(&p.retry)?;
+    if p.tls.is_some() {
+        return Err(nest(
+            "tls",
+            "TLS to namerd is not supported yet: reach namerd over loopback or a private network",
+        ));
+    }
+    Ok(InterpreterKind::NamerdHttp(p))
+}
+
+fn check_retry(r: &Option<NamerdRetry>) -> Result<(), String> {
+    if let Some(r) = r {
         if r.base_seconds == Some(0) {
             return Err(nest("retry.baseSeconds", "must be at least 1"));
         }
@@ -473,13 +485,82 @@ fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
             }
         }
     }
+    Ok(())
+}
+
+/// `failureThreshold` of `io.l5d.mesh`: how the HTTP/2 connection to namerd is probed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshFailureThreshold {
+    /// Ping interval (Linkerd's default 5000).
+    pub min_period_ms: Option<u64>,
+    /// How long an unanswered ping may wait before the connection is closed (4000).
+    pub close_timeout_ms: Option<u64>,
+}
+
+/// Linkerd's defaults of the mesh interpreter's failure detector.
+pub const DEFAULT_MESH_MIN_PERIOD_MS: u64 = 5000;
+pub const DEFAULT_MESH_CLOSE_TIMEOUT_MS: u64 = 4000;
+/// Linkerd's default mesh root (the namespace `default`).
+pub const DEFAULT_MESH_ROOT: &str = "/default";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshParams {
+    /// Accepted either way, as for `io.l5d.namerd.http`.
+    pub experimental: Option<bool>,
+    pub dst: String,
+    pub root: Option<String>,
+    pub retry: Option<NamerdRetry>,
+    pub tls: Option<serde_json::Value>,
+    pub failure_threshold: Option<MeshFailureThreshold>,
+    #[serde(rename = "initialStreamWindowSizeKB")]
+    pub initial_stream_window_size_kb: Option<u32>,
+    #[serde(default)]
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+impl MeshParams {
+    /// The namespace `root` names (checked when the config is loaded).
+    pub fn namespace(&self) -> String {
+        self.root
+            .as_deref()
+            .unwrap_or(DEFAULT_MESH_ROOT)
+            .trim_start_matches('/')
+            .to_string()
+    }
+}
+
+fn mesh_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
+    let p = params::<MeshParams>(v)?;
+    if let Err(e) = switchboard_namerd::client::authority_of_dst(&p.dst) {
+        return Err(nest("dst", &e));
+    }
+    let root = p.root.as_deref().unwrap_or(DEFAULT_MESH_ROOT);
+    match switchboard_namer_core::Path::read(root) {
+        Ok(r) if r.len() == 1 => {
+            if let Err(e) = switchboard_namerd::store::check_namespace(&p.namespace()) {
+                return Err(nest("root", &e));
+            }
+        }
+        _ => {
+            return Err(nest(
+                "root",
+                &format!("`{root}`: the root is one path element, the namespace (e.g. /default)"),
+            ))
+        }
+    }
+    check_retry(&p.retry)?;
+    if p.initial_stream_window_size_kb == Some(0) {
+        return Err(nest("initialStreamWindowSizeKB", "must be above 0"));
+    }
     if p.tls.is_some() {
         return Err(nest(
             "tls",
             "TLS to namerd is not supported yet: reach namerd over loopback or a private network",
         ));
     }
-    Ok(InterpreterKind::NamerdHttp(p))
+    Ok(InterpreterKind::Mesh(p))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -508,7 +589,7 @@ impl Family for Interpreters {
             ),
             ("io.l5d.namerd", Entry::NotYet(NEEDS_THRIFT_NAMERD)),
             ("io.l5d.namerd.http", Entry::Supported(namerd_http_params)),
-            ("io.l5d.mesh", Entry::NotYet(NEEDS_MESH)),
+            ("io.l5d.mesh", Entry::Supported(mesh_params)),
             (
                 "io.l5d.consul.interpreter",
                 Entry::NotYet("a dtab read from Consul KV is not built yet"),

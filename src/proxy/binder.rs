@@ -35,6 +35,22 @@ pub enum Interpretation {
     /// `io.l5d.namerd.http`: namerd binds, with the router's dtab (and the request's) after
     /// the namespace's.
     Namerd(switchboard_namerd::client::NamerdHttp),
+    /// `io.l5d.mesh`: namerd binds, over its gRPC mesh API.
+    Mesh(switchboard_namerd::mesh::client::MeshInterpreter),
+}
+
+/// A namerd interpreter as the admin pages show it: its kind, its state, its gauges.
+pub type RemoteState = (&'static str, serde_json::Value, Vec<(String, i64)>);
+
+impl Interpretation {
+    /// A namerd interpreter's kind, state and gauges, for the admin pages.
+    pub fn remote(&self) -> Option<RemoteState> {
+        match self {
+            Interpretation::Namerd(n) => Some(("io.l5d.namerd.http", n.state(), n.stats())),
+            Interpretation::Mesh(m) => Some(("io.l5d.mesh", m.state(), m.stats())),
+            _ => None,
+        }
+    }
 }
 
 /// A bound tree whose leaves are clients.
@@ -222,8 +238,12 @@ impl Binder {
         match &self.mode {
             Interpretation::Local => self.interp.bind(dtab, path),
             Interpretation::WatchedDtab(v) => self.interp.bind_watched(v, dtab, path),
-            Interpretation::Namerd(n) => {
-                let bound = n.bind(dtab, path);
+            Interpretation::Namerd(_) | Interpretation::Mesh(_) => {
+                let bound = match &self.mode {
+                    Interpretation::Mesh(m) => m.bind(dtab, path),
+                    Interpretation::Namerd(n) => n.bind(dtab, path),
+                    _ => unreachable!("matched above"),
+                };
                 self.interp
                     .transformers()
                     .iter()

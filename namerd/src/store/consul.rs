@@ -26,6 +26,8 @@ use super::{
 pub const DEFAULT_PATH_PREFIX: &str = "/namerd/dtabs";
 /// How long one blocking query asks Consul to hold.
 pub const BLOCKING_WAIT: Duration = Duration::from_secs(30);
+/// Writes without a version retry this often when someone else writes in between.
+pub const CAS_ATTEMPTS: usize = 5;
 /// Largest KV listing read (every namespace's dtab, base64).
 pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
 
@@ -126,7 +128,7 @@ impl ConsulStore {
         if !self.inner.cas_put(&key, 0, dtab).await? {
             return Err(StoreError::Exists(ns.to_string()));
         }
-        self.inner.index_of(ns, &key).await
+        self.inner.written(ns, &key, dtab).await
     }
 
     pub async fn update(
@@ -136,22 +138,38 @@ impl ConsulStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = key_of(&self.inner.cfg.prefix, ns);
-        let at = match expected {
-            Some(v) => v,
-            // Only an existing key is replaced: cas at the index it has now.
-            None => self.inner.index_of(ns, &key).await?,
-        };
-        if !self.inner.cas_put(&key, at, dtab).await? {
-            return Err(self.inner.why_not(ns, &key, at).await);
+        // Without a version, replace whatever is there: read its index and write at it, again
+        // if someone wrote in between (never over a deleted key).
+        for _ in 0..CAS_ATTEMPTS {
+            let at = match expected {
+                Some(v) => v,
+                None => self.inner.index_of(ns, &key).await?.0,
+            };
+            if self.inner.cas_put(&key, at, dtab).await? {
+                return self.inner.written(ns, &key, dtab).await;
+            }
+            if expected.is_some() {
+                return Err(self.inner.why_not(ns, &key, at).await);
+            }
         }
-        self.inner.index_of(ns, &key).await
+        Err(StoreError::Unavailable(format!(
+            "namespace `{ns}` changed {CAS_ATTEMPTS} times while it was written; nothing written"
+        )))
     }
 
     pub async fn delete(&self, ns: &str, expected: Option<u64>) -> Result<(), StoreError> {
         let key = key_of(&self.inner.cfg.prefix, ns);
+        // Consul answers `true` to a conditional delete of a key that is not there: look first.
+        let (current, _) = self.inner.index_of(ns, &key).await?;
         let at = match expected {
-            Some(v) => v,
-            None => self.inner.index_of(ns, &key).await?,
+            Some(v) if v != current => {
+                return Err(StoreError::VersionMismatch {
+                    ns: ns.to_string(),
+                    expected: v,
+                    current: Some(current),
+                })
+            }
+            _ => current,
         };
         let path = format!("{}?cas={at}{}", kv_path(&key), self.inner.dc());
         let (status, _, body) = self
@@ -230,8 +248,30 @@ impl Inner {
     }
 
     /// The key's ModifyIndex now (read with the write consistency mode).
-    async fn index_of(&self, ns: &str, key: &str) -> Result<u64, StoreError> {
-        let q = format!("{}{}", self.dc(), self.cfg.write_consistency.query());
+    /// The version of what this namerd just wrote: the key's index if it still holds our
+    /// value (read consistently); 0 ("not known") if someone wrote after us.
+    async fn written(&self, ns: &str, key: &str, dtab: &Dtab) -> Result<u64, StoreError> {
+        let (index, value) = self.index_of_with(ns, key, Consistency::Consistent).await?;
+        Ok(if value == dtab.show().as_bytes() {
+            index
+        } else {
+            0
+        })
+    }
+
+    async fn index_of(&self, ns: &str, key: &str) -> Result<(u64, Vec<u8>), StoreError> {
+        self.index_of_with(ns, key, self.cfg.write_consistency)
+            .await
+    }
+
+    /// The key's ModifyIndex and value now.
+    async fn index_of_with(
+        &self,
+        ns: &str,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        let q = format!("{}{}", self.dc(), consistency.query());
         let path = match q.strip_prefix('&') {
             Some(q) => format!("{}?{q}", kv_path(key)),
             None => kv_path(key),
@@ -242,10 +282,16 @@ impl Inner {
                 let pairs: Vec<KvPair> = serde_json::from_slice(&body).map_err(|e| {
                     StoreError::Unavailable(format!("Consul's KV answer is not JSON: {e}"))
                 })?;
-                pairs
+                let p = pairs
                     .first()
-                    .map(|p| p.modify_index)
-                    .ok_or_else(|| StoreError::NotFound(ns.to_string()))
+                    .ok_or_else(|| StoreError::NotFound(ns.to_string()))?;
+                let value = match p.value.as_deref() {
+                    None => Vec::new(),
+                    Some(v) => base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .unwrap_or_default(),
+                };
+                Ok((p.modify_index, value))
             }
             404 => Err(StoreError::NotFound(ns.to_string())),
             s => Err(consul_error(s, &body)),
@@ -254,7 +300,7 @@ impl Inner {
 
     async fn why_not(&self, ns: &str, key: &str, at: u64) -> StoreError {
         match self.index_of(ns, key).await {
-            Ok(current) => StoreError::VersionMismatch {
+            Ok((current, _)) => StoreError::VersionMismatch {
                 ns: ns.to_string(),
                 expected: at,
                 current: Some(current),

@@ -186,14 +186,16 @@ impl Inner {
     /// Why a conditional write failed: the key is gone, or at another revision.
     async fn why_not(&self, ns: &str, key: &str, expected: Option<u64>) -> StoreError {
         let cur = match self.client().await {
-            Ok(mut c) => c
+            Ok(mut c) => match c
                 .range(pb::RangeRequest {
                     key: key.as_bytes().to_vec(),
                     ..Default::default()
                 })
                 .await
-                .ok()
-                .and_then(|r| r.kvs.first().map(|kv| kv.mod_revision.max(0) as u64)),
+            {
+                Ok(r) => r.kvs.first().map(|kv| kv.mod_revision.max(0) as u64),
+                Err(e) => return StoreError::Unavailable(format!("reading namespace `{ns}`: {e}")),
+            },
             Err(e) => return e,
         };
         match (cur, expected) {

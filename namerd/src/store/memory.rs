@@ -24,6 +24,7 @@ impl MemoryStore {
                 ns,
                 Entry {
                     version,
+                    bytes: d.show().len(),
                     dtab: Ok(d),
                 },
             );
@@ -54,6 +55,7 @@ impl MemoryStore {
         *counter += 1;
         let e = dtab.map(|d| Entry {
             version: *counter,
+            bytes: d.show().len(),
             dtab: Ok(d.clone()),
         });
         self.published.apply(ns, e);

@@ -22,8 +22,12 @@ use switchboard_namer_core::{Dtab, Updater, Var};
 pub const MAX_NAMESPACE_LEN: usize = 128;
 /// Largest stored dtab (a request body or a store's value).
 pub const MAX_DTAB_BYTES: usize = 256 * 1024;
-/// Most namespaces a store's listing may hold; more is a store fault, not loaded.
-pub const MAX_NAMESPACES: usize = 100_000;
+/// Most namespaces a store's listing may hold; more is a store fault, not loaded. Creating
+/// more through namerd is refused.
+pub const MAX_NAMESPACES: usize = 10_000;
+/// Most bytes all stored dtabs may take together (what a full listing of the store reads);
+/// a write that would pass it is refused.
+pub const MAX_STORE_BYTES: usize = 32 * 1024 * 1024;
 /// How long a write waits for the store's watch to show it before answering.
 pub const WRITE_VISIBLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on one call to a store.
@@ -37,6 +41,8 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct Entry {
     /// The store's version of the value; grows with every change of this namespace.
     pub version: u64,
+    /// The stored value's size.
+    pub bytes: usize,
     /// The dtab, or why the stored value is not one.
     pub dtab: Result<Dtab, String>,
 }
@@ -56,7 +62,11 @@ impl Entry {
                     Dtab::read(s).map_err(|e| format!("the stored dtab does not parse: {e}"))
                 })
         };
-        Entry { version, dtab }
+        Entry {
+            version,
+            bytes: value.len(),
+            dtab,
+        }
     }
 }
 
@@ -84,6 +94,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Full(String),
 }
 
 /// Whether `ns` can name a namespace: one path segment of `[A-Za-z0-9_.-]`, not `.` or `..`.
@@ -143,8 +155,48 @@ impl Store {
         }
     }
 
-    /// Creates `ns`; its version.
+    /// Refuses a write that would take the store past [`MAX_NAMESPACES`] or [`MAX_STORE_BYTES`]
+    /// (so that it can still be listed whole).
+    async fn within_budget(&self, ns: &str, dtab: &Dtab) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let loaded = async {
+            loop {
+                let s = state.get();
+                if s.namespaces.is_some() || !state.changed().await {
+                    return s;
+                }
+            }
+        };
+        let s = tokio::time::timeout(WRITE_VISIBLE_TIMEOUT, loaded)
+            .await
+            .unwrap_or_default();
+        let Some(m) = &s.namespaces else {
+            return Err(StoreError::Unavailable(format!(
+                "the dtab store has not been read yet: {}",
+                s.error.as_deref().unwrap_or("connecting")
+            )));
+        };
+        if !m.contains_key(ns) && m.len() >= MAX_NAMESPACES {
+            return Err(StoreError::Full(format!(
+                "the store holds {MAX_NAMESPACES} namespaces, the most namerd keeps"
+            )));
+        }
+        let others: usize = m
+            .iter()
+            .filter(|(k, _)| *k != ns)
+            .map(|(_, e)| e.bytes)
+            .sum();
+        if others + dtab.show().len() > MAX_STORE_BYTES {
+            return Err(StoreError::Full(format!(
+                "the store's dtabs would take over {MAX_STORE_BYTES} bytes together"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates `ns`; its version (0 when not known: someone wrote after it).
     pub async fn create(&self, ns: &str, dtab: &Dtab) -> Result<u64, StoreError> {
+        self.within_budget(ns, dtab).await?;
         let v = match self {
             Store::Memory(s) => s.create(ns, dtab),
             Store::Etcd(s) => s.create(ns, dtab).await,
@@ -163,6 +215,10 @@ impl Store {
         dtab: &Dtab,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
+        if expected == Some(0) {
+            return Err(self.no_such_version(ns));
+        }
+        self.within_budget(ns, dtab).await?;
         let v = match self {
             Store::Memory(s) => s.update(ns, dtab, expected),
             Store::Etcd(s) => s.update(ns, dtab, expected).await,
@@ -176,6 +232,9 @@ impl Store {
 
     /// Deletes `ns`, if it is at version `expected` when given.
     pub async fn delete(&self, ns: &str, expected: Option<u64>) -> Result<(), StoreError> {
+        if expected == Some(0) {
+            return Err(self.no_such_version(ns));
+        }
         match self {
             Store::Memory(s) => s.delete(ns, expected),
             Store::Etcd(s) => s.delete(ns, expected).await,
@@ -184,6 +243,24 @@ impl Store {
         }?;
         self.visible(ns, |e| e.is_none()).await;
         Ok(())
+    }
+
+    /// No store issues version 0: a write conditional on it fails as a mismatch, or as not
+    /// found when the namespace is not there.
+    fn no_such_version(&self, ns: &str) -> StoreError {
+        let current = self
+            .state()
+            .sample()
+            .namespaces
+            .and_then(|m| m.get(ns).map(|e| e.version));
+        match current {
+            None => StoreError::NotFound(ns.to_string()),
+            current => StoreError::VersionMismatch {
+                ns: ns.to_string(),
+                expected: 0,
+                current,
+            },
+        }
     }
 
     /// Waits (bounded) until the watch shows what a write did, so that an answered write is

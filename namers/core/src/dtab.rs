@@ -40,6 +40,10 @@ impl Prefix {
         self.elems.len()
     }
 
+    pub fn elems(&self) -> &[PrefixElem] {
+        &self.elems
+    }
+
     pub fn is_empty(&self) -> bool {
         self.elems.is_empty()
     }

@@ -1,0 +1,258 @@
+//! The linker's `io.l5d.mesh` interpreter: names are bound by namerd's mesh interface, one
+//! `Interpreter/StreamBoundTree` per name and one `Resolver/StreamReplicas` per bound id (shared),
+//! over one HTTP/2 connection (tonic's channel, kept alive with pings). It behaves as the HTTP
+//! interpreter does (`crate::client`): the last trees and addresses stay while namerd is away,
+//! the interpreter is marked stale, streams come back with jittered backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use serde_json::Value;
+use switchboard_namer_core::{
+    Activity, Addr, Bound, Dtab, NameTree, NamingError, Path, State, Updater, Var,
+};
+use tonic::client::Grpc;
+use tonic::transport::{Channel, Endpoint};
+
+use super::proto as pb;
+use crate::client::{follow, Ended, Progress, Stats};
+
+/// Linkerd's default `initialStreamWindowSizeKB` of the mesh client.
+pub const DEFAULT_WINDOW_KB: u32 = 1024;
+/// Largest message accepted from namerd.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// `host:port` (from `dst: /$/inet/<host>/<port>`).
+    pub authority: String,
+    /// The namespace (`root: /<ns>`).
+    pub namespace: String,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// HTTP/2 PING interval and how long to wait for its answer (`failureThreshold`).
+    pub keep_alive: (Duration, Duration),
+    pub initial_stream_window_kb: u32,
+}
+
+struct Inner {
+    cfg: MeshConfig,
+    grpc: Grpc<Channel>,
+    addrs: Mutex<HashMap<Path, Weak<Updater<Addr>>>>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Clone)]
+pub struct MeshInterpreter {
+    inner: Arc<Inner>,
+}
+
+impl MeshInterpreter {
+    /// Connects lazily: nothing is dialled before the first bind.
+    pub fn new(cfg: MeshConfig) -> Result<MeshInterpreter, String> {
+        let ep = Endpoint::from_shared(format!("http://{}", cfg.authority))
+            .map_err(|e| format!("namerd at {}: {e}", cfg.authority))?
+            .connect_timeout(crate::client::CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(cfg.keep_alive.0)
+            .keep_alive_timeout(cfg.keep_alive.1)
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(cfg.initial_stream_window_kb.saturating_mul(1024));
+        let channel = ep.connect_lazy();
+        Ok(MeshInterpreter {
+            inner: Arc::new(Inner {
+                cfg,
+                grpc: Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                addrs: Mutex::new(HashMap::new()),
+                stats: Arc::default(),
+            }),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.cfg.namespace
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.inner.stats.is_stale()
+    }
+
+    pub fn state(&self) -> Value {
+        self.inner
+            .stats
+            .json(&self.inner.cfg.authority, &self.inner.cfg.namespace)
+    }
+
+    pub fn stats(&self) -> Vec<(String, i64)> {
+        self.inner.stats.gauges()
+    }
+
+    /// Binds `path` with `dtab` in namerd, live.
+    pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
+        let (up, var) = Updater::new(State::Pending);
+        let req = pb::BindReq {
+            root: Some(pb::path_pb(&Path::utf8([self
+                .inner
+                .cfg
+                .namespace
+                .as_str()]))),
+            name: Some(pb::path_pb(path)),
+            dtab: Some(pb::dtab_pb(dtab)),
+        };
+        let me = self.clone();
+        let what = format!("StreamBoundTree {}", path.show());
+        tokio::spawn(async move {
+            let inner = &me.inner;
+            let convert = |m: pb::BoundTreeRsp| -> Result<State<NameTree<Bound>>, String> {
+                let t = m.tree.as_ref().ok_or("an answer without a tree")?;
+                let t = pb::bound_tree_of(t)?;
+                Ok(State::Ok(t.map(&mut |l: &crate::api::BoundLeaf| {
+                    Bound::new(l.id.clone(), l.residual.clone(), me.addr(&l.id))
+                })))
+            };
+            follow(
+                &inner.stats,
+                &inner.cfg.authority,
+                (inner.cfg.retry_base, inner.cfg.retry_max),
+                &what,
+                &up,
+                |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
+                |mut p| {
+                    let (req, up, convert) = (req.clone(), &up, &convert);
+                    async move {
+                        let e = inner
+                            .stream(
+                                req,
+                                "/io.linkerd.mesh.Interpreter/StreamBoundTree",
+                                up,
+                                convert,
+                                &mut p,
+                            )
+                            .await;
+                        (p, e)
+                    }
+                },
+            )
+            .await;
+        });
+        var
+    }
+
+    fn addr(&self, id: &Path) -> Var<Addr> {
+        let mut addrs = self.inner.addrs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(up) = addrs.get(id).and_then(Weak::upgrade) {
+            return up.var();
+        }
+        addrs.retain(|_, w| w.strong_count() > 0);
+        let (up, var) = Updater::new(Addr::Pending);
+        let up = Arc::new(up);
+        addrs.insert(id.clone(), Arc::downgrade(&up));
+        drop(addrs);
+        let req = pb::ReplicasReq {
+            id: Some(pb::path_pb(id)),
+        };
+        let what = format!("StreamReplicas {}", id.show());
+        let me = self.clone();
+        tokio::spawn(async move {
+            let inner = &me.inner;
+            let convert = |m: pb::Replicas| pb::addr_of(&m);
+            follow(
+                &inner.stats,
+                &inner.cfg.authority,
+                (inner.cfg.retry_base, inner.cfg.retry_max),
+                &what,
+                &up,
+                |e| Addr::Failed(format!("namerd: {e}")),
+                |mut p| {
+                    let (req, up, convert) = (req.clone(), &*up, &convert);
+                    async move {
+                        let e = inner
+                            .stream(
+                                req,
+                                "/io.linkerd.mesh.Resolver/StreamReplicas",
+                                up,
+                                convert,
+                                &mut p,
+                            )
+                            .await;
+                        (p, e)
+                    }
+                },
+            )
+            .await;
+        });
+        var
+    }
+}
+
+impl Inner {
+    async fn stream<Req, Rsp, T>(
+        &self,
+        req: Req,
+        method: &'static str,
+        up: &Updater<T>,
+        convert: &impl Fn(Rsp) -> Result<T, String>,
+        p: &mut Progress,
+    ) -> Ended
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Rsp: prost::Message + Default + Send + Sync + 'static,
+        T: Clone + PartialEq,
+    {
+        let mut grpc = self.grpc.clone();
+        if let Err(e) = grpc.ready().await {
+            return Ended::Lost(format!("namerd at {}: {e}", self.cfg.authority));
+        }
+        let codec = tonic_prost::ProstCodec::<Req, Rsp>::default();
+        let resp = match tokio::time::timeout(
+            crate::client::CONNECT_TIMEOUT * 2,
+            grpc.server_streaming(
+                tonic::Request::new(req),
+                PathAndQuery::from_static(method),
+                codec,
+            ),
+        )
+        .await
+        {
+            Err(_) => {
+                return Ended::Lost(format!(
+                    "namerd at {} did not answer in time",
+                    self.cfg.authority
+                ))
+            }
+            Ok(Err(s)) => return status_end(s),
+            Ok(Ok(r)) => r,
+        };
+        let mut stream = resp.into_inner();
+        loop {
+            match stream.message().await {
+                Ok(Some(m)) => match convert(m) {
+                    Ok(v) => {
+                        up.set(v);
+                        p.delivered();
+                    }
+                    Err(e) => {
+                        return Ended::Lost(format!(
+                            "namerd sent an answer that does not read: {e}"
+                        ))
+                    }
+                },
+                Ok(None) => return Ended::Lost("namerd closed the stream".into()),
+                Err(s) => return status_end(s),
+            }
+        }
+    }
+}
+
+/// A status namerd chose (a bad name, say) is an answer; transport trouble is a loss.
+fn status_end(s: tonic::Status) -> Ended {
+    use tonic::Code;
+    match s.code() {
+        Code::InvalidArgument | Code::NotFound | Code::Unknown | Code::FailedPrecondition => {
+            Ended::Error(format!("namerd: {}", s.message()))
+        }
+        _ => Ended::Lost(format!("namerd: {s}")),
+    }
+}
