@@ -12,6 +12,7 @@
 Usage:
    cargo build --release
    eval "$(integration/backends.sh env)"; python3 integration/bench/namerd.py
+   MESH=1 python3 integration/bench/namerd.py   # part 1 with the io.l5d.mesh interpreter
 Bounded: 100 changes each, 1,100 streams, about a minute.
 """
 import asyncio, http.client, json, os, random, re, socket, statistics, subprocess, sys
@@ -122,10 +123,13 @@ def main():
     host, port = ETCD.split(":")
     prefix = f"/namerd-bench/{random.randrange(1 << 30)}"
     napi, nadmin, lport, ladmin = free_port(), free_port(), free_port(), free_port()
+    nmesh = free_port()
+    mesh = os.environ.get("MESH") == "1"
     namerd = start(["namerd"], f"""admin: {{ip: 127.0.0.1, port: {nadmin}}}
 storage: {{kind: io.l5d.etcd, host: {host}, port: {port}, pathPrefix: {prefix}}}
 interfaces:
 - {{kind: io.l5d.httpController, ip: 127.0.0.1, port: {napi}}}
+- {{kind: io.l5d.mesh, ip: 127.0.0.1, port: {nmesh}}}
 """)
     procs = [namerd]
     try:
@@ -133,14 +137,13 @@ interfaces:
         a, b = backend("a"), backend("b")
         st, _, body = api(napi, "POST", "/api/1/dtabs/default", f"/svc=>/$/inet/127.0.0.1/{a}")
         assert st == 204, body
+        interp = (f"kind: io.l5d.mesh\n    dst: /$/inet/127.0.0.1/{nmesh}\n    root: /default" if mesh
+                  else f"kind: io.l5d.namerd.http\n    dst: /$/inet/127.0.0.1/{napi}\n    namespace: default")
         linker = start([], f"""admin: {{ip: 127.0.0.1, port: {ladmin}}}
 routers:
 - protocol: http
   interpreter:
-    kind: io.l5d.namerd.http
-    experimental: true
-    dst: /$/inet/127.0.0.1/{napi}
-    namespace: default
+    {interp}
     retry: {{baseSeconds: 1, maxSeconds: 5}}
   servers: [{{ip: 127.0.0.1, port: {lport}}}]
 """)
@@ -176,11 +179,14 @@ routers:
             lat.append(time.perf_counter() - t0)
             puts.append(t1 - t0)
             polls.append(n)
+        print(f"interpreter: {'io.l5d.mesh' if mesh else 'io.l5d.namerd.http'}")
         print(f"PUT -> routing over {CHANGES} changes: p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))}, "
               f"max {ms(max(lat))}; the PUT itself p50 {ms(pct(puts, 50))}, p99 {ms(pct(puts, 99))}; "
               f"requests still on the old route after the PUT answered: mean {statistics.mean(polls):.1f}")
         linker.terminate()
         procs.remove(linker)
+        if mesh:
+            return
 
         # 2. Scale.
         rss0 = rss_kb(namerd.pid)
