@@ -128,7 +128,7 @@ impl Stats {
 struct Inner {
     cfg: NamerdHttpConfig,
     http: Client<HttpConnector, Empty<Bytes>>,
-    addrs: Mutex<HashMap<Path, Weak<Updater<Addr>>>>,
+    addrs: AddrCache,
     stats: Arc<Stats>,
 }
 
@@ -235,15 +235,10 @@ impl NamerdHttp {
 
     /// The address set of bound id `id`, shared by every tree that reaches it.
     fn addr(&self, id: &Path) -> Var<Addr> {
-        let mut addrs = self.inner.addrs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(up) = addrs.get(id).and_then(Weak::upgrade) {
-            return up.var();
-        }
-        addrs.retain(|_, w| w.strong_count() > 0);
-        let (up, var) = Updater::new(Addr::Pending);
-        let up = Arc::new(up);
-        addrs.insert(id.clone(), Arc::downgrade(&up));
-        drop(addrs);
+        shared_addr(&self.inner.addrs, id, |up| self.follow_addr(id, up))
+    }
+
+    fn follow_addr(&self, id: &Path, up: Arc<Updater<Addr>>) {
         let uri = format!(
             "/api/1/addr/{}?watch=true&path={}",
             self.inner.cfg.namespace,
@@ -273,7 +268,6 @@ impl NamerdHttp {
             )
             .await;
         });
-        var
     }
 }
 
@@ -360,6 +354,29 @@ impl Inner {
             }
         }
     }
+}
+
+/// The address sets of bound ids a namerd interpreter follows, one stream each.
+pub(crate) type AddrCache = Mutex<HashMap<Path, Weak<Updater<Addr>>>>;
+
+/// The shared address set of `id`: the one being followed, or a new one `start` follows (it
+/// holds the only strong reference, so the set goes when its follower ends).
+pub(crate) fn shared_addr(
+    cache: &AddrCache,
+    id: &Path,
+    start: impl FnOnce(Arc<Updater<Addr>>),
+) -> Var<Addr> {
+    let mut addrs = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(up) = addrs.get(id).and_then(Weak::upgrade) {
+        return up.var();
+    }
+    addrs.retain(|_, w| w.strong_count() > 0);
+    let (up, var) = Updater::new(Addr::Pending);
+    let up = Arc::new(up);
+    addrs.insert(id.clone(), Arc::downgrade(&up));
+    drop(addrs);
+    start(up);
+    var
 }
 
 /// Where one followed stream stands, for the interpreter's counters: whether its current

@@ -445,7 +445,10 @@ fn unavailable(s: &crate::store::StoreState) -> Response<Body> {
 }
 
 /// The value of `var` once `done` holds, or `None` after [`SETTLE_TIMEOUT`].
-async fn settled<T: Clone + Send + Sync>(mut var: Var<T>, done: impl Fn(&T) -> bool) -> Option<T> {
+pub(crate) async fn settled<T: Clone + Send + Sync>(
+    mut var: Var<T>,
+    done: impl Fn(&T) -> bool,
+) -> Option<T> {
     let wait = async {
         loop {
             let v = var.get();

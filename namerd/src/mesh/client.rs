@@ -5,7 +5,7 @@
 //! the interpreter is marked stale, streams come back with jittered backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -17,7 +17,7 @@ use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto as pb;
-use crate::client::{follow, Ended, Progress, Stats};
+use crate::client::{follow, shared_addr, AddrCache, Ended, Progress, Stats};
 
 /// Linkerd's default `initialStreamWindowSizeKB` of the mesh client.
 pub const DEFAULT_WINDOW_KB: u32 = 1024;
@@ -40,7 +40,7 @@ pub struct MeshConfig {
 struct Inner {
     cfg: MeshConfig,
     grpc: Grpc<Channel>,
-    addrs: Mutex<HashMap<Path, Weak<Updater<Addr>>>>,
+    addrs: AddrCache,
     stats: Arc<Stats>,
 }
 
@@ -141,15 +141,10 @@ impl MeshInterpreter {
     }
 
     fn addr(&self, id: &Path) -> Var<Addr> {
-        let mut addrs = self.inner.addrs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(up) = addrs.get(id).and_then(Weak::upgrade) {
-            return up.var();
-        }
-        addrs.retain(|_, w| w.strong_count() > 0);
-        let (up, var) = Updater::new(Addr::Pending);
-        let up = Arc::new(up);
-        addrs.insert(id.clone(), Arc::downgrade(&up));
-        drop(addrs);
+        shared_addr(&self.inner.addrs, id, |up| self.follow_addr(id, up))
+    }
+
+    fn follow_addr(&self, id: &Path, up: Arc<Updater<Addr>>) {
         let req = pb::ReplicasReq {
             id: Some(pb::path_pb(id)),
         };
@@ -183,7 +178,6 @@ impl MeshInterpreter {
             )
             .await;
         });
-        var
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::proto::{self as pb};
-use crate::controller::{Controller, SETTLE_TIMEOUT};
+use crate::controller::{settled, Controller, SETTLE_TIMEOUT};
 use crate::store::check_namespace;
 
 /// Largest request message accepted.
@@ -243,24 +243,6 @@ where
     grpc_response(BodyExt::boxed(body))
 }
 
-async fn first<T: Clone + Send + Sync>(mut var: Var<T>, done: impl Fn(&T) -> bool) -> Option<T> {
-    let wait = async {
-        loop {
-            let v = var.get();
-            if done(&v) {
-                return Some(v);
-            }
-            if !var.changed().await {
-                return done(&v).then_some(v);
-            }
-        }
-    };
-    tokio::time::timeout(SETTLE_TIMEOUT, wait)
-        .await
-        .ok()
-        .flatten()
-}
-
 async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let res = match path.as_str() {
@@ -312,7 +294,7 @@ async fn bind(
     if watch {
         return Ok(stream(c, peer, tree, tree_rsp));
     }
-    match first(tree, |s| !s.is_pending())
+    match settled(tree, |s| !s.is_pending())
         .await
         .as_ref()
         .and_then(tree_rsp)
@@ -404,7 +386,7 @@ async fn replicas(
         return Ok(stream(c, peer, addr, to));
     }
     let done = |s: &State<Addr>| matches!(s, State::Ok(a) if !a.is_pending());
-    let s = first(addr, done).await.unwrap_or(State::Pending);
+    let s = settled(addr, done).await.unwrap_or(State::Pending);
     match to(&s) {
         Some(Ok(m)) => Ok(unary(&m)),
         _ => Err(Status(INTERNAL, "no answer".into())),
@@ -441,7 +423,7 @@ async fn dtab(
     if watch {
         return Ok(stream(c, peer, state, to));
     }
-    let s = first(state, |s| s.namespaces.is_some())
+    let s = settled(state, |s| s.namespaces.is_some())
         .await
         .ok_or_else(|| Status(UNAVAILABLE, "the dtab store has not been read yet".into()))?;
     match to(&s) {
@@ -469,7 +451,7 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
         None => return Err(Status(NOT_FOUND, "No name given".into())),
     };
     let local = dtab_of(&r.dtab)?;
-    let Some(State::Ok(base)) = first(c.namespaces.dtab(&ns), |s| !s.is_pending()).await else {
+    let Some(State::Ok(base)) = settled(c.namespaces.dtab(&ns), |s| !s.is_pending()).await else {
         return Err(Status(
             UNAVAILABLE,
             "the namespace's dtab is not loaded".into(),
