@@ -132,13 +132,20 @@ impl Drop for WatchPermit {
     }
 }
 
+/// Connections one listener serves at once; past it, accepting waits for one to close.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
 /// Serves `service` on `listener` until the task is dropped.
 pub async fn serve<F, Fut>(listener: TcpListener, service: F)
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (io, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -150,6 +157,7 @@ where
         let _ = io.set_nodelay(true);
         let service = service.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let f = service(req, peer);
                 async move { Ok::<_, Infallible>(f.await) }

@@ -18,8 +18,12 @@ use crate::store::{Entry, Store, StoreState};
 
 /// Versions kept per namespace.
 pub const HISTORY_LEN: usize = 100;
-/// Namespaces whose history is kept (deleted ones count until they fall out).
-pub const MAX_HISTORY_NAMESPACES: usize = 100_000;
+/// Namespaces whose history is kept (deleted ones count until newer ones need the room).
+pub const MAX_HISTORY_NAMESPACES: usize = 20_000;
+/// Bytes the history may take in all; past it the oldest versions anywhere go first (each
+/// namespace keeps at least its newest), so a history of many large dtabs may hold fewer than
+/// [`HISTORY_LEN`] versions per namespace.
+pub const MAX_HISTORY_BYTES: usize = 128 * 1024 * 1024;
 /// Linkers tracked per namespace on the admin page; the least recently seen go first.
 pub const MAX_TRACKED_LINKERS: usize = 1_000;
 /// Linker entries tracked in all.
@@ -56,7 +60,7 @@ type DtabCache = HashMap<String, Arc<Updater<State<Dtab>>>>;
 pub struct Namespaces {
     pub store: Arc<Store>,
     dtabs: Arc<Mutex<DtabCache>>,
-    history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>,
+    history: Arc<Mutex<History>>,
     linkers: Mutex<HashMap<String, HashMap<String, Seen>>>,
     _history_task: crate::store::TaskGuard,
 }
@@ -70,7 +74,7 @@ fn secs(t: SystemTime) -> f64 {
 impl Namespaces {
     /// Starts following `store` (needs a tokio runtime).
     pub fn new(store: Arc<Store>) -> Arc<Namespaces> {
-        let history = Arc::new(Mutex::new(HashMap::new()));
+        let history = Arc::new(Mutex::new(History::default()));
         let task = tokio::spawn(record(store.state(), Arc::clone(&history))).abort_handle();
         Arc::new(Namespaces {
             store,
@@ -140,8 +144,6 @@ impl Namespaces {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(ns)
-            .map(|h| h.iter().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Records a write this namerd made (the watch may show only the last of several).
@@ -295,10 +297,7 @@ fn project(s: &StoreState, ns: &str, last: Option<Dtab>) -> State<Dtab> {
 }
 
 /// Follows the store and appends every version it shows to the history.
-async fn record(
-    mut state: Var<StoreState>,
-    history: Arc<Mutex<HashMap<String, VecDeque<Version>>>>,
-) {
+async fn record(mut state: Var<StoreState>, history: Arc<Mutex<History>>) {
     let mut last: Option<Arc<BTreeMap<String, Entry>>> = None;
     loop {
         let s = state.get();
@@ -348,24 +347,95 @@ async fn record(
 }
 
 /// Adds `v` to the history of `ns` in version order, once.
-fn push_version(h: &mut HashMap<String, VecDeque<Version>>, ns: &str, v: Version) {
-    if !h.contains_key(ns) && h.len() >= MAX_HISTORY_NAMESPACES {
-        return;
+fn push_version(h: &mut History, ns: &str, v: Version) {
+    h.push(ns, v);
+}
+
+/// The versions seen, per namespace, within [`HISTORY_LEN`] per namespace,
+/// [`MAX_HISTORY_NAMESPACES`] namespaces and [`MAX_HISTORY_BYTES`] in all.
+pub(crate) struct History {
+    map: HashMap<String, VecDeque<Version>>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            map: HashMap::new(),
+            bytes: 0,
+            budget: MAX_HISTORY_BYTES,
+        }
     }
-    let q = h.entry(ns.to_string()).or_default();
-    if q.iter()
-        .any(|b| b.version == v.version && b.change == v.change)
-    {
-        return;
+}
+
+/// What one version costs in the history's byte budget (its dtab text and some overhead).
+fn cost(v: &Version) -> usize {
+    64 + match &v.change {
+        Change::Dtab(d) => d.show().len(),
+        Change::Invalid(e) => e.len(),
+        Change::Deleted => 0,
     }
-    // After every version not newer (a delete shares the version of the value it removed).
-    let at = q
-        .iter()
-        .rposition(|b| b.version <= v.version)
-        .map_or(0, |i| i + 1);
-    q.insert(at, v);
-    while q.len() > HISTORY_LEN {
-        q.pop_front();
+}
+
+impl History {
+    fn get(&self, ns: &str) -> Vec<Version> {
+        self.map
+            .get(ns)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn push(&mut self, ns: &str, v: Version) {
+        if !self.map.contains_key(ns) && self.map.len() >= MAX_HISTORY_NAMESPACES {
+            // Full: the history of the namespace deleted longest ago makes room.
+            let gone = self
+                .map
+                .iter()
+                .filter(|(_, q)| q.back().is_some_and(|b| b.change == Change::Deleted))
+                .min_by_key(|(_, q)| q.back().map(|b| b.at))
+                .map(|(k, _)| k.clone());
+            match gone {
+                Some(k) => {
+                    if let Some(q) = self.map.remove(&k) {
+                        self.bytes -= q.iter().map(cost).sum::<usize>();
+                    }
+                }
+                None => return,
+            }
+        }
+        let q = self.map.entry(ns.to_string()).or_default();
+        if q.iter()
+            .any(|b| b.version == v.version && b.change == v.change)
+        {
+            return;
+        }
+        // After every version not newer (a delete shares the version of the value it removed).
+        let at = q
+            .iter()
+            .rposition(|b| b.version <= v.version)
+            .map_or(0, |i| i + 1);
+        self.bytes += cost(&v);
+        q.insert(at, v);
+        while q.len() > HISTORY_LEN {
+            if let Some(old) = q.pop_front() {
+                self.bytes -= cost(&old);
+            }
+        }
+        // Over the byte budget: the oldest versions anywhere go first; every namespace keeps
+        // its newest.
+        while self.bytes > self.budget {
+            let oldest = self
+                .map
+                .iter()
+                .filter(|(_, q)| q.len() > 1)
+                .min_by_key(|(_, q)| q.front().map(|f| f.at))
+                .map(|(k, _)| k.clone());
+            let Some(k) = oldest else { break };
+            if let Some(old) = self.map.get_mut(&k).and_then(|q| q.pop_front()) {
+                self.bytes -= cost(&old);
+            }
+        }
     }
 }
 
@@ -408,6 +478,37 @@ mod tests {
         assert!(h.iter().all(|v| v.version > v1), "the oldest fell out");
         assert!(h.windows(2).all(|w| w[0].version <= w[1].version));
         assert_eq!(d.sample(), State::Ok(Dtab::empty()));
+    }
+
+    #[test]
+    fn the_history_keeps_to_its_byte_budget_and_every_namespace_keeps_its_newest() {
+        let mut h = History {
+            budget: 20_000,
+            ..History::default()
+        };
+        let big =
+            |i: usize| Change::Dtab(Dtab::read(&format!("/svc=>/{}{i}", "x".repeat(900))).unwrap());
+        let t0 = SystemTime::UNIX_EPOCH;
+        for i in 0..60 {
+            let ns = format!("ns{}", i % 3);
+            h.push(
+                &ns,
+                Version {
+                    version: i as u64 + 1,
+                    at: t0 + std::time::Duration::from_secs(i as u64),
+                    change: big(i),
+                },
+            );
+            assert!(h.bytes <= h.budget, "{} over {}", h.bytes, h.budget);
+        }
+        for ns in ["ns0", "ns1", "ns2"] {
+            let v = h.get(ns);
+            assert!(!v.is_empty() && v.len() < 20, "{ns}: {}", v.len());
+            // The newest stay.
+            assert!(v.last().unwrap().version >= 58, "{ns}");
+        }
+        let recount: usize = h.map.values().flatten().map(cost).sum();
+        assert_eq!(recount, h.bytes);
     }
 
     #[tokio::test]

@@ -47,7 +47,13 @@ struct Status(u32, String);
 
 /// Serves the mesh services on `listener` until dropped.
 pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        crate::controller::MAX_CONNECTIONS,
+    ));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (io, peer): (_, SocketAddr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -59,6 +65,7 @@ pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
         let _ = io.set_nodelay(true);
         let c = Arc::clone(&c);
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let c = Arc::clone(&c);
                 async move { Ok::<_, Infallible>(handle(c, req, peer).await) }

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 
 /// Largest dtab file read.
 pub const MAX_DTAB_FILE_BYTES: u64 = 1024 * 1024;
+/// How long after a change event the file is read (events in between are one change).
+pub const SETTLE: Duration = Duration::from_millis(50);
 /// How often a directory that cannot be watched is tried again.
 pub const WATCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -70,7 +72,21 @@ pub fn read(path: &FsPath) -> Result<Dtab, String> {
             meta.len()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("dtab file {shown}: {e}"))?;
+    // Read at most the limit, whatever the file grew to since its size was looked at.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(|e| format!("dtab file {shown}: {e}"))?,
+            MAX_DTAB_FILE_BYTES + 1,
+        ),
+        &mut text,
+    )
+    .map_err(|e| format!("dtab file {shown}: {e}"))?;
+    if text.len() as u64 > MAX_DTAB_FILE_BYTES {
+        return Err(format!(
+            "dtab file {shown} is over the {MAX_DTAB_FILE_BYTES}-byte limit"
+        ));
+    }
     Dtab::read(&text).map_err(|e| format!("dtab file {shown}: {e}"))
 }
 
@@ -111,6 +127,9 @@ async fn follow(
             _ = up.closed() => return,
             ev = rx.recv() => if ev.is_none() { return },
         }
+        // A writer that truncates and then writes raises several events within microseconds:
+        // read once they settle, not the empty file in between.
+        tokio::time::sleep(SETTLE).await;
         while rx.try_recv().is_ok() {}
         let p = path.clone();
         let Ok(res) = tokio::task::spawn_blocking(move || read(&p)).await else {
