@@ -264,6 +264,32 @@ pub fn interpretation(
         InterpreterKind::Fs(p) => Interpretation::WatchedDtab(
             switchboard_namer_fs::dtab_file::DtabFile::watch(&p.dtab_file).var(),
         ),
+        InterpreterKind::ConsulDtab(p) => {
+            use switchboard_namerd::store::{consul, Store};
+            let mode = |m: &Option<String>| {
+                m.as_deref()
+                    .and_then(consul::Consistency::parse)
+                    .unwrap_or(consul::Consistency::Default)
+            };
+            let store = Store::Consul(consul::ConsulStore::new(consul::ConsulConfig {
+                host: p.host.clone().unwrap_or_else(|| "localhost".into()),
+                port: p.port.unwrap_or(8500),
+                prefix: p
+                    .path_prefix
+                    .clone()
+                    .unwrap_or_else(|| consul::DEFAULT_PATH_PREFIX.into()),
+                token: p.token.clone(),
+                datacenter: p.datacenter.clone(),
+                read_consistency: mode(&p.read_consistency_mode),
+                write_consistency: mode(&p.write_consistency_mode),
+            }));
+            let namespaces = switchboard_namerd::namespaces::Namespaces::new(Arc::new(store));
+            let ns = p
+                .namespace
+                .clone()
+                .unwrap_or_else(|| crate::config::plugins::DEFAULT_NAMERD_NAMESPACE.into());
+            Interpretation::StoredDtab(namespaces.dtab(&ns), namespaces)
+        }
         InterpreterKind::Mesh(p) => {
             use crate::config::plugins::{
                 DEFAULT_MESH_CLOSE_TIMEOUT_MS, DEFAULT_MESH_MIN_PERIOD_MS,

@@ -1370,3 +1370,47 @@ async fn namerd_namers_churn_reaches_addr_watches() {
     .await;
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+/// `io.l5d.consul.interpreter`: the router's dtab comes from a namespace in Consul KV, as
+/// namerd's Consul storage keeps it, watched.
+#[tokio::test]
+async fn the_consul_interpreter_follows_a_namespace_in_consul_kv() {
+    let Some(consul) = env("SWITCHBOARD_CONSUL") else {
+        return;
+    };
+    let (a, b) = (backend("a").await, backend("b").await);
+    let prefix = format!("/linker-e2e/{}", fastrand::u32(..));
+    let caddr: SocketAddr = consul.parse().unwrap();
+    let put = async |dtab: String| {
+        let r = call(
+            caddr,
+            "PUT",
+            &format!("/v1/kv{prefix}/internal"),
+            &[],
+            &dtab,
+        )
+        .await;
+        assert_eq!(r.body.trim(), "true", "{r:?}");
+    };
+    put(format!("/svc=>{}", inet(&a))).await;
+    let (host, port) = consul.split_once(':').unwrap();
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  dtab: /svc/pinned=>{}\n  interpreter:\n    kind: io.l5d.consul.interpreter\n    host: {host}\n    port: {port}\n    pathPrefix: {prefix}\n    namespace: internal\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+        inet(&b)
+    );
+    let p = proxy(&cfg, &Disco::new().path()).await;
+    eventually("the router routes by the namespace's dtab", async || {
+        get(p.addr, "web", "/", &[]).await.body == "a"
+    })
+    .await;
+    assert_eq!(get(p.addr, "pinned", "/", &[]).await.body, "b");
+    put(format!("/svc=>{}", inet(&b))).await;
+    eventually("the router follows the change in Consul", async || {
+        get(p.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+    // A value that is not a dtab keeps the last good one.
+    put("/svc=>".into()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(p.addr, "web", "/", &[]).await.body, "b");
+}

@@ -408,6 +408,9 @@ pub enum InterpreterKind {
     NamerdHttp(NamerdHttpParams),
     /// `io.l5d.mesh`: namerd binds, over its gRPC mesh API.
     Mesh(MeshParams),
+    /// `io.l5d.consul.interpreter`: a namespace's dtab read from Consul KV (as namerd stores
+    /// it), then as `default`.
+    ConsulDtab(ConsulInterpreterParams),
 }
 
 impl InterpreterKind {
@@ -418,6 +421,7 @@ impl InterpreterKind {
             InterpreterKind::Fs(p) => &p.transformers,
             InterpreterKind::NamerdHttp(p) => &p.transformers,
             InterpreterKind::Mesh(p) => &p.transformers,
+            InterpreterKind::ConsulDtab(p) => &p.transformers,
         }
     }
 }
@@ -472,6 +476,61 @@ fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
         ));
     }
     Ok(InterpreterKind::NamerdHttp(p))
+}
+
+/// `io.l5d.consul.interpreter` (section 1.8): Consul's KV as namerd's `io.l5d.consul` storage
+/// keeps it. `failFast` and `backoff` are accepted for compatibility (the store always keeps
+/// its last dtab and retries with its own backoff).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsulInterpreterParams {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path_prefix: Option<String>,
+    pub namespace: Option<String>,
+    pub token: Option<String>,
+    pub datacenter: Option<String>,
+    pub read_consistency_mode: Option<String>,
+    pub write_consistency_mode: Option<String>,
+    pub fail_fast: Option<bool>,
+    pub backoff: Option<serde_json::Value>,
+    pub tls: Option<serde_json::Value>,
+    #[serde(default)]
+    pub transformers: Vec<Plugin<Transformers>>,
+}
+
+fn consul_interpreter_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
+    let p = params::<ConsulInterpreterParams>(v)?;
+    if let Some(ns) = &p.namespace {
+        if let Err(e) = switchboard_namerd::store::check_namespace(ns) {
+            return Err(nest("namespace", &e));
+        }
+    }
+    if let Some(pp) = &p.path_prefix {
+        if !pp.starts_with('/') || pp.len() < 2 {
+            return Err(nest("pathPrefix", &format!("`{pp}` is not a key prefix")));
+        }
+    }
+    for (key, m) in [
+        ("readConsistencyMode", &p.read_consistency_mode),
+        ("writeConsistencyMode", &p.write_consistency_mode),
+    ] {
+        if let Some(m) = m {
+            if switchboard_namerd::store::consul::Consistency::parse(m).is_none() {
+                return Err(nest(
+                    key,
+                    &format!("`{m}`: expected one of default, stale, consistent"),
+                ));
+            }
+        }
+    }
+    if p.tls.is_some() {
+        return Err(nest(
+            "tls",
+            "TLS to Consul KV is not supported yet: reach the local agent over loopback",
+        ));
+    }
+    Ok(InterpreterKind::ConsulDtab(p))
 }
 
 fn check_retry(r: &Option<NamerdRetry>) -> Result<(), String> {
@@ -592,7 +651,7 @@ impl Family for Interpreters {
             ("io.l5d.mesh", Entry::Supported(mesh_params)),
             (
                 "io.l5d.consul.interpreter",
-                Entry::NotYet("a dtab read from Consul KV is not built yet"),
+                Entry::Supported(consul_interpreter_params),
             ),
             ("io.l5d.k8s.configMap", Entry::NotYet(NEEDS_K8S)),
             ("io.l5d.k8s.istio", Entry::NotYet(NEEDS_K8S)),

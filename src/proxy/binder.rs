@@ -32,6 +32,9 @@ pub enum Interpretation {
     Local,
     /// `io.l5d.fs`: a watched dtab file first, then as `Local`.
     WatchedDtab(DtabVar),
+    /// `io.l5d.consul.interpreter`: a namespace's dtab from a watched store (kept here), then
+    /// as `Local`.
+    StoredDtab(DtabVar, Arc<switchboard_namerd::namespaces::Namespaces>),
     /// `io.l5d.namerd.http`: namerd binds, with the router's dtab (and the request's) after
     /// the namespace's.
     Namerd(switchboard_namerd::client::NamerdHttp),
@@ -226,7 +229,7 @@ impl Binder {
     /// watched file's now, then the router's.
     pub fn explain_dtab(&self) -> Dtab {
         match &self.mode {
-            Interpretation::WatchedDtab(v) => match v.sample() {
+            Interpretation::WatchedDtab(v) | Interpretation::StoredDtab(v, _) => match v.sample() {
                 State::Ok(d) => d.concat(&self.base),
                 _ => self.base.clone(),
             },
@@ -237,7 +240,9 @@ impl Binder {
     fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
         match &self.mode {
             Interpretation::Local => self.interp.bind(dtab, path),
-            Interpretation::WatchedDtab(v) => self.interp.bind_watched(v, dtab, path),
+            Interpretation::WatchedDtab(v) | Interpretation::StoredDtab(v, _) => {
+                self.interp.bind_watched(v, dtab, path)
+            }
             Interpretation::Namerd(_) | Interpretation::Mesh(_) => {
                 let bound = match &self.mode {
                     Interpretation::Mesh(m) => m.bind(dtab, path),
