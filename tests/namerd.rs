@@ -1414,3 +1414,61 @@ async fn the_consul_interpreter_follows_a_namespace_in_consul_kv() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(get(p.addr, "web", "/", &[]).await.body, "b");
 }
+
+/// `switchboard check` tells namerd and linker configs apart and checks both, located.
+#[tokio::test]
+async fn check_tells_namerd_and_linker_configs_apart() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(root)
+        .args(["check", "config/namerd.yaml", "config/linker-namerd.yaml"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("config/namerd.yaml: ok (namerd: 1 interface, 1 namer)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("config/linker-namerd.yaml: ok (1 router, 0 namers)"),
+        "{stdout}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "storage: {kind: io.l5d.etcd, prot: 1}\ninterfaces: [{kind: io.l5d.httpController}]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("storage (io.l5d.etcd).prot: unknown field `prot`"),
+        "{stderr}"
+    );
+    // A namerd config given to the proxy says which command runs it.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("run")
+        .arg(root.join("config/namerd.yaml"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("run it with `switchboard namerd CONFIG`"),
+        "{stderr}"
+    );
+}
