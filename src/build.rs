@@ -295,7 +295,7 @@ pub fn interpretation(
                 DEFAULT_MESH_CLOSE_TIMEOUT_MS, DEFAULT_MESH_MIN_PERIOD_MS,
             };
             use switchboard_namerd::mesh::client::{
-                MeshConfig, MeshInterpreter, DEFAULT_WINDOW_KB,
+                MeshConfig, MeshInterpreter, DEFAULT_RETRY_BASE, DEFAULT_WINDOW_KB,
             };
             let retry = p.retry.as_ref();
             let secs = |v: Option<u64>, d: std::time::Duration| {
@@ -306,10 +306,7 @@ pub fn interpretation(
             let cfg = MeshConfig {
                 authority: client::authority_of_dst(&p.dst).unwrap_or_default(),
                 namespace: p.namespace(),
-                retry_base: secs(
-                    retry.and_then(|r| r.base_seconds),
-                    client::DEFAULT_RETRY_BASE,
-                ),
+                retry_base: secs(retry.and_then(|r| r.base_seconds), DEFAULT_RETRY_BASE),
                 retry_max: secs(retry.and_then(|r| r.max_seconds), client::DEFAULT_RETRY_MAX),
                 keep_alive: (
                     ms(ft.and_then(|f| f.min_period_ms), DEFAULT_MESH_MIN_PERIOD_MS),

@@ -1150,7 +1150,7 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
         "{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}",
         inet(&a)
     );
-    let (api, mesh, _n) = namerd_with_mesh(&ns).await;
+    let (api, mesh, n) = namerd_with_mesh(&ns).await;
     let cfg = format!(
         "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  label: http\n  interpreter:\n    kind: io.l5d.mesh\n    dst: /$/inet/127.0.0.1/{}\n    root: /default\n    retry: {{baseSeconds: 1, maxSeconds: 1}}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
         mesh.port()
@@ -1172,6 +1172,17 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     .await;
     let m = metrics(l.admin).await;
     assert_eq!(m["rt/http/interpreter/io.l5d.mesh/stale"], 0, "{m}");
+    // namerd lists the mesh linker (by its address) at the current version.
+    let version = r.header("etag").trim_matches('"').to_string();
+    eventually("namerd lists the mesh linker as current", async || {
+        let j: serde_json::Value =
+            serde_json::from_str(&get(n.admin, "x", "/namespaces.json", &[]).await.body).unwrap();
+        j["default"]["linkers"].as_object().is_some_and(|m| {
+            m.values()
+                .any(|v| v["version"] == version.as_str() && v["watching"] == true)
+        })
+    })
+    .await;
     assert!(
         m["rt/http/interpreter/io.l5d.mesh/streams"]
             .as_i64()
@@ -1242,7 +1253,7 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
             mesh,
             "/io.linkerd.mesh.Codec/ReadDtab",
             pb::TextPb {
-                text: "/a => /b | /c".into(),
+                text: Some("/a => /b | /c".into()),
             },
         )
         .await
@@ -1251,7 +1262,7 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     .await
     .unwrap();
     assert_eq!(
-        text.text,
+        text.text.unwrap_or_default(),
         switchboard_namer_core::Dtab::read("/a=>/b|/c")
             .unwrap()
             .show()

@@ -219,6 +219,7 @@ impl NamerdHttp {
                 (inner.cfg.retry_base, inner.cfg.retry_max),
                 &uri,
                 &up,
+                || true,
                 |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
                 |mut p| {
                     let (uri, up, parse) = (&uri, &up, &parse);
@@ -245,6 +246,7 @@ impl NamerdHttp {
             enc(&id.show())
         );
         let me = self.clone();
+        let id = id.clone();
         tokio::spawn(async move {
             let parse = |line: &[u8]| {
                 let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
@@ -257,6 +259,7 @@ impl NamerdHttp {
                 (inner.cfg.retry_base, inner.cfg.retry_max),
                 &uri,
                 &up,
+                || release_addr(&inner.addrs, &id, &up),
                 |e| Addr::Failed(format!("namerd: {e}")),
                 |mut p| {
                     let (uri, up, parse) = (&uri, &up, &parse);
@@ -339,8 +342,8 @@ impl Inner {
                 }
                 match parse(line) {
                     Ok(v) => {
-                        up.set(v);
-                        p.delivered();
+                        let changed = up.set(v);
+                        p.delivered(changed);
                     }
                     Err(e) => {
                         return Ended::Lost(format!(
@@ -379,6 +382,22 @@ pub(crate) fn shared_addr(
     var
 }
 
+/// Whether the follower of `id`'s address set may stop: nobody observes it, checked under the
+/// cache's lock (a lookup subscribes under it), and then it leaves the cache.
+pub(crate) fn release_addr(cache: &AddrCache, id: &Path, up: &Arc<Updater<Addr>>) -> bool {
+    let mut addrs = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if up.observers() > 0 {
+        return false;
+    }
+    if addrs
+        .get(id)
+        .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(up)))
+    {
+        addrs.remove(id);
+    }
+    true
+}
+
 /// Where one followed stream stands, for the interpreter's counters: whether its current
 /// attempt has answered (`live`), whether it is failing, and whether it answered since the last
 /// failure. Dropping it takes its share out of the counters, however the stream ended.
@@ -399,9 +418,11 @@ impl Progress {
         }
     }
 
-    /// An answer arrived.
-    pub(crate) fn delivered(&mut self) {
-        self.stats.updates.fetch_add(1, Relaxed);
+    /// An answer arrived (`changed`: it was not what the value already was).
+    pub(crate) fn delivered(&mut self, changed: bool) {
+        if changed {
+            self.stats.updates.fetch_add(1, Relaxed);
+        }
         self.seen_good = true;
         if !self.live {
             self.live = true;
@@ -422,6 +443,10 @@ impl Progress {
         if lost && !self.failing {
             self.failing = true;
             self.stats.failing.fetch_add(1, Relaxed);
+        } else if !lost && self.failing {
+            // namerd answered (with an error about this name): it is reachable again.
+            self.failing = false;
+            self.stats.failing.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -442,12 +467,14 @@ impl Drop for Progress {
 /// jittered exponential backoff from `retry.0` to `retry.1` (from `retry.0` again after an
 /// attempt that answered). An error namerd itself reported becomes `failed(message)` while
 /// nothing good was seen, and does not make the interpreter stale.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn follow<T, F, Fut>(
     stats: &Arc<Stats>,
     authority: &str,
     retry: (Duration, Duration),
     what: &str,
     up: &Updater<T>,
+    may_stop: impl Fn() -> bool,
     failed: impl Fn(&str) -> T,
     mut attempt: F,
 ) where
@@ -460,7 +487,14 @@ pub(crate) async fn follow<T, F, Fut>(
     let mut answered_once = false;
     loop {
         let (next, ended) = tokio::select! {
-            _ = up.closed() => return,
+            _ = up.closed() => {
+                if may_stop() {
+                    return;
+                }
+                // Someone took the value again meanwhile: follow it afresh.
+                p = Progress::new(Arc::clone(stats));
+                continue;
+            }
             r = attempt(p) => r,
         };
         p = next;
@@ -486,9 +520,17 @@ pub(crate) async fn follow<T, F, Fut>(
         }
         let d = delay / 2 + delay.mul_f64(fastrand::f64() / 2.0);
         delay = (delay * 2).min(retry.1);
-        tokio::select! {
-            _ = up.closed() => return,
-            _ = tokio::time::sleep(d) => {}
+        let sleep = tokio::time::sleep(d);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = up.closed() => {
+                    if may_stop() {
+                        return;
+                    }
+                }
+                _ = &mut sleep => break,
+            }
         }
         stats.reconnects.fetch_add(1, Relaxed);
     }

@@ -17,10 +17,13 @@ use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto as pb;
-use crate::client::{follow, shared_addr, AddrCache, Ended, Progress, Stats};
+use crate::client::{follow, release_addr, shared_addr, AddrCache, Ended, Progress, Stats};
 
-/// Linkerd's default `initialStreamWindowSizeKB` of the mesh client.
+/// Default `initialStreamWindowSizeKB` of the mesh client: Linkerd's documented value (its
+/// 1.7 code uses 10240).
 pub const DEFAULT_WINDOW_KB: u32 = 1024;
+/// Default `retry.baseSeconds` of the mesh client, as Linkerd 1.7's code (`Retry(1, 600)`).
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
 /// Largest message accepted from namerd.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -118,6 +121,7 @@ impl MeshInterpreter {
                 (inner.cfg.retry_base, inner.cfg.retry_max),
                 &what,
                 &up,
+                || true,
                 |e| State::Failed(NamingError::new(format!("namerd: {e}"))),
                 |mut p| {
                     let (req, up, convert) = (req.clone(), &up, &convert);
@@ -150,6 +154,7 @@ impl MeshInterpreter {
         };
         let what = format!("StreamReplicas {}", id.show());
         let me = self.clone();
+        let id = id.clone();
         tokio::spawn(async move {
             let inner = &me.inner;
             let convert = |m: pb::Replicas| pb::addr_of(&m);
@@ -159,6 +164,7 @@ impl MeshInterpreter {
                 (inner.cfg.retry_base, inner.cfg.retry_max),
                 &what,
                 &up,
+                || release_addr(&inner.addrs, &id, &up),
                 |e| Addr::Failed(format!("namerd: {e}")),
                 |mut p| {
                     let (req, up, convert) = (req.clone(), &*up, &convert);
@@ -224,8 +230,8 @@ impl Inner {
             match stream.message().await {
                 Ok(Some(m)) => match convert(m) {
                     Ok(v) => {
-                        up.set(v);
-                        p.delivered();
+                        let changed = up.set(v);
+                        p.delivered(changed);
                     }
                     Err(e) => {
                         return Ended::Lost(format!(
@@ -240,11 +246,14 @@ impl Inner {
     }
 }
 
-/// A status namerd chose (a bad name, say) is an answer; transport trouble is a loss.
+/// A status namerd chose about the request (a bad root or name) is an answer; everything else
+/// is a loss: transport trouble (which tonic, without its server half, reports as Unknown), a
+/// namerd that went away mid-stream, and namerd's own failures (Internal, as Linkerd's namerd
+/// reports a binding failure).
 fn status_end(s: tonic::Status) -> Ended {
     use tonic::Code;
     match s.code() {
-        Code::InvalidArgument | Code::NotFound | Code::Unknown | Code::FailedPrecondition => {
+        Code::InvalidArgument | Code::NotFound | Code::Unimplemented | Code::FailedPrecondition => {
             Ended::Error(format!("namerd: {}", s.message()))
         }
         _ => Ended::Lost(format!("namerd: {s}")),

@@ -61,8 +61,8 @@ pub struct PathUnion {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PathWeighted {
-    #[prost(double, tag = "1")]
-    pub weight: f64,
+    #[prost(double, optional, tag = "1")]
+    pub weight: Option<f64>,
     #[prost(message, optional, boxed, tag = "2")]
     pub tree: Option<Box<PathNameTree>>,
 }
@@ -181,8 +181,8 @@ pub struct BoundUnion {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct BoundWeighted {
-    #[prost(double, tag = "1")]
-    pub weight: f64,
+    #[prost(double, optional, tag = "1")]
+    pub weight: Option<f64>,
     #[prost(message, optional, boxed, tag = "2")]
     pub tree: Option<Box<BoundNameTree>>,
 }
@@ -204,17 +204,23 @@ pub struct ReplicasReq {
 }
 
 /// `Endpoint.AddressFamily`.
-pub const INET4: i32 = 0;
-pub const INET6: i32 = 1;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum AddressFamily {
+    Inet4 = 0,
+    Inet6 = 1,
+}
+pub const INET4: i32 = AddressFamily::Inet4 as i32;
+pub const INET6: i32 = AddressFamily::Inet6 as i32;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EndpointPb {
-    #[prost(int32, tag = "1")]
-    pub inet_af: i32,
+    #[prost(enumeration = "AddressFamily", optional, tag = "1")]
+    pub inet_af: Option<i32>,
     #[prost(bytes = "vec", tag = "2")]
     pub address: Vec<u8>,
-    #[prost(int32, tag = "3")]
-    pub port: i32,
+    #[prost(int32, optional, tag = "3")]
+    pub port: Option<i32>,
     #[prost(message, optional, tag = "4")]
     pub meta: Option<EndpointMeta>,
     #[prost(map = "string, string", tag = "5")]
@@ -249,8 +255,8 @@ pub mod replicas {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ReplicasFailed {
-    #[prost(string, tag = "1")]
-    pub message: String,
+    #[prost(string, optional, tag = "1")]
+    pub message: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -342,8 +348,8 @@ pub struct DelegateUnion {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DelegateWeighted {
-    #[prost(double, tag = "1")]
-    pub weight: f64,
+    #[prost(double, optional, tag = "1")]
+    pub weight: Option<f64>,
     #[prost(message, optional, boxed, tag = "2")]
     pub tree: Option<Box<BoundDelegateTree>>,
 }
@@ -362,8 +368,8 @@ pub struct DelegateTransformation {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TextPb {
-    #[prost(string, tag = "1")]
-    pub text: String,
+    #[prost(string, optional, tag = "1")]
+    pub text: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -411,7 +417,7 @@ pub fn path_tree_pb(t: &NameTree<Path>) -> PathNameTree {
             trees: ws
                 .iter()
                 .map(|w| PathWeighted {
-                    weight: w.weight,
+                    weight: Some(w.weight),
                     tree: Some(Box::new(path_tree_pb(&w.tree))),
                 })
                 .collect(),
@@ -438,7 +444,13 @@ pub fn path_tree_of(t: &PathNameTree) -> Result<NameTree<Path>, String> {
                 .iter()
                 .map(|w| {
                     let t = w.tree.as_deref().ok_or("a union branch without a tree")?;
-                    Ok(Weighted::new(w.weight, path_tree_of(t)?))
+                    let weight = w.weight.unwrap_or(0.0);
+                    if !(weight.is_finite() && weight >= 0.0) {
+                        return Err(
+                            "a union weight that is not a finite non-negative number".to_string()
+                        );
+                    }
+                    Ok(Weighted::new(weight, path_tree_of(t)?))
                 })
                 .collect::<Result<_, String>>()?,
         ),
@@ -513,7 +525,7 @@ pub fn bound_tree_pb(t: &NameTree<Bound>) -> BoundNameTree {
             trees: ws
                 .iter()
                 .map(|w| BoundWeighted {
-                    weight: w.weight,
+                    weight: Some(w.weight),
                     tree: Some(Box::new(bound_tree_pb(&w.tree))),
                 })
                 .collect(),
@@ -568,12 +580,13 @@ fn bound_tree_inner(
                 .iter()
                 .map(|w| {
                     let t = w.tree.as_deref().ok_or("a union branch without a tree")?;
-                    if !(w.weight.is_finite() && w.weight >= 0.0) {
+                    let weight = w.weight.unwrap_or(0.0);
+                    if !(weight.is_finite() && weight >= 0.0) {
                         return Err(
                             "a union weight that is not a finite non-negative number".to_string()
                         );
                     }
-                    Ok(Weighted::new(w.weight, bound_tree_inner(t, leaves)?))
+                    Ok(Weighted::new(weight, bound_tree_inner(t, leaves)?))
                 })
                 .collect::<Result<_, String>>()?,
         ),
@@ -597,7 +610,9 @@ pub fn replicas_pb(a: &Addr) -> Replicas {
     let r = match a {
         Addr::Pending => R::Pending(Nothing {}),
         Addr::Neg => R::Neg(Nothing {}),
-        Addr::Failed(m) => R::Failed(ReplicasFailed { message: m.clone() }),
+        Addr::Failed(m) => R::Failed(ReplicasFailed {
+            message: Some(m.clone()),
+        }),
         Addr::Bound { endpoints, meta } => R::Bound(ReplicasBound {
             endpoints: endpoints
                 .iter()
@@ -614,9 +629,9 @@ pub fn replicas_pb(a: &Addr) -> Replicas {
                         );
                     }
                     EndpointPb {
-                        inet_af: af,
+                        inet_af: Some(af),
                         address,
-                        port: i32::from(e.addr.port()),
+                        port: Some(i32::from(e.addr.port())),
                         meta: None,
                         metadata,
                     }
@@ -634,14 +649,14 @@ pub fn addr_of(r: &Replicas) -> Result<Addr, String> {
         None => return Err("a replicas answer without a result".into()),
         Some(R::Pending(_)) => Addr::Pending,
         Some(R::Neg(_)) => Addr::Neg,
-        Some(R::Failed(f)) => Addr::Failed(f.message.clone()),
+        Some(R::Failed(f)) => Addr::Failed(f.message.clone().unwrap_or_default()),
         Some(R::Bound(b)) => {
             if b.endpoints.len() > crate::api::MAX_ADDRS {
                 return Err(format!("over {} endpoints", crate::api::MAX_ADDRS));
             }
             let mut endpoints = Vec::with_capacity(b.endpoints.len());
             for e in &b.endpoints {
-                let ip = match (e.inet_af, e.address.len()) {
+                let ip = match (e.inet_af.unwrap_or(INET4), e.address.len()) {
                     (INET4, 4) => IpAddr::V4(Ipv4Addr::new(
                         e.address[0],
                         e.address[1],
@@ -655,8 +670,9 @@ pub fn addr_of(r: &Replicas) -> Result<Addr, String> {
                     }
                     _ => return Err("an endpoint address that is not IPv4 or IPv6".into()),
                 };
-                let port = u16::try_from(e.port)
-                    .map_err(|_| format!("endpoint port {} out of range", e.port))?;
+                let port = e.port.unwrap_or(0);
+                let port = u16::try_from(port)
+                    .map_err(|_| format!("endpoint port {port} out of range"))?;
                 let mut ep = Endpoint::new(SocketAddr::new(ip, port));
                 for (k, v) in &e.metadata {
                     if k == switchboard_namer_core::addr::WEIGHT_KEY {
@@ -726,7 +742,7 @@ pub fn delegate_pb(t: &DelegateTree<Bound>) -> BoundDelegateTree {
                 trees: trees
                     .iter()
                     .map(|(w, t)| DelegateWeighted {
-                        weight: *w,
+                        weight: Some(*w),
                         tree: Some(Box::new(delegate_pb(t))),
                     })
                     .collect(),
@@ -749,7 +765,9 @@ pub fn delegate_pb(t: &DelegateTree<Bound>) -> BoundDelegateTree {
     };
     BoundDelegateTree {
         path: Some(path_pb(path)),
-        dentry: dentry.filter(|d| !d.is_nop()).map(dentry_pb),
+        // Always present (a nop dentry too), as Linkerd's linkers require; absent only on
+        // transformations, as Linkerd sends them.
+        dentry: dentry.map(dentry_pb),
         node: Some(node),
     }
 }
@@ -784,6 +802,26 @@ mod tests {
         for a in [Addr::Pending, Addr::Neg, Addr::Failed("x".into())] {
             assert_eq!(addr_of(&replicas_pb(&a)).unwrap(), a);
         }
+    }
+
+    #[test]
+    fn defaults_linkerd_needs_are_written_out() {
+        // Linkerd's decoder reads an absent field as None and drops an endpoint without its
+        // family or port: an IPv4 endpoint must carry `inet_af = 0` on the wire (08 00).
+        let a = Addr::bound(vec![Endpoint::new("127.0.0.1:80".parse().unwrap())]);
+        let bytes = replicas_pb(&a).encode_to_vec();
+        assert!(bytes.windows(2).any(|w| w == [0x08, 0x00]), "{bytes:02x?}");
+        let t = bound_tree_pb(&NameTree::Union(vec![Weighted::new(0.0, NameTree::Neg)]));
+        let bytes = t.encode_to_vec();
+        // weight 0.0: tag 1, fixed64, eight zero bytes.
+        assert!(
+            bytes
+                .windows(9)
+                .any(|w| w == [0x09, 0, 0, 0, 0, 0, 0, 0, 0]),
+            "{bytes:02x?}"
+        );
+        let f = replicas_pb(&Addr::Failed(String::new())).encode_to_vec();
+        assert!(f.len() > 2, "{f:02x?}");
     }
 
     #[test]

@@ -41,7 +41,6 @@ const RESOURCE_EXHAUSTED: u32 = 8;
 const UNIMPLEMENTED: u32 = 12;
 const INTERNAL: u32 = 13;
 const UNAVAILABLE: u32 = 14;
-const UNKNOWN: u32 = 2;
 
 struct Status(u32, String);
 
@@ -66,6 +65,22 @@ pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
         let c = Arc::clone(&c);
         tokio::spawn(async move {
             let _slot = slot;
+            // A connection that does not send the HTTP/2 preface in time is closed (hyper's
+            // pings start only after the handshake).
+            let mut preface = [0u8; 24];
+            let sent = tokio::time::timeout(crate::controller::HEADER_READ_TIMEOUT, async {
+                loop {
+                    match io.peek(&mut preface).await {
+                        Ok(n) if n >= preface.len() => return true,
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+            })
+            .await;
+            if !matches!(sent, Ok(true)) {
+                return;
+            }
             let svc = hyper::service::service_fn(move |req| {
                 let c = Arc::clone(&c);
                 async move { Ok::<_, Infallible>(handle(c, req, peer).await) }
@@ -74,7 +89,8 @@ pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
                 .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(10)))
                 .keep_alive_timeout(Duration::from_secs(20))
-                .max_concurrent_streams(1000)
+                // Above the per-client watch limit: a linker puts every name on one connection.
+                .max_concurrent_streams((crate::controller::MAX_WATCHES_PER_PEER + 100) as u32)
                 .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
                 .await;
         });
@@ -124,6 +140,13 @@ fn error(st: Status) -> Response<Body> {
     let mut r = grpc_response(Full::new(Bytes::new()).boxed());
     r.headers_mut().extend(trailers(&st));
     r
+}
+
+/// A refused streaming call: headers, then the status in a trailers frame (Linkerd's stream
+/// decoder reads a status only from trailers).
+fn stream_error(st: Status) -> Response<Body> {
+    let frames = futures_util::stream::iter([Ok::<_, Infallible>(Frame::trailers(trailers(&st)))]);
+    grpc_response(BodyExt::boxed(StreamBody::new(frames)))
 }
 
 fn unary(m: &impl Message) -> Response<Body> {
@@ -204,6 +227,7 @@ fn stream<T, M, F>(
     peer: SocketAddr,
     mut var: Var<T>,
     mut next: F,
+    on_close: Option<Box<dyn FnOnce() + Send>>,
 ) -> Response<Body>
 where
     T: Clone + Send + Sync + 'static,
@@ -211,7 +235,10 @@ where
     F: FnMut(&T) -> Option<Result<M, Status>> + Send + 'static,
 {
     let Some(permit) = c.watch_permit(peer.ip()) else {
-        return error(Status(
+        if let Some(f) = on_close {
+            f();
+        }
+        return stream_error(Status(
             RESOURCE_EXHAUSTED,
             "too many watches are open".into(),
         ));
@@ -231,18 +258,27 @@ where
                         tx.send(Frame::data(frame(&m))),
                     );
                     if !matches!(sent.await, Ok(Ok(()))) {
-                        return;
+                        break None;
                     }
                     last = Some(m);
                 }
-                Some(Err(st)) => break st,
+                Some(Err(st)) => break Some(st),
             }
             tokio::select! {
-                more = var.changed() => if !more { break Status(OK, String::new()) },
-                _ = tx.closed() => return,
+                more = var.changed() => if !more { break Some(Status(OK, String::new())) },
+                _ = tx.closed() => break None,
             }
         };
-        let _ = tx.send(Frame::trailers(trailers(&end))).await;
+        if let Some(end) = end {
+            let _ = tokio::time::timeout(
+                crate::controller::WATCH_SEND_TIMEOUT,
+                tx.send(Frame::trailers(trailers(&end))),
+            )
+            .await;
+        }
+        if let Some(f) = on_close {
+            f();
+        }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
@@ -251,6 +287,9 @@ where
 }
 
 async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    c.stats
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let res = match path.as_str() {
         "/io.linkerd.mesh.Interpreter/GetBoundTree" => bind(&c, req, peer, false).await,
@@ -267,7 +306,17 @@ async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr) ->
         "/io.linkerd.mesh.Codec/ShowPath" => codec(req, Codec::ShowPath).await,
         other => Err(Status(UNIMPLEMENTED, format!("no method {other}"))),
     };
-    res.unwrap_or_else(error)
+    let streaming = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|m| m.starts_with("Stream"));
+    res.unwrap_or_else(|st| {
+        if streaming {
+            stream_error(st)
+        } else {
+            error(st)
+        }
+    })
 }
 
 fn tree_rsp(s: &State<NameTree<Bound>>) -> Option<Result<pb::BoundTreeRsp, Status>> {
@@ -276,7 +325,7 @@ fn tree_rsp(s: &State<NameTree<Bound>>) -> Option<Result<pb::BoundTreeRsp, Statu
         State::Ok(t) => Some(Ok(pb::BoundTreeRsp {
             tree: Some(pb::bound_tree_pb(t)),
         })),
-        State::Failed(e) => Some(Err(Status(UNKNOWN, e.message().to_string()))),
+        State::Failed(e) => Some(Err(Status(INTERNAL, e.message().to_string()))),
     }
 }
 
@@ -299,7 +348,20 @@ async fn bind(
         .interp
         .bind_watched(&c.namespaces.dtab(&ns), &local, &name);
     if watch {
-        return Ok(stream(c, peer, tree, tree_rsp));
+        // The linker (known by its address: mesh clients do not name themselves) is listed
+        // with the namespace version each answer came from.
+        let (n, client) = (Arc::clone(&c.namespaces), peer.to_string());
+        n.stream(&ns, &client, true);
+        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
+        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
+        let next = move |s: &State<NameTree<Bound>>| {
+            let out = tree_rsp(s);
+            if let (Some(Ok(_)), Some(v)) = (&out, n.version(&ns)) {
+                n.seen(&ns, &client, v);
+            }
+            out
+        };
+        return Ok(stream(c, peer, tree, next, Some(close)));
     }
     match settled(tree, |s| !s.is_pending())
         .await
@@ -317,7 +379,21 @@ async fn bind(
 
 /// The address set of a bound id, bound through namerd's namers alone (as Linkerd's
 /// Resolver does).
+/// A bound id without the transformer prefix a transforming namer puts in front
+/// (`/%/io.l5d.port/4141/#/io.l5d.fs/web` → `/#/io.l5d.fs/web`), as Linkerd's
+/// `Paths.stripTransformerPrefix`: the addresses answered are the namer's, untransformed.
+fn strip_transformer_prefix(id: &Path) -> Path {
+    if id.elem_str(0) != Some("%") {
+        return id.clone();
+    }
+    match (0..id.len()).find(|&i| matches!(id.elem_str(i), Some("#") | Some("$"))) {
+        Some(i) => id.drop(i),
+        None => id.clone(),
+    }
+}
+
 fn id_addr(c: &Controller, id: &Path) -> Var<State<Addr>> {
+    let id = &strip_transformer_prefix(id);
     let tree = c.interp.bind(&Dtab::empty(), id);
     let (up, var) = switchboard_namer_core::Updater::new(State::Pending);
     let shown = id.show();
@@ -390,7 +466,7 @@ async fn replicas(
         _ => Some(Ok(pb::replicas_pb(&Addr::Pending))),
     };
     if watch {
-        return Ok(stream(c, peer, addr, to));
+        return Ok(stream(c, peer, addr, to, None));
     }
     let done = |s: &State<Addr>| matches!(s, State::Ok(a) if !a.is_pending());
     let s = settled(addr, done).await.unwrap_or(State::Pending);
@@ -428,7 +504,18 @@ async fn dtab(
         })
     };
     if watch {
-        return Ok(stream(c, peer, state, to));
+        let (n, client) = (Arc::clone(&c.namespaces), peer.to_string());
+        n.stream(&ns, &client, true);
+        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
+        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
+        let next = move |s: &crate::store::StoreState| {
+            let out = to(s);
+            if let (Some(Ok(_)), Some(v)) = (&out, n.version(&ns)) {
+                n.seen(&ns, &client, v);
+            }
+            out
+        };
+        return Ok(stream(c, peer, state, next, Some(close)));
     }
     let s = settled(state, |s| s.namespaces.is_some())
         .await
@@ -473,7 +560,7 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
             tree: Some(pb::delegate_pb(&t)),
         })),
         State::Pending => Err(Status(UNAVAILABLE, "delegation is still pending".into())),
-        State::Failed(e) => Err(Status(UNKNOWN, e.message().to_string())),
+        State::Failed(e) => Err(Status(INTERNAL, e.message().to_string())),
     }
 }
 
@@ -489,7 +576,7 @@ async fn codec(req: Request<Incoming>, which: Codec) -> Result<Response<Body>, S
     Ok(match which {
         Codec::ReadDtab => {
             let r: pb::TextPb = read_request(req).await?;
-            let d = Dtab::read(&r.text).map_err(|e| bad(e.to_string()))?;
+            let d = Dtab::read(r.text.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
             unary(&pb::DtabMsg {
                 dtab: Some(pb::dtab_pb(&d)),
             })
@@ -497,11 +584,13 @@ async fn codec(req: Request<Incoming>, which: Codec) -> Result<Response<Body>, S
         Codec::ShowDtab => {
             let r: pb::DtabMsg = read_request(req).await?;
             let d = dtab_of(&r.dtab)?;
-            unary(&pb::TextPb { text: d.show() })
+            unary(&pb::TextPb {
+                text: Some(d.show()),
+            })
         }
         Codec::ReadPath => {
             let r: pb::TextPb = read_request(req).await?;
-            let p = Path::read(&r.text).map_err(|e| bad(e.to_string()))?;
+            let p = Path::read(r.text.as_deref().unwrap_or("")).map_err(|e| bad(e.to_string()))?;
             unary(&pb::PathMsg {
                 path: Some(pb::path_pb(&p)),
             })
@@ -515,7 +604,32 @@ async fn codec(req: Request<Incoming>, which: Codec) -> Result<Response<Body>, S
                 .transpose()
                 .map_err(bad)?
                 .unwrap_or_default();
-            unary(&pb::TextPb { text: p.show() })
+            unary(&pb::TextPb {
+                text: Some(p.show()),
+            })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transformer_prefixes_are_stripped_from_ids() {
+        let check = |id: &str, want: &str| {
+            assert_eq!(
+                strip_transformer_prefix(&Path::read(id).unwrap()).show(),
+                want,
+                "{id}"
+            )
+        };
+        check("/%/io.l5d.port/4141/#/io.l5d.fs/web", "/#/io.l5d.fs/web");
+        check(
+            "/%/io.l5d.localhost/$/inet/127.0.0.1/1",
+            "/$/inet/127.0.0.1/1",
+        );
+        check("/#/io.l5d.fs/web", "/#/io.l5d.fs/web");
+        check("/%/odd", "/%/odd");
+    }
 }
