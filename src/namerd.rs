@@ -20,7 +20,7 @@ use crate::config::namerd::{
     NamerdConfig, StorageKind, DEFAULT_CONSUL_HOST, DEFAULT_CONSUL_PORT, DEFAULT_ETCD_HOST,
     DEFAULT_ETCD_PORT, DEFAULT_NAMERD_ADMIN_PORT,
 };
-use crate::config::plugins::DEFAULT_ZK_PORT;
+use crate::config::plugins::{TelemeterKind, DEFAULT_ZK_PORT};
 
 /// A started namerd.
 pub struct RunningNamerd {
@@ -173,8 +173,19 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
     let admin_addr = admin.local_addr()?;
     {
         let c = Arc::clone(&c);
+        let prometheus: Arc<Vec<(String, String)>> = Arc::new(
+            cfg.telemetry
+                .iter()
+                .filter_map(|t| match &t.value {
+                    TelemeterKind::Prometheus { path, prefix } => {
+                        Some((path.clone(), prefix.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        );
         tasks.spawn(controller::serve(admin, move |req, _peer| {
-            controller::admin(Arc::clone(&c), req)
+            controller::admin(Arc::clone(&c), req, Arc::clone(&prometheus))
         }));
     }
     Ok(RunningNamerd {

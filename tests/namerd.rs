@@ -1483,3 +1483,38 @@ async fn check_tells_namerd_and_linker_configs_apart() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn namerd_serves_its_counters_to_prometheus() {
+    let text = "admin: {ip: 127.0.0.1, port: 0}\nstorage: {kind: io.l5d.inMemory}\ninterfaces:\n- {kind: io.l5d.httpController, port: 0}\ntelemetry:\n- {kind: io.l5d.prometheus, prefix: nd_}\n";
+    let (cfg, warnings) = switchboard::config::namerd::load(text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    let api = n.interfaces[0].1;
+    call(api, "POST", "/api/1/dtabs/web", &[DTAB], "/a=>/b").await;
+    let r = get(n.admin, "x", "/admin/metrics/prometheus", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains("# TYPE nd_namerd_writes counter\nnd_namerd_writes 1\n"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("nd_namerd_store_namespaces 1\n"),
+        "{}",
+        r.body
+    );
+    // Other telemeters are accepted with a warning.
+    let (_, warnings) = switchboard::config::namerd::load(&text.replace(
+        "io.l5d.prometheus, prefix: nd_",
+        "io.l5d.recentRequests, sampleRate: 1.0",
+    ))
+    .unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.to_string().contains("not wired for namerd")),
+        "{warnings:?}"
+    );
+}

@@ -937,7 +937,35 @@ async fn bound_names(c: &Arc<Controller>, _watch: bool) -> Response<Body> {
 
 /// Namerd's admin pages: `/admin/ping`, `/storage.json` (the store and its state),
 /// `/namespaces.json` (per namespace its version and each linker's), `/metrics.json`.
-pub async fn admin(c: Arc<Controller>, req: Request<Incoming>) -> Response<Body> {
+/// namerd's counters and gauges: `(name, value, kind)`.
+fn metrics(c: &Controller) -> Vec<(&'static str, u64, &'static str)> {
+    let s = c.namespaces.state().sample();
+    let st = &c.stats;
+    vec![
+        ("namerd/requests", st.requests.load(Relaxed), "counter"),
+        ("namerd/writes", st.writes.load(Relaxed), "counter"),
+        ("namerd/conflicts", st.conflicts.load(Relaxed), "counter"),
+        ("namerd/watches", st.watches_open.load(Relaxed), "gauge"),
+        (
+            "namerd/watches_refused",
+            st.watches_refused.load(Relaxed),
+            "counter",
+        ),
+        ("namerd/store/stale", s.error.is_some() as u64, "gauge"),
+        (
+            "namerd/store/namespaces",
+            s.namespaces.as_ref().map(|m| m.len() as u64).unwrap_or(0),
+            "gauge",
+        ),
+    ]
+}
+
+/// `prometheus`: `(path, prefix)` of each `io.l5d.prometheus` telemeter.
+pub async fn admin(
+    c: Arc<Controller>,
+    req: Request<Incoming>,
+    prometheus: Arc<Vec<(String, String)>>,
+) -> Response<Body> {
     match req.uri().path() {
         "/admin/ping" | "/ping" => text(StatusCode::OK, "pong"),
         "/namespaces.json" => json_resp(&c.namespaces.linkers_json()),
@@ -951,19 +979,27 @@ pub async fn admin(c: Arc<Controller>, req: Request<Incoming>) -> Response<Body>
                 "namespaces": s.namespaces.as_ref().map(|m| m.len()).unwrap_or(0),
             }))
         }
-        "/metrics.json" => {
-            let s = c.namespaces.state().sample();
-            let st = &c.stats;
-            json_resp(&json!({
-                "namerd/requests": st.requests.load(Relaxed),
-                "namerd/writes": st.writes.load(Relaxed),
-                "namerd/conflicts": st.conflicts.load(Relaxed),
-                "namerd/watches": st.watches_open.load(Relaxed),
-                "namerd/watches_refused": st.watches_refused.load(Relaxed),
-                "namerd/store/stale": s.error.is_some() as u8,
-                "namerd/store/namespaces": s.namespaces.as_ref().map(|m| m.len()).unwrap_or(0),
-            }))
+        "/metrics.json" | "/admin/metrics.json" => {
+            let m: serde_json::Map<String, Value> = metrics(&c)
+                .into_iter()
+                .map(|(k, v, _)| (k.to_string(), json!(v)))
+                .collect();
+            json_resp(&Value::Object(m))
         }
-        p => text(StatusCode::NOT_FOUND, format!("no admin page {p}")),
+        p => match prometheus.iter().find(|(path, _)| path == p) {
+            // `io.l5d.prometheus`: the same counters in Prometheus' text format.
+            Some((_, prefix)) => {
+                let mut out = String::new();
+                for (name, v, kind) in metrics(&c) {
+                    let n = format!("{prefix}{}", name.replace('/', "_"));
+                    out.push_str(&format!("# TYPE {n} {kind}\n{n} {v}\n"));
+                }
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .body(full(out))
+                    .unwrap_or_else(|_| Response::new(full("")))
+            }
+            None => text(StatusCode::NOT_FOUND, format!("no admin page {p}")),
+        },
     }
 }

@@ -385,11 +385,16 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
         .into_iter()
         .filter_map(|(loc, v)| {
             let t = d.typed::<Plugin<Telemeters>>(v, &loc)?;
-            d.warn(
-                &loc,
-                "namerd's telemeters are not wired yet: accepted, not acted on (namerd's \
-                 counters are at the admin port's /metrics.json)",
-            );
+            if !matches!(t.value, super::plugins::TelemeterKind::Prometheus { .. }) {
+                d.warn(
+                    &loc,
+                    format!(
+                        "{} is not wired for namerd: accepted, not acted on (namerd serves \
+                         io.l5d.prometheus and its admin /metrics.json)",
+                        t.kind
+                    ),
+                );
+            }
             Some(t)
         })
         .collect::<Vec<_>>();
