@@ -1006,8 +1006,8 @@ async fn the_shipped_example_and_the_dtab_commands() {
     let linker_text = std::fs::read_to_string(root.join("config/linker-namerd.yaml"))
         .unwrap()
         .replace("127.0.0.1/4180", &format!("127.0.0.1/{}", api.port()))
-        .replace("port: 9990", "port: 0")
-        .replace("port: 4140", "port: 0");
+        .replace("port: 9992", "port: 0")
+        .replace("port: 4150", "port: 0");
     let l = proxy(&linker_text, &Disco::new().path()).await;
     let dir = tempfile::tempdir().unwrap();
     let (fa, fb) = (dir.path().join("a.dtab"), dir.path().join("b.dtab"));
