@@ -187,19 +187,7 @@ fn etcd(v: Value) -> Result<StorageKind, String> {
 fn consul(v: Value) -> Result<StorageKind, String> {
     let p = params::<ConsulStorageParams>(v)?;
     prefix_ok("pathPrefix", &p.path_prefix)?;
-    for (key, m) in [
-        ("readConsistencyMode", &p.read_consistency_mode),
-        ("writeConsistencyMode", &p.write_consistency_mode),
-    ] {
-        if let Some(m) = m {
-            if switchboard_namerd::store::consul::Consistency::parse(m).is_none() {
-                return Err(nest(
-                    key,
-                    &format!("`{m}`: expected one of default, stale, consistent"),
-                ));
-            }
-        }
-    }
+    super::plugins::consistency_modes(&p.read_consistency_mode, &p.write_consistency_mode)?;
     if p.tls.is_some() {
         return Err(nest(
             "tls",

@@ -511,9 +511,24 @@ fn consul_interpreter_params(v: serde_json::Value) -> Result<InterpreterKind, St
             return Err(nest("pathPrefix", &format!("`{pp}` is not a key prefix")));
         }
     }
+    consistency_modes(&p.read_consistency_mode, &p.write_consistency_mode)?;
+    if p.tls.is_some() {
+        return Err(nest(
+            "tls",
+            "TLS to Consul KV is not supported yet: reach the local agent over loopback",
+        ));
+    }
+    Ok(InterpreterKind::ConsulDtab(p))
+}
+
+/// `readConsistencyMode` and `writeConsistencyMode` of the Consul KV kinds.
+pub(crate) fn consistency_modes(
+    read: &Option<String>,
+    write: &Option<String>,
+) -> Result<(), String> {
     for (key, m) in [
-        ("readConsistencyMode", &p.read_consistency_mode),
-        ("writeConsistencyMode", &p.write_consistency_mode),
+        ("readConsistencyMode", read),
+        ("writeConsistencyMode", write),
     ] {
         if let Some(m) = m {
             if switchboard_namerd::store::consul::Consistency::parse(m).is_none() {
@@ -524,13 +539,7 @@ fn consul_interpreter_params(v: serde_json::Value) -> Result<InterpreterKind, St
             }
         }
     }
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS to Consul KV is not supported yet: reach the local agent over loopback",
-        ));
-    }
-    Ok(InterpreterKind::ConsulDtab(p))
+    Ok(())
 }
 
 fn check_retry(r: &Option<NamerdRetry>) -> Result<(), String> {
