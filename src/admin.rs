@@ -567,10 +567,29 @@ async fn delegate(
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}")),
     };
     // The namespace's router explains with its own interpreter (its transformers included).
-    let interp = namespace
+    let router = namespace
         .as_ref()
         .and_then(|ns| st.routers.iter().find(|r| &r.label == ns))
-        .or_else(|| st.routers.first())
+        .or_else(|| st.routers.first());
+    // A router that binds through namerd: namerd explains (its namespace dtab and namers).
+    match router.map(|r| r.binder.interpretation()) {
+        Some(crate::proxy::binder::Interpretation::Namerd(n)) => {
+            return match tokio::time::timeout(DELEGATOR_TIMEOUT, n.delegate(&dtab, &path)).await {
+                Ok(Ok(v)) => json_resp(&v, false),
+                Ok(Err(e)) => text(StatusCode::BAD_GATEWAY, format!("{e}\n")),
+                Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out."),
+            };
+        }
+        Some(crate::proxy::binder::Interpretation::Mesh(_)) => {
+            return text(
+                StatusCode::NOT_IMPLEMENTED,
+                "this router binds through namerd's mesh interface: ask namerd (its \
+                 /api/1/delegate or the mesh Delegator)\n",
+            );
+        }
+        _ => {}
+    }
+    let interp = router
         .map(|r| Arc::clone(r.binder.interpreter()))
         .unwrap_or_else(|| Arc::clone(&st.interp));
     match interp

@@ -485,6 +485,23 @@ async fn a_linker_routes_by_namerd_and_follows_a_dtab_change() {
     .await;
     let m = metrics(l.admin).await;
     assert_eq!(m["rt/http/interpreter/io.l5d.namerd.http/stale"], 0, "{m}");
+    // The linker's dtab playground asks namerd, whose namespace dtab explains the name.
+    let d = get(
+        l.admin,
+        "localhost",
+        "/delegator.json?namespace=http&path=/svc/web",
+        &[],
+    )
+    .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert!(
+        d.body.contains(&format!(
+            r#""dentry":{{"prefix":"/svc","dst":"{}"}}"#,
+            inet(&b)
+        )),
+        "{}",
+        d.body
+    );
     let st = get(
         l.admin,
         "localhost",

@@ -190,6 +190,34 @@ impl NamerdHttp {
         self.inner.stats.gauges()
     }
 
+    /// namerd's explanation of `path` under the namespace's dtab then `dtab` (its
+    /// `/api/1/delegate` JSON, as `/delegator.json` renders it).
+    pub async fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<Value, String> {
+        let mut uri = format!(
+            "/api/1/delegate/{}?path={}",
+            self.inner.cfg.namespace,
+            enc(&path.show())
+        );
+        if !dtab.is_empty() {
+            uri.push_str(&format!("&dtab={}", enc(&dtab.show())));
+        }
+        let (status, _, body) = call(
+            &format!("http://{}", self.inner.cfg.authority),
+            hyper::Method::GET,
+            &uri,
+            None,
+            None,
+        )
+        .await?;
+        if status != 200 {
+            return Err(format!(
+                "namerd answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(1024)]).trim()
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("namerd's delegation is not JSON: {e}"))
+    }
+
     /// Binds `path` with `dtab` (the router's dtab ++ the request's) in namerd, live.
     pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
         let (up, var) = Updater::new(State::Pending);
