@@ -263,6 +263,7 @@ pub fn interpretation(
         InterpreterKind::Default(_) => Interpretation::Local,
         InterpreterKind::Fs(p) => Interpretation::WatchedDtab(
             switchboard_namer_fs::dtab_file::DtabFile::watch(&p.dtab_file).var(),
+            None,
         ),
         InterpreterKind::ConsulDtab(p) => {
             use switchboard_namerd::store::{consul, Store};
@@ -288,7 +289,7 @@ pub fn interpretation(
                 .namespace
                 .clone()
                 .unwrap_or_else(|| crate::config::plugins::DEFAULT_NAMERD_NAMESPACE.into());
-            Interpretation::StoredDtab(namespaces.dtab(&ns), namespaces)
+            Interpretation::WatchedDtab(namespaces.dtab(&ns), Some(namespaces))
         }
         InterpreterKind::Mesh(p) => {
             use crate::config::plugins::{

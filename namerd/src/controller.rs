@@ -349,22 +349,18 @@ pub async fn handle(
 
 /// Streams `next` (called again after every change of `var`) as one JSON line per value,
 /// skipping repeats. The stream ends when the client goes or `next` returns an error, written
-/// as a text line.
+/// as a text line. What `next` holds (a [`crate::namespaces::Watching`]) goes with it.
 fn stream<T, F>(
     c: &Arc<Controller>,
     peer: SocketAddr,
     mut var: Var<T>,
     mut next: F,
-    on_close: Option<Box<dyn FnOnce() + Send>>,
 ) -> Response<Body>
 where
     T: Clone + Send + Sync + 'static,
     F: FnMut(&T) -> Option<Result<Value, String>> + Send + 'static,
 {
     let Some(permit) = c.watch_permit(peer.ip()) else {
-        if let Some(f) = on_close {
-            f();
-        }
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("over {MAX_WATCHES} watches are open"),
@@ -402,9 +398,6 @@ where
                 _ = tx.closed() => break,
             }
         }
-        if let Some(f) = on_close {
-            f();
-        }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx)
@@ -428,7 +421,7 @@ async fn list(
     };
     let state = c.namespaces.state();
     if watch {
-        return stream(c, peer, state, names, None);
+        return stream(c, peer, state, names);
     }
     match settled(state, |s| s.namespaces.is_some()).await {
         Some(s) => match names(&s) {
@@ -492,33 +485,21 @@ async fn get_dtab(
     let client = client_name(&req, peer);
     let state = c.namespaces.state();
     if watch {
-        let n = Arc::clone(&c.namespaces);
         let ns2 = ns.to_string();
-        let cl = client.clone();
-        n.stream(ns, &client, true);
-        let n2 = Arc::clone(&n);
-        let ns3 = ns.to_string();
-        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns3, &cl, false));
-        let client2 = client.clone();
-        return stream(
-            c,
-            peer,
-            state,
-            move |s: &crate::store::StoreState| {
-                let m = s.namespaces.as_ref()?;
-                Some(match m.get(&ns2) {
-                    None => Err(format!("namespace {ns2} not found")),
-                    Some(e) => {
-                        n.seen(&ns2, &client2, e.version);
-                        match &e.dtab {
-                            Ok(d) => Ok(dtab_json(d)),
-                            Err(err) => Err(format!("namespace {ns2}: {err}")),
-                        }
+        let watching = c.namespaces.watching(ns, &client);
+        return stream(c, peer, state, move |s: &crate::store::StoreState| {
+            let m = s.namespaces.as_ref()?;
+            Some(match m.get(&ns2) {
+                None => Err(format!("namespace {ns2} not found")),
+                Some(e) => {
+                    watching.sent(e.version);
+                    match &e.dtab {
+                        Ok(d) => Ok(dtab_json(d)),
+                        Err(err) => Err(format!("namespace {ns2}: {err}")),
                     }
-                })
-            },
-            Some(close),
-        );
+                }
+            })
+        });
     }
     let Some(s) = settled(state, |s| s.namespaces.is_some()).await else {
         return text(
@@ -867,32 +848,17 @@ async fn name_api(
             }
         });
         let Some(ns) = ns else {
-            return stream(c, peer, var, move |s| state_json(s, &kind), None);
+            return stream(c, peer, var, move |s| state_json(s, &kind));
         };
         // The linker is shown as having seen the namespace's version each answer came from.
-        let (n, ns, client) = (
-            Arc::clone(&c.namespaces),
-            ns.to_string(),
-            client_name(req, peer),
-        );
-        n.stream(&ns, &client, true);
-        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
-        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
-        return stream(
-            c,
-            peer,
-            var,
-            move |s| {
-                let out = state_json(s, &kind);
-                if let Some(Ok(_)) = &out {
-                    if let Some(v) = n.version(&ns) {
-                        n.seen(&ns, &client, v);
-                    }
-                }
-                out
-            },
-            Some(close),
-        );
+        let watching = c.namespaces.watching(ns, &client_name(req, peer));
+        return stream(c, peer, var, move |s| {
+            let out = state_json(s, &kind);
+            if let Some(Ok(_)) = &out {
+                watching.sent_current();
+            }
+            out
+        });
     }
     drop(tree);
     // One answer: the namespace's dtab as it is now, then a bind that waits for the tree and

@@ -165,11 +165,12 @@ impl Namespaces {
     pub fn seen(&self, ns: &str, client: &str, version: u64) {
         let exists = self.version(ns).is_some();
         let mut l = self.linkers.lock().unwrap_or_else(|p| p.into_inner());
-        if !exists && !l.get(ns).is_some_and(|m| m.contains_key(client)) {
+        let known = l.get(ns).is_some_and(|m| m.contains_key(client));
+        if !exists && !known {
             return;
         }
-        let total: usize = l.values().map(|m| m.len()).sum();
-        if total >= MAX_TRACKED_TOTAL && !l.get(ns).is_some_and(|m| m.contains_key(client)) {
+        // Counted only when a new linker would be added (an update is the common case).
+        if !known && l.values().map(|m| m.len()).sum::<usize>() >= MAX_TRACKED_TOTAL {
             // Full: the least recently seen linker that no longer watches goes.
             let oldest = l
                 .iter()
@@ -233,6 +234,16 @@ impl Namespaces {
         }
     }
 
+    /// A linker's watch stream on `ns`: counted as open until the guard is dropped.
+    pub fn watching(self: &Arc<Self>, ns: &str, client: &str) -> Watching {
+        self.stream(ns, client, true);
+        Watching {
+            n: Arc::clone(self),
+            ns: ns.to_string(),
+            client: client.to_string(),
+        }
+    }
+
     /// Per namespace: its version now and each linker's last version, for the admin page.
     pub fn linkers_json(&self) -> Value {
         let state = self.store.state().sample();
@@ -278,6 +289,33 @@ impl Namespaces {
             );
         }
         Value::Object(out)
+    }
+}
+
+/// One open watch stream of a linker (see [`Namespaces::watching`]).
+pub struct Watching {
+    n: Arc<Namespaces>,
+    ns: String,
+    client: String,
+}
+
+impl Watching {
+    /// The linker was sent what the namespace is at `version`.
+    pub fn sent(&self, version: u64) {
+        self.n.seen(&self.ns, &self.client, version);
+    }
+
+    /// The linker was sent an answer computed from the namespace as it is now.
+    pub fn sent_current(&self) {
+        if let Some(v) = self.n.version(&self.ns) {
+            self.sent(v);
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.n.stream(&self.ns, &self.client, false);
     }
 }
 

@@ -30,11 +30,12 @@ pub const DEFAULT_IDLE_TTL_SECS: u64 = 600;
 pub enum Interpretation {
     /// `default`: the router's dtab (and the request's), then the configured namers.
     Local,
-    /// `io.l5d.fs`: a watched dtab file first, then as `Local`.
-    WatchedDtab(DtabVar),
-    /// `io.l5d.consul.interpreter`: a namespace's dtab from a watched store (kept here), then
-    /// as `Local`.
-    StoredDtab(DtabVar, Arc<switchboard_namerd::namespaces::Namespaces>),
+    /// A watched dtab first, then as `Local`: `io.l5d.fs`'s file, or (with the store kept
+    /// here) `io.l5d.consul.interpreter`'s namespace.
+    WatchedDtab(
+        DtabVar,
+        Option<Arc<switchboard_namerd::namespaces::Namespaces>>,
+    ),
     /// `io.l5d.namerd.http`: namerd binds, with the router's dtab (and the request's) after
     /// the namespace's.
     Namerd(switchboard_namerd::client::NamerdHttp),
@@ -229,7 +230,7 @@ impl Binder {
     /// watched file's now, then the router's.
     pub fn explain_dtab(&self) -> Dtab {
         match &self.mode {
-            Interpretation::WatchedDtab(v) | Interpretation::StoredDtab(v, _) => match v.sample() {
+            Interpretation::WatchedDtab(v, _) => match v.sample() {
                 State::Ok(d) => d.concat(&self.base),
                 _ => self.base.clone(),
             },
@@ -238,23 +239,17 @@ impl Binder {
     }
 
     fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
-        match &self.mode {
-            Interpretation::Local => self.interp.bind(dtab, path),
-            Interpretation::WatchedDtab(v) | Interpretation::StoredDtab(v, _) => {
-                self.interp.bind_watched(v, dtab, path)
-            }
-            Interpretation::Namerd(_) | Interpretation::Mesh(_) => {
-                let bound = match &self.mode {
-                    Interpretation::Mesh(m) => m.bind(dtab, path),
-                    Interpretation::Namerd(n) => n.bind(dtab, path),
-                    _ => unreachable!("matched above"),
-                };
-                self.interp
-                    .transformers()
-                    .iter()
-                    .fold(bound, |b, t| t.apply(b))
-            }
-        }
+        let remote = match &self.mode {
+            Interpretation::Local => return self.interp.bind(dtab, path),
+            Interpretation::WatchedDtab(v, _) => return self.interp.bind_watched(v, dtab, path),
+            Interpretation::Namerd(n) => n.bind(dtab, path),
+            Interpretation::Mesh(m) => m.bind(dtab, path),
+        };
+        // namerd bound it; the router's own transformers still apply.
+        self.interp
+            .transformers()
+            .iter()
+            .fold(remote, |b, t| t.apply(b))
     }
 
     pub fn interpreter(&self) -> &Arc<DefaultInterpreter> {

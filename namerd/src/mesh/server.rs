@@ -227,7 +227,6 @@ fn stream<T, M, F>(
     peer: SocketAddr,
     mut var: Var<T>,
     mut next: F,
-    on_close: Option<Box<dyn FnOnce() + Send>>,
 ) -> Response<Body>
 where
     T: Clone + Send + Sync + 'static,
@@ -235,9 +234,6 @@ where
     F: FnMut(&T) -> Option<Result<M, Status>> + Send + 'static,
 {
     let Some(permit) = c.watch_permit(peer.ip()) else {
-        if let Some(f) = on_close {
-            f();
-        }
         return stream_error(Status(
             RESOURCE_EXHAUSTED,
             "too many watches are open".into(),
@@ -275,9 +271,6 @@ where
                 tx.send(Frame::trailers(trailers(&end))),
             )
             .await;
-        }
-        if let Some(f) = on_close {
-            f();
         }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
@@ -350,18 +343,15 @@ async fn bind(
     if watch {
         // The linker (known by its address: mesh clients do not name themselves) is listed
         // with the namespace version each answer came from.
-        let (n, client) = (Arc::clone(&c.namespaces), peer.to_string());
-        n.stream(&ns, &client, true);
-        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
-        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
+        let watching = c.namespaces.watching(&ns, &peer.to_string());
         let next = move |s: &State<NameTree<Bound>>| {
             let out = tree_rsp(s);
-            if let (Some(Ok(_)), Some(v)) = (&out, n.version(&ns)) {
-                n.seen(&ns, &client, v);
+            if let Some(Ok(_)) = &out {
+                watching.sent_current();
             }
             out
         };
-        return Ok(stream(c, peer, tree, next, Some(close)));
+        return Ok(stream(c, peer, tree, next));
     }
     match settled(tree, |s| !s.is_pending())
         .await
@@ -466,7 +456,7 @@ async fn replicas(
         _ => Some(Ok(pb::replicas_pb(&Addr::Pending))),
     };
     if watch {
-        return Ok(stream(c, peer, addr, to, None));
+        return Ok(stream(c, peer, addr, to));
     }
     let done = |s: &State<Addr>| matches!(s, State::Ok(a) if !a.is_pending());
     let s = settled(addr, done).await.unwrap_or(State::Pending);
@@ -504,18 +494,15 @@ async fn dtab(
         })
     };
     if watch {
-        let (n, client) = (Arc::clone(&c.namespaces), peer.to_string());
-        n.stream(&ns, &client, true);
-        let (n2, ns2, client2) = (Arc::clone(&n), ns.clone(), client.clone());
-        let close: Box<dyn FnOnce() + Send> = Box::new(move || n2.stream(&ns2, &client2, false));
+        let watching = c.namespaces.watching(&ns, &peer.to_string());
         let next = move |s: &crate::store::StoreState| {
             let out = to(s);
-            if let (Some(Ok(_)), Some(v)) = (&out, n.version(&ns)) {
-                n.seen(&ns, &client, v);
+            if let Some(Ok(_)) = &out {
+                watching.sent_current();
             }
             out
         };
-        return Ok(stream(c, peer, state, next, Some(close)));
+        return Ok(stream(c, peer, state, next));
     }
     let s = settled(state, |s| s.namespaces.is_some())
         .await
