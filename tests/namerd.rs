@@ -316,6 +316,14 @@ async fn http_api_status_codes_and_shapes() {
             .status,
         413
     );
+    // A query value past its limit is refused, not bound (hyper's URI limit, 64 KB, comes
+    // first: 414).
+    let long = format!(
+        "GET /api/1/bind/default?path=/{} HTTP/1.1\r\nHost: namerd\r\n\r\n",
+        "a".repeat(switchboard_namerd::controller::MAX_QUERY_BYTES + 1)
+    );
+    let (status, _) = raw_exchange(api, long.as_bytes()).await;
+    assert_eq!(status, 414);
     // History and rollback.
     let h: serde_json::Value =
         serde_json::from_str(&call(api, "GET", "/api/1/history/web", &[], "").await.body).unwrap();
@@ -1314,6 +1322,19 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     .await
     .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // A request message past the limit is refused.
+    let huge = grpc::<_, pb::DtabMsg>(
+        mesh,
+        "/io.linkerd.mesh.Codec/ReadDtab",
+        pb::TextPb {
+            text: Some(
+                "/a=>/b;".repeat(switchboard_namerd::mesh::server::MAX_REQUEST_BYTES / 7 + 1),
+            ),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::ResourceExhausted, "{huge:?}");
     let delegated: pb::DelegateTreeRsp = grpc(
         mesh,
         "/io.linkerd.mesh.Delegator/GetDelegateTree",

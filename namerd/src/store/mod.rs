@@ -404,6 +404,26 @@ mod tests {
         assert_eq!(ns_of("/namerd/dtabs", "/namerd/dtabs/"), None);
     }
 
+    #[tokio::test]
+    async fn writes_past_the_namespace_limit_are_refused() {
+        let d = Dtab::read("/a=>/b").unwrap();
+        let full: BTreeMap<String, Dtab> = (0..MAX_NAMESPACES)
+            .map(|i| (format!("ns{i}"), d.clone()))
+            .collect();
+        let store = Store::Memory(memory::MemoryStore::new(full));
+        match store.create("one-more", &d).await {
+            Err(StoreError::Full(m)) => assert!(m.contains("namespaces"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // An existing namespace can still change.
+        assert!(store.update("ns0", &d, None).await.is_ok());
+        let big = Dtab::read(&format!("/a=>/{}", "x".repeat(MAX_STORE_BYTES))).unwrap();
+        match store.update("ns1", &big, None).await {
+            Err(StoreError::Full(m)) => assert!(m.contains("bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn stored_values() {
         let e = Entry::decode(3, b"/svc=>/#/io.l5d.fs");
