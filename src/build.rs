@@ -251,15 +251,47 @@ pub fn interpreter(cfg: &Config) -> Result<Arc<DefaultInterpreter>, BuildError> 
     Ok(DefaultInterpreter::new(namers))
 }
 
+/// TLS to namerd from an interpreter's `tls` block: its files read now, the name namerd's
+/// certificate must carry (`commonName`, or the `dst` host when validation is off), and the
+/// protocol offered by ALPN.
+fn namerd_tls(
+    t: &crate::config::model::ClientTls,
+    authority: &str,
+    alpn: &[u8],
+    scope: &crate::metrics::Scope,
+) -> Result<Option<switchboard_namerd::net::ClientTls>, String> {
+    if t.enabled == Some(false) {
+        return Ok(None);
+    }
+    let built = crate::transport::tls::ClientTlsConfig::build(t, &[alpn], scope)
+        .map_err(|e| format!("tls: {e}"))?;
+    let host = match t.common_name.clone() {
+        Some(n) => n,
+        None => authority
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+            .unwrap_or(authority)
+            .to_string(),
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| format!("tls: `{host}` is not a DNS name or IP address: {e}"))?;
+    Ok(Some(switchboard_namerd::net::ClientTls {
+        config: built.rustls_config(),
+        server_name,
+    }))
+}
+
 /// How a router binds, from its `interpreter` (a dtab file is watched from now on).
 pub fn interpretation(
     kind: &crate::config::plugins::InterpreterKind,
     router: &str,
-) -> crate::proxy::binder::Interpretation {
+    scope: &crate::metrics::Scope,
+) -> Result<crate::proxy::binder::Interpretation, String> {
     use crate::config::plugins::{InterpreterKind, DEFAULT_NAMERD_NAMESPACE};
     use crate::proxy::binder::Interpretation;
     use switchboard_namerd::client::{self, NamerdHttp, NamerdHttpConfig};
-    match kind {
+    let scope = scope.scope("interpreter");
+    Ok(match kind {
         InterpreterKind::Default(_) => Interpretation::Local,
         InterpreterKind::Fs(p) => Interpretation::WatchedDtab(
             switchboard_namer_fs::dtab_file::DtabFile::watch(&p.dtab_file).var(),
@@ -304,8 +336,13 @@ pub fn interpretation(
             };
             let ft = p.failure_threshold.as_ref();
             let ms = |v: Option<u64>, d: u64| std::time::Duration::from_millis(v.unwrap_or(d));
+            let authority = client::authority_of_dst(&p.dst).unwrap_or_default();
+            let tls = match &p.tls {
+                Some(t) => namerd_tls(t, &authority, crate::transport::ALPN_H2, &scope)?,
+                None => None,
+            };
             let cfg = MeshConfig {
-                authority: client::authority_of_dst(&p.dst).unwrap_or_default(),
+                authority,
                 namespace: p.namespace(),
                 retry_base: secs(retry.and_then(|r| r.base_seconds), DEFAULT_RETRY_BASE),
                 retry_max: secs(retry.and_then(|r| r.max_seconds), client::DEFAULT_RETRY_MAX),
@@ -319,14 +356,9 @@ pub fn interpretation(
                 initial_stream_window_kb: p
                     .initial_stream_window_size_kb
                     .unwrap_or(DEFAULT_WINDOW_KB),
+                tls,
             };
-            match MeshInterpreter::new(cfg) {
-                Ok(m) => Interpretation::Mesh(m),
-                Err(e) => {
-                    tracing::error!(router, error = %e, "io.l5d.mesh: cannot reach namerd; binding locally");
-                    Interpretation::Local
-                }
-            }
+            Interpretation::Mesh(MeshInterpreter::new(cfg)?)
         }
         InterpreterKind::NamerdHttp(p) => {
             let retry = p.retry.as_ref();
@@ -336,9 +368,14 @@ pub fn interpretation(
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "switchboard".into());
+            // Checked when the config was loaded.
+            let authority = client::authority_of_dst(&p.dst).unwrap_or_default();
+            let tls = match &p.tls {
+                Some(t) => namerd_tls(t, &authority, crate::transport::ALPN_HTTP11, &scope)?,
+                None => None,
+            };
             Interpretation::Namerd(NamerdHttp::new(NamerdHttpConfig {
-                // Checked when the config was loaded.
-                authority: client::authority_of_dst(&p.dst).unwrap_or_default(),
+                authority,
                 namespace: p
                     .namespace
                     .clone()
@@ -349,7 +386,8 @@ pub fn interpretation(
                 ),
                 retry_max: secs(retry.and_then(|r| r.max_seconds), client::DEFAULT_RETRY_MAX),
                 client_name: format!("{host}/{}/{router}", std::process::id()),
+                tls,
             }))
         }
-    }
+    })
 }

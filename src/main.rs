@@ -3,6 +3,7 @@
 //! resolution error goes to stderr with exit status 1. The proxy's data path is not here yet.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,10 +159,68 @@ enum DtabCmd {
 
 #[derive(Args, Clone)]
 struct Remote {
-    /// namerd's HTTP controller, e.g. http://127.0.0.1:4180.
+    /// namerd's HTTP controller, e.g. http://127.0.0.1:4180 (https:// for one with `tls`).
     #[arg(long)]
     namerd: String,
     namespace: String,
+    /// With an https:// URL: the PEM file of the CAs that sign namerd's certificate (default:
+    /// the system's roots).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// With an https:// URL: the client certificate to present (namerd with
+    /// `requireClientAuth`).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The private key of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl Remote {
+    /// TLS to namerd for an https:// URL: namerd's certificate must name the URL's host.
+    fn tls(&self) -> anyhow::Result<Option<switchboard_namerd::net::ClientTls>> {
+        let uri: hyper::Uri = self
+            .namerd
+            .parse()
+            .with_context(|| format!("--namerd {}: not a URL", self.namerd))?;
+        if uri.scheme_str() != Some("https") {
+            if self.ca_cert.is_some() || self.client_cert.is_some() {
+                bail!("--ca-cert and --client-cert need an https:// URL for --namerd");
+            }
+            return Ok(None);
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| anyhow!("--namerd {}: no host", self.namerd))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let cfg = switchboard::config::model::ClientTls {
+            common_name: Some(host.clone()),
+            trust_certs_bundle: self.ca_cert.clone(),
+            client_auth: match (&self.client_cert, &self.client_key) {
+                (Some(c), Some(k)) => Some(switchboard::config::model::ClientAuth {
+                    cert_path: c.clone(),
+                    key_path: k.clone(),
+                    intermediate_certs_path: None,
+                }),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        let built = switchboard::transport::tls::ClientTlsConfig::build(
+            &cfg,
+            &[switchboard::transport::ALPN_HTTP11],
+            &switchboard::metrics::Metrics::new().scope("cli"),
+        )
+        .map_err(|e| anyhow!("TLS to {}: {e}", self.namerd))?;
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| anyhow!("--namerd {}: `{host}`: {e}", self.namerd))?;
+        Ok(Some(switchboard_namerd::net::ClientTls {
+            config: built.rustls_config(),
+            server_name,
+        }))
+    }
 }
 
 fn main() -> ExitCode {
@@ -420,10 +479,10 @@ fn namerd(name: &str) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let running = switchboard::namerd::start(cfg).await?;
-        for (kind, addr) in &running.interfaces {
-            println!("namerd {kind} on http://{addr}");
+        for i in &running.interfaces {
+            println!("namerd {} on {}", i.kind, i.url());
         }
-        println!("namerd admin on http://{}/namespaces.json", running.admin);
+        println!("namerd admin on {}/namespaces.json", running.admin.url());
         tokio::select! {
             _ = wait_for_signal() => tracing::info!("signal received; stopping"),
             _ = running.wait() => {}
@@ -447,6 +506,7 @@ fn remote_dtab(cmd: DtabCmd) -> anyhow::Result<ExitCode> {
             switchboard_namerd::store::check_namespace(&r.namespace).map_err(|e| anyhow!(e))?;
             let (status, etag, body) = call(
                 &r.namerd,
+                r.tls()?.as_ref(),
                 hyper::Method::GET,
                 &format!("/api/1/dtabs/{}", r.namespace),
                 None,
@@ -506,6 +566,7 @@ fn remote_dtab(cmd: DtabCmd) -> anyhow::Result<ExitCode> {
                 };
                 let (status, etag, body) = call(
                     &remote.namerd,
+                    remote.tls()?.as_ref(),
                     method,
                     &format!("/api/1/dtabs/{}", remote.namespace),
                     if_match.as_deref(),
@@ -528,7 +589,7 @@ fn remote_dtab(cmd: DtabCmd) -> anyhow::Result<ExitCode> {
             }
             DtabCmd::History(r) => {
                 switchboard_namerd::store::check_namespace(&r.namespace).map_err(|e| anyhow!(e))?;
-                let (status, _, body) = call(&r.namerd, hyper::Method::GET, &format!("/api/1/history/{}", r.namespace), None, None)
+                let (status, _, body) = call(&r.namerd, r.tls()?.as_ref(), hyper::Method::GET, &format!("/api/1/history/{}", r.namespace), None, None)
                     .await
                     .map_err(|e| anyhow!(e))?;
                 if status != 200 {
@@ -552,6 +613,7 @@ fn remote_dtab(cmd: DtabCmd) -> anyhow::Result<ExitCode> {
                 let v = version.trim_matches('"');
                 let (status, etag, body) = call(
                     &remote.namerd,
+                    remote.tls()?.as_ref(),
                     hyper::Method::POST,
                     &format!("/api/1/rollback/{}?version={v}", remote.namespace),
                     current.as_ref().map(|(_, e)| e.as_str()),

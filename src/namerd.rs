@@ -11,22 +11,38 @@ use anyhow::Context;
 use switchboard_namer_core::DefaultInterpreter;
 use switchboard_namerd::controller::{self, Controller};
 use switchboard_namerd::namespaces::Namespaces;
+use switchboard_namerd::net::Acceptor;
 use switchboard_namerd::store::{self, Store};
 use tokio::net::TcpListener;
 
 use crate::build;
-use crate::config::model::DEFAULT_IP;
+use crate::config::model::{ServerTls, DEFAULT_IP};
 use crate::config::namerd::{
     NamerdConfig, StorageKind, DEFAULT_CONSUL_HOST, DEFAULT_CONSUL_PORT, DEFAULT_ETCD_HOST,
     DEFAULT_ETCD_PORT, DEFAULT_NAMERD_ADMIN_PORT,
 };
 use crate::config::plugins::{TelemeterKind, DEFAULT_ZK_PORT};
 
+/// One interface namerd serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Served {
+    pub kind: &'static str,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl Served {
+    /// `http://` or `https://` and the address.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+}
+
 /// A started namerd.
 pub struct RunningNamerd {
-    /// `(kind, address)` of each interface.
-    pub interfaces: Vec<(&'static str, SocketAddr)>,
-    pub admin: SocketAddr,
+    pub interfaces: Vec<Served>,
+    pub admin: Served,
     pub controller: Arc<Controller>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -135,12 +151,33 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
     tracing::info!(store = %store.describe(), "namerd storage");
     let namespaces = Namespaces::new(store);
     let c = Controller::new(namespaces, interp);
-    let mut listeners = Vec::new();
+    // TLS is built (its files read) before any socket is bound.
+    let scope = crate::metrics::Metrics::new().scope("namerd");
+    let acceptor = |tls: &Option<ServerTls>, alpn: &[u8], what: &str| match tls {
+        Some(t) => crate::transport::tls::ServerTls::build(t, &[alpn], &scope.scope(what))
+            .map(|s| Acceptor::tls(s.acceptor().clone()))
+            .with_context(|| format!("{what}: tls")),
+        None => Ok(Acceptor::plain()),
+    };
+    let mut accept = Vec::new();
     for i in &cfg.interfaces {
+        let alpn = match i.kind {
+            "io.l5d.mesh" => crate::transport::ALPN_H2,
+            _ => crate::transport::ALPN_HTTP11,
+        };
+        accept.push(acceptor(&i.tls, alpn, &format!("interface {}", i.kind))?);
+    }
+    let admin_accept = acceptor(
+        &cfg.admin.tls.clone().filter(|t| t.enabled != Some(false)),
+        crate::transport::ALPN_HTTP11,
+        "admin",
+    )?;
+    let mut listeners = Vec::new();
+    for (i, a) in cfg.interfaces.iter().zip(accept) {
         let l = TcpListener::bind(i.addr)
             .await
             .with_context(|| format!("interface {}: binding {}", i.kind, i.addr))?;
-        listeners.push((i.kind, l));
+        listeners.push((i.kind, l, a));
     }
     let admin_ip = cfg.admin.ip.clone().unwrap_or_else(|| DEFAULT_IP.into());
     let admin_port = cfg.admin.port.unwrap_or(DEFAULT_NAMERD_ADMIN_PORT);
@@ -154,23 +191,31 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
         .with_context(|| format!("admin: binding {admin_addr}"))?;
     let mut tasks = tokio::task::JoinSet::new();
     let mut interfaces = Vec::new();
-    for (kind, l) in listeners {
+    for (kind, l, a) in listeners {
         let addr = l.local_addr()?;
-        tracing::info!(interface = kind, %addr, "namerd serving");
-        interfaces.push((kind, addr));
+        tracing::info!(interface = kind, %addr, tls = a.is_tls(), "namerd serving");
+        interfaces.push(Served {
+            kind,
+            addr,
+            tls: a.is_tls(),
+        });
         let c = Arc::clone(&c);
         match kind {
             "io.l5d.mesh" => {
-                tasks.spawn(switchboard_namerd::mesh::server::serve(l, c));
+                tasks.spawn(switchboard_namerd::mesh::server::serve(l, a, c));
             }
             _ => {
-                tasks.spawn(controller::serve(l, move |req, peer| {
+                tasks.spawn(controller::serve(l, a, move |req, peer| {
                     controller::handle(Arc::clone(&c), req, peer)
                 }));
             }
         }
     }
-    let admin_addr = admin.local_addr()?;
+    let admin_served = Served {
+        kind: "admin",
+        addr: admin.local_addr()?,
+        tls: admin_accept.is_tls(),
+    };
     {
         let c = Arc::clone(&c);
         let prometheus: Arc<Vec<(String, String)>> = Arc::new(
@@ -184,13 +229,13 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
                 })
                 .collect(),
         );
-        tasks.spawn(controller::serve(admin, move |req, _peer| {
+        tasks.spawn(controller::serve(admin, admin_accept, move |req, _peer| {
             controller::admin(Arc::clone(&c), req, Arc::clone(&prometheus))
         }));
     }
     Ok(RunningNamerd {
         interfaces,
-        admin: admin_addr,
+        admin: admin_served,
         controller: c,
         tasks,
     })

@@ -79,7 +79,8 @@ pub async fn start(cfg: Config, raw: serde_json::Value) -> anyhow::Result<Runnin
                     .map_err(|e| anyhow::anyhow!("router {}: interpreter: {e}", r.label))?,
             )
         };
-        let mode = build::interpretation(&r.interpreter, &r.label);
+        let mode = build::interpretation(&r.interpreter, &r.label, &scope)
+            .map_err(|e| anyhow::anyhow!("router {}: interpreter: {e}", r.label))?;
         let binder = Binder::new(
             router_interp,
             mode,

@@ -5,6 +5,8 @@
 //! interpreter. Tests that need a backend skip when it is not running, unless
 //! SWITCHBOARD_REQUIRE_BACKENDS is set.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::net::SocketAddr;
@@ -45,7 +47,7 @@ async fn namerd(storage: &str) -> (SocketAddr, SocketAddr, switchboard::namerd::
     let (cfg, _) =
         switchboard::config::namerd::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    (n.interfaces[0].1, n.admin, n)
+    (n.interfaces[0].addr, n.admin.addr, n)
 }
 
 /// A linker routing `Host: <name>` through namerd at `namerd`, namespace `ns`.
@@ -1026,7 +1028,7 @@ async fn the_shipped_example_and_the_dtab_commands() {
     let (cfg, warnings) = switchboard::config::namerd::load(&text).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    let api = n.interfaces[0].1;
+    let api = n.interfaces[0].addr;
     let (a, b) = (backend("a").await, backend("b").await);
     let linker_text = std::fs::read_to_string(root.join("config/linker-namerd.yaml"))
         .unwrap()
@@ -1139,7 +1141,7 @@ async fn namerd_with_mesh(
     let (cfg, _) =
         switchboard::config::namerd::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    (n.interfaces[0].1, n.interfaces[1].1, n)
+    (n.interfaces[0].addr, n.interfaces[1].addr, n)
 }
 
 async fn grpc<Req, Rsp>(
@@ -1201,7 +1203,8 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     let version = r.header("etag").trim_matches('"').to_string();
     eventually("namerd lists the mesh linker as current", async || {
         let j: serde_json::Value =
-            serde_json::from_str(&get(n.admin, "x", "/namespaces.json", &[]).await.body).unwrap();
+            serde_json::from_str(&get(n.admin.addr, "x", "/namespaces.json", &[]).await.body)
+                .unwrap();
         j["default"]["linkers"].as_object().is_some_and(|m| {
             m.values()
                 .any(|v| v["version"] == version.as_str() && v["watching"] == true)
@@ -1367,7 +1370,7 @@ async fn namerd_namers_churn_reaches_addr_watches() {
     );
     let (cfg, _) = switchboard::config::namerd::load(&text).unwrap();
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    let api = n.interfaces[0].1;
+    let api = n.interfaces[0].addr;
     let mut addr = watch_lines(
         api,
         "/api/1/addr/default?path=/%23/io.l5d.fs/web&watch=true",
@@ -1528,9 +1531,9 @@ async fn namerd_serves_its_counters_to_prometheus() {
     let (cfg, warnings) = switchboard::config::namerd::load(text).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    let api = n.interfaces[0].1;
+    let api = n.interfaces[0].addr;
     call(api, "POST", "/api/1/dtabs/web", &[DTAB], "/a=>/b").await;
-    let r = get(n.admin, "x", "/admin/metrics/prometheus", &[]).await;
+    let r = get(n.admin.addr, "x", "/admin/metrics/prometheus", &[]).await;
     assert_eq!(r.status, 200);
     assert!(
         r.body
@@ -1555,4 +1558,150 @@ async fn namerd_serves_its_counters_to_prometheus() {
             .any(|w| w.to_string().contains("not wired for namerd")),
         "{warnings:?}"
     );
+}
+
+/// Namerd's interfaces and admin on TLS with client certificates required; linkers on
+/// `io.l5d.namerd.http` and `io.l5d.mesh` reach it with their own certificates and route by it;
+/// `switchboard dtab` writes through `https://`; a plaintext client, a linker with a certificate
+/// from another CA, and one that does not trust namerd's certificate are all refused, and those
+/// linkers are marked stale instead of routing.
+#[tokio::test]
+async fn linkers_reach_namerd_over_tls_with_client_certificates() {
+    use pki::Pki;
+    let pki = Pki::new();
+    pki.issue("namerd", &["namerd", "127.0.0.1"], None);
+    pki.issue("linker", &["linker"], None);
+    let other = Pki::named("another CA");
+    other.issue("linker", &["linker"], None);
+    other.issue("namerd", &["namerd"], None);
+    let (a, b) = (backend("a").await, backend("b").await);
+    let ca = pki.path("ca.pem").display().to_string();
+    let server_tls = format!(
+        "{{certPath: {}, keyPath: {}, caCertPath: {ca}, requireClientAuth: true}}",
+        pki.path("namerd.pem").display(),
+        pki.path("namerd.key").display()
+    );
+    let text = format!(
+        "admin: {{ip: 127.0.0.1, port: 0, tls: {server_tls}}}\nstorage: {{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}\ninterfaces:\n- {{kind: io.l5d.httpController, port: 0, tls: {server_tls}}}\n- {{kind: io.l5d.mesh, port: 0, tls: {server_tls}}}\n",
+        inet(&a)
+    );
+    let (cfg, _) =
+        switchboard::config::namerd::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    let (api, mesh) = (n.interfaces[0], n.interfaces[1]);
+    assert!(api.tls && mesh.tls && n.admin.tls);
+    assert_eq!(api.url(), format!("https://{}", api.addr));
+
+    // `trust`: whose CA the linker trusts; `cert`: whose CA signed the linker's certificate.
+    let linker = async |kind: &str, port: u16, trust: &Pki, cert: &Pki| {
+        let extra = if kind == "io.l5d.mesh" {
+            "root: /default"
+        } else {
+            "experimental: true\n    namespace: default"
+        };
+        let cfg = format!(
+            "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  label: http\n  bindingTimeoutMs: 1000\n  interpreter:\n    kind: {kind}\n    dst: /$/inet/127.0.0.1/{port}\n    {extra}\n    retry: {{baseSeconds: 1, maxSeconds: 1}}\n    tls:\n      commonName: namerd\n      trustCertsBundle: {}\n      clientAuth: {{certPath: {}, keyPath: {}}}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n",
+            trust.path("ca.pem").display(),
+            cert.path("linker.pem").display(),
+            cert.path("linker.key").display(),
+        );
+        proxy(&cfg, &Disco::new().path()).await
+    };
+    let http = linker("io.l5d.namerd.http", api.addr.port(), &pki, &pki).await;
+    let grpc = linker("io.l5d.mesh", mesh.addr.port(), &pki, &pki).await;
+    assert_eq!(get(http.addr, "web", "/", &[]).await.body, "a");
+    assert_eq!(get(grpc.addr, "web", "/", &[]).await.body, "a");
+
+    // The command line writes over https with its own certificate.
+    let file = pki.path("new.dtab");
+    std::fs::write(&file, format!("/svc => {};\n", inet(&b))).unwrap();
+    let cli = async |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let url = api.url();
+    let (cert, key) = (
+        pki.path("linker.pem").display().to_string(),
+        pki.path("linker.key").display().to_string(),
+    );
+    let file_s = file.display().to_string();
+    let tls_args = [
+        "--ca-cert",
+        ca.as_str(),
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+    ];
+    let mut put = vec!["dtab", "put", "--namerd", &url, "default", &file_s];
+    put.extend(tls_args);
+    let (code, out, err) = cli(&put).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Without a client certificate namerd refuses the handshake; without https the CLI says
+    // that its TLS flags need it.
+    let (code, _, err) = cli(&["dtab", "get", "--namerd", &url, "default", "--ca-cert", &ca]).await;
+    assert_eq!(code, Some(1), "{err}");
+    let plain_url = format!("http://{}", api.addr);
+    let (code, _, err) = cli(&[
+        "dtab",
+        "get",
+        "--namerd",
+        &plain_url,
+        "default",
+        "--ca-cert",
+        &ca,
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("need an https:// URL"), "{err}");
+    eventually(
+        "both linkers follow the change made over https",
+        async || {
+            get(http.addr, "web", "/", &[]).await.body == "b"
+                && get(grpc.addr, "web", "/", &[]).await.body == "b"
+        },
+    )
+    .await;
+    for (l, kind) in [(&http, "io.l5d.namerd.http"), (&grpc, "io.l5d.mesh")] {
+        let m = metrics(l.admin).await;
+        assert_eq!(m[format!("rt/http/interpreter/{kind}/stale")], 0, "{m}");
+    }
+
+    // Plaintext HTTP to a TLS interface gets no answer.
+    let (status, _) = raw_exchange(api.addr, b"GET /api/1/dtabs HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(status, 0);
+    let (status, _) = raw_exchange(
+        n.admin.addr,
+        b"GET /namespaces.json HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 0);
+
+    // A certificate from another CA, or no trust in namerd's: refused, so those linkers never
+    // bind (the name is Pending, then refused) and say they are stale.
+    let cases = [
+        ("io.l5d.namerd.http", api.addr.port(), &pki, &other),
+        ("io.l5d.mesh", mesh.addr.port(), &pki, &other),
+        ("io.l5d.namerd.http", api.addr.port(), &other, &pki),
+        ("io.l5d.mesh", mesh.addr.port(), &other, &pki),
+    ];
+    for (kind, port, trust, cert) in cases {
+        let l = linker(kind, port, trust, cert).await;
+        let r = get(l.addr, "web", "/", &[]).await;
+        assert!(r.status >= 500, "{kind}: {r:?}");
+        until_metric(l.admin, &format!("rt/http/interpreter/{kind}/stale"), |v| {
+            v == 1
+        })
+        .await;
+    }
+    assert_eq!(get(http.addr, "web", "/", &[]).await.body, "b");
+    drop(n);
 }

@@ -26,6 +26,7 @@ use switchboard_namer_core::{
 
 use crate::api::{addr_from_json, bound_tree_from_json};
 use crate::controller::CLIENT_HEADER;
+use crate::net::{ClientTls, Dialer};
 
 /// Longest line accepted on a watch stream.
 pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
@@ -48,6 +49,8 @@ pub struct NamerdHttpConfig {
     pub retry_max: Duration,
     /// What this linker calls itself to namerd (its admin page lists linkers by it).
     pub client_name: String,
+    /// TLS to namerd (`tls`); plaintext when absent.
+    pub tls: Option<ClientTls>,
 }
 
 /// The `dst` of a namerd interpreter: `/$/inet/<host>/<port>` as `host:port`.
@@ -127,7 +130,7 @@ impl Stats {
 
 struct Inner {
     cfg: NamerdHttpConfig,
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Client<Dialer, Empty<Bytes>>,
     addrs: AddrCache,
     stats: Arc<Stats>,
 }
@@ -158,7 +161,7 @@ impl NamerdHttp {
         conn.set_keepalive_retries(Some(3));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(conn);
+            .build(Dialer::new(conn, cfg.tls.as_ref()));
         NamerdHttp {
             inner: Arc::new(Inner {
                 cfg,
@@ -203,6 +206,7 @@ impl NamerdHttp {
         }
         let (status, _, body) = call(
             &format!("http://{}", self.inner.cfg.authority),
+            self.inner.cfg.tls.as_ref(),
             hyper::Method::GET,
             &uri,
             None,
@@ -564,10 +568,11 @@ pub(crate) async fn follow<T, F, Fut>(
     }
 }
 
-/// One request to namerd's API at `base` (`http://host:port`): the status, the `ETag` and the
-/// body (at most [`MAX_LINE_BYTES`]). For the command line.
+/// One request to namerd's API at `base` (`http://host:port`, or `https://` with `tls`): the
+/// status, the `ETag` and the body (at most [`MAX_LINE_BYTES`]). For the command line.
 pub async fn call(
     base: &str,
+    tls: Option<&ClientTls>,
     method: hyper::Method,
     path_and_query: &str,
     if_match: Option<&str>,
@@ -575,8 +580,14 @@ pub async fn call(
 ) -> Result<(u16, Option<String>, Bytes), String> {
     let mut conn = HttpConnector::new();
     conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let http: Client<HttpConnector, http_body_util::Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(conn);
+    let http: Client<Dialer, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(Dialer::new(conn, tls));
+    // The dialer decides on TLS; the request names the server as plain HTTP does.
+    let base = match base.strip_prefix("https://") {
+        Some(rest) if tls.is_some() => format!("http://{rest}"),
+        Some(_) => return Err(format!("{base}: https needs TLS settings")),
+        None => base.to_string(),
+    };
     let uri = format!("{}{path_and_query}", base.trim_end_matches('/'));
     let mut req = hyper::Request::builder()
         .method(method)

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::{dtab_from_json, dtab_json, DTAB_MEDIA_TYPE};
 use crate::namespaces::{version_json, Change, Namespaces};
+use crate::net::Acceptor;
 use crate::store::{check_namespace, StoreError, MAX_DTAB_BYTES};
 
 /// Open watch streams at once; more are answered 503.
@@ -135,8 +136,9 @@ impl Drop for WatchPermit {
 /// Connections one listener serves at once; past it, accepting waits for one to close.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
-/// Serves `service` on `listener` until the task is dropped.
-pub async fn serve<F, Fut>(listener: TcpListener, service: F)
+/// Serves `service` on `listener`, each connection taken through `acceptor` (plain or TLS),
+/// until the task is dropped.
+pub async fn serve<F, Fut>(listener: TcpListener, acceptor: Acceptor, service: F)
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
@@ -154,10 +156,17 @@ where
                 continue;
             }
         };
-        let _ = io.set_nodelay(true);
         let service = service.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let io = match acceptor.accept(io).await {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection refused in its TLS handshake");
+                    return;
+                }
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let f = service(req, peer);
                 async move { Ok::<_, Infallible>(f.await) }

@@ -8,6 +8,7 @@
 //! - `controller`: the `io.l5d.httpController` interface (the REST API of reference 1.24).
 //! - `client`: the HTTP client of that API, and the `io.l5d.namerd.http` interpreter built on it.
 //! - `mesh`: the `io.l5d.mesh` gRPC interface and the linker interpreter of the same name.
+//! - `net`: plain or TLS connections, for namerd's listeners and the clients that reach it.
 //!
 //! Config decoding is the main crate's; this crate is handed built values.
 
@@ -16,4 +17,5 @@ pub mod client;
 pub mod controller;
 pub mod mesh;
 pub mod namespaces;
+pub mod net;
 pub mod store;

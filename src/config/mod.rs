@@ -477,7 +477,17 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
     };
     ok &= check_client(&client, &loc.key("client"), d);
     let interpreter = match &http.interpreter {
-        Some(i) => i.value.clone(),
+        Some(i) => {
+            let tls = match &i.value {
+                InterpreterKind::NamerdHttp(p) => p.tls.as_ref(),
+                InterpreterKind::Mesh(p) => p.tls.as_ref(),
+                _ => None,
+            };
+            if let Some(t) = tls {
+                ok &= check_client_tls(t, &loc.key("interpreter").key("tls"), d);
+            }
+            i.value.clone()
+        }
         None => InterpreterKind::Default(plugins::DefaultInterpreterParams {
             transformers: Vec::new(),
         }),
@@ -695,52 +705,60 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     let mut ok = true;
     for (l, p) in entries {
         ok &= check_h2_sizes(&l, p.max_frame_bytes, p.initial_stream_window_bytes, d);
-        let Some(t) = &p.tls else { continue };
-        let tl = l.key("tls");
-        if let Some(p) = &t.protocols {
-            if let Err(e) = crate::transport::tls::check_protocols(p) {
-                d.error(&tl.key("protocols"), e.to_string());
+        if let Some(t) = &p.tls {
+            ok &= check_client_tls(t, &l.key("tls"), d);
+        }
+    }
+    ok
+}
+
+/// A client `tls` block (a router's client, or an interpreter's to namerd): `commonName` unless
+/// validation is off, client certificates that load, and trust files that exist here.
+fn check_client_tls(t: &model::ClientTls, tl: &Loc, d: &mut Diags) -> bool {
+    let mut ok = true;
+    if let Some(p) = &t.protocols {
+        if let Err(e) = crate::transport::tls::check_protocols(p) {
+            d.error(&tl.key("protocols"), e.to_string());
+            ok = false;
+        }
+    }
+    let disabled = t.disable_validation == Some(true);
+    if t.common_name.is_none() && !disabled && t.enabled != Some(false) {
+        d.error(
+            tl,
+            "client `tls` needs `commonName` unless `disableValidation: true`",
+        );
+        ok = false;
+    }
+
+    if disabled && t.client_auth.is_some() {
+        d.error(
+            tl,
+            "`disableValidation: true` is incompatible with `clientAuth`",
+        );
+        ok = false;
+    }
+    if let Some(ca) = &t.client_auth {
+        let al = tl.key("clientAuth");
+        warn_missing_file(&ca.cert_path, &al.key("certPath"), d);
+        warn_missing_file(&ca.key_path, &al.key("keyPath"), d);
+        if ca.cert_path.is_file() && ca.key_path.is_file() {
+            let files = crate::transport::tls::KeyFiles {
+                cert: ca.cert_path.clone(),
+                key: ca.key_path.clone(),
+                intermediates: ca.intermediate_certs_path.clone(),
+            };
+            if let Err(e) = files.load() {
+                d.error(&al.key(tls_key_of(&e)), e.to_string());
                 ok = false;
             }
         }
-        let disabled = t.disable_validation == Some(true);
-        if t.common_name.is_none() && !disabled && t.enabled != Some(false) {
-            d.error(
-                &tl,
-                "client `tls` needs `commonName` unless `disableValidation: true`",
-            );
-            ok = false;
-        }
-
-        if disabled && t.client_auth.is_some() {
-            d.error(
-                &tl,
-                "`disableValidation: true` is incompatible with `clientAuth`",
-            );
-            ok = false;
-        }
-        if let Some(ca) = &t.client_auth {
-            let al = tl.key("clientAuth");
-            warn_missing_file(&ca.cert_path, &al.key("certPath"), d);
-            warn_missing_file(&ca.key_path, &al.key("keyPath"), d);
-            if ca.cert_path.is_file() && ca.key_path.is_file() {
-                let files = crate::transport::tls::KeyFiles {
-                    cert: ca.cert_path.clone(),
-                    key: ca.key_path.clone(),
-                    intermediates: ca.intermediate_certs_path.clone(),
-                };
-                if let Err(e) = files.load() {
-                    d.error(&al.key(tls_key_of(&e)), e.to_string());
-                    ok = false;
-                }
-            }
-        }
-        for (i, f) in t.trust_certs.iter().flatten().enumerate() {
-            warn_missing_file(f, &tl.key("trustCerts").idx(i), d);
-        }
-        if let Some(f) = &t.trust_certs_bundle {
-            warn_missing_file(f, &tl.key("trustCertsBundle"), d);
-        }
+    }
+    for (i, f) in t.trust_certs.iter().flatten().enumerate() {
+        warn_missing_file(f, &tl.key("trustCerts").idx(i), d);
+    }
+    if let Some(f) = &t.trust_certs_bundle {
+        warn_missing_file(f, &tl.key("trustCertsBundle"), d);
     }
     ok
 }

@@ -11,10 +11,10 @@ use serde_json::Value;
 use switchboard_namer_core::Dtab;
 
 use super::diag::{Diag, Diags, Loc};
-use super::model::{AdminConfig, ClientTls, SocketOptions};
+use super::model::{AdminConfig, ClientTls, ServerTls, SocketOptions};
 use super::plugins::{Telemeters, ZkAddr};
 use super::registry::{nest, params, Entry, Family, Plugin};
-use super::{check_admin, decode_namer, list, resolve_ip, Invalid, NamerConfig};
+use super::{check_admin, check_server_tls, decode_namer, list, resolve_ip, Invalid, NamerConfig};
 
 /// The top-level keys of a namerd config.
 pub const NAMERD_KEYS: [&str; 5] = ["admin", "interfaces", "storage", "namers", "telemetry"];
@@ -41,11 +41,12 @@ pub struct NamerdConfig {
     pub telemetry: Vec<Plugin<Telemeters>>,
 }
 
-/// One interface: where it listens.
+/// One interface: where it listens, and its TLS.
 #[derive(Debug, Clone)]
 pub struct Interface {
     pub kind: &'static str,
     pub addr: SocketAddr,
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,19 +223,14 @@ pub struct InterfaceParams {
     pub ip: Option<String>,
     pub port: Option<u16>,
     pub socket_options: Option<SocketOptions>,
-    pub tls: Option<Value>,
+    /// A server `tls` block, as a linker server's (`certPath`, `keyPath`, `caCertPath`,
+    /// `requireClientAuth`, ...).
+    pub tls: Option<ServerTls>,
 }
 
 /// `io.l5d.httpController` and `io.l5d.mesh` take the common keys.
 fn http_controller(v: Value) -> Result<InterfaceParams, String> {
-    let p = params::<InterfaceParams>(v)?;
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS on namerd's interfaces is not supported yet: serve them on loopback or a private network",
-        ));
-    }
-    Ok(p)
+    params::<InterfaceParams>(v)
 }
 
 pub struct Interfaces;
@@ -352,7 +348,15 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
                 "accepted, not acted on: namerd's interfaces use the system's socket defaults",
             );
         }
-        interfaces.push(Interface { kind: p.kind, addr });
+        let tls = p.value.tls.filter(|t| t.enabled != Some(false));
+        if let Some(t) = &tls {
+            check_server_tls(t, &loc.key("tls"), d);
+        }
+        interfaces.push(Interface {
+            kind: p.kind,
+            addr,
+            tls,
+        });
     }
     if let Some(a) = &admin {
         let admin_port = a.port.unwrap_or(DEFAULT_NAMERD_ADMIN_PORT);
@@ -451,6 +455,22 @@ mod tests {
             (
                 "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.httpController, prot: 1}]",
                 "unknown field `prot`",
+            ),
+            (
+                "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.mesh, tls: {certPath: /nonexistent/c.pem, keyPath: /nonexistent/k.pem, requireClientAuth: true}}]",
+                "interfaces[0].tls.requireClientAuth: `requireClientAuth: true` needs `caCertPath`",
+            ),
+            (
+                "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.httpController, tls: {certPath: /etc/hostname, keyPath: /nonexistent/k.pem}}]",
+                "",
+            ),
+            (
+                "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.httpController, tls: {certPath: /etc/hostname, keyPath: /etc/hostname}}]",
+                "interfaces[0].tls.",
+            ),
+            (
+                "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.httpController, tls: {certPath: /etc/hostname, keyPath: /etc/hostname, ciphers: [NOPE]}}]",
+                "interfaces[0].tls.ciphers:",
             ),
             (
                 "storage: {kind: io.l5d.inMemory}\ninterfaces: [{kind: io.l5d.httpController}, {kind: io.l5d.httpController}]",

@@ -90,12 +90,12 @@ pub struct ConsulNamerParams {
     pub transfer_metadata: Option<bool>,
 }
 
-/// A namer's TLS names one server: its `commonName` takes no `{var}`.
+/// A namer's or an interpreter's TLS names one server: its `commonName` takes no `{var}`.
 fn no_template(key: &str, name: Option<&str>) -> Result<(), String> {
     match name {
         Some(n) if n.contains('{') || n.contains('}') => Err(nest(
             key,
-            &format!("`{n}`: a namer's commonName names one server and takes no variables"),
+            &format!("`{n}`: this commonName names one server and takes no variables"),
         )),
         Some(n) if rustls::pki_types::ServerName::try_from(n).is_err() => {
             Err(nest(key, &format!("`{n}` is not a DNS name or IP address")))
@@ -453,7 +453,8 @@ pub struct NamerdHttpParams {
     pub dst: String,
     pub namespace: Option<String>,
     pub retry: Option<NamerdRetry>,
-    pub tls: Option<serde_json::Value>,
+    /// TLS to namerd (the client `tls` block; `commonName` names namerd's certificate).
+    pub tls: Option<crate::config::model::ClientTls>,
     #[serde(default)]
     pub transformers: Vec<Plugin<Transformers>>,
 }
@@ -469,11 +470,8 @@ fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
         }
     }
     check_retry(&p.retry)?;
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS to namerd is not supported yet: reach namerd over loopback or a private network",
-        ));
+    if let Some(t) = &p.tls {
+        no_template("tls.commonName", t.common_name.as_deref())?;
     }
     Ok(InterpreterKind::NamerdHttp(p))
 }
@@ -580,7 +578,8 @@ pub struct MeshParams {
     pub dst: String,
     pub root: Option<String>,
     pub retry: Option<NamerdRetry>,
-    pub tls: Option<serde_json::Value>,
+    /// TLS to namerd (the client `tls` block; `commonName` names namerd's certificate).
+    pub tls: Option<crate::config::model::ClientTls>,
     pub failure_threshold: Option<MeshFailureThreshold>,
     #[serde(rename = "initialStreamWindowSizeKB")]
     pub initial_stream_window_size_kb: Option<u32>,
@@ -622,11 +621,8 @@ fn mesh_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
     if p.initial_stream_window_size_kb == Some(0) {
         return Err(nest("initialStreamWindowSizeKB", "must be above 0"));
     }
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS to namerd is not supported yet: reach namerd over loopback or a private network",
-        ));
+    if let Some(t) = &p.tls {
+        no_template("tls.commonName", t.common_name.as_deref())?;
     }
     Ok(InterpreterKind::Mesh(p))
 }

@@ -370,6 +370,38 @@ fn plugin_rows() {
         "routers:\n- protocol: http\n  interpreter:\n    kind: default\n    transformers: [{kind: io.l5d.port, port: 4141}]\n",
         Ok(&[]),
     );
+    // TLS to namerd: the client rules, located under the interpreter.
+    let namerd_tls = |kind: &str, tls: &str| {
+        let extra = if kind == "io.l5d.mesh" {
+            ""
+        } else {
+            ", experimental: true"
+        };
+        format!("routers:\n- protocol: http\n  interpreter: {{kind: {kind}, dst: /$/inet/127.1/4180{extra}, tls: {tls}}}\n")
+    };
+    check(
+        &namerd_tls("io.l5d.namerd.http", "{trustCertsBundle: /etc/hostname}"),
+        Err(&["routers[0].interpreter.tls: client `tls` needs `commonName` unless `disableValidation: true`"]),
+    );
+    check(
+        &namerd_tls("io.l5d.mesh", "{disableValidation: true, clientAuth: {certPath: /nonexistent/c.pem, keyPath: /nonexistent/k.pem}}"),
+        Err(&["routers[0].interpreter.tls: `disableValidation: true` is incompatible with `clientAuth`"]),
+    );
+    check(
+        &namerd_tls("io.l5d.mesh", "{commonName: '{service}'}"),
+        Err(&["routers[0].interpreter (io.l5d.mesh).tls.commonName: `{service}`: this commonName names one server and takes no variables"]),
+    );
+    check(
+        &namerd_tls(
+            "io.l5d.namerd.http",
+            "{commonName: namerd, protocols: [SSLv3]}",
+        ),
+        Err(&["routers[0].interpreter.tls.protocols:"]),
+    );
+    check(
+        &namerd_tls("io.l5d.namerd.http", "{commonName: namerd}"),
+        Ok(&[]),
+    );
     let tr = |t: &str| {
         format!("routers:\n- protocol: http\n  interpreter:\n    kind: default\n    transformers: [{t}]\n")
     };
@@ -480,7 +512,7 @@ fn namer_rows() {
     );
     check(
         &n("- kind: io.l5d.consul\n  tls: {commonName: \"{service}.consul\"}\n"),
-        Err(&["namers[0] (io.l5d.consul).tls.commonName: `{service}.consul`: a namer's commonName names one server and takes no variables"]),
+        Err(&["namers[0] (io.l5d.consul).tls.commonName: `{service}.consul`: this commonName names one server and takes no variables"]),
     );
     check(
         &n("- kind: io.l5d.etcd\n  tls: {commonName: etcd.test}\n"),

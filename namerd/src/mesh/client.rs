@@ -38,6 +38,8 @@ pub struct MeshConfig {
     /// HTTP/2 PING interval and how long to wait for its answer (`failureThreshold`).
     pub keep_alive: (Duration, Duration),
     pub initial_stream_window_kb: u32,
+    /// TLS to namerd (`tls`); plaintext when absent.
+    pub tls: Option<crate::net::ClientTls>,
 }
 
 struct Inner {
@@ -58,12 +60,15 @@ impl MeshInterpreter {
         let ep = Endpoint::from_shared(format!("http://{}", cfg.authority))
             .map_err(|e| format!("namerd at {}: {e}", cfg.authority))?
             .connect_timeout(crate::client::CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(cfg.keep_alive.0)
             .keep_alive_timeout(cfg.keep_alive.1)
             .keep_alive_while_idle(true)
             .initial_stream_window_size(cfg.initial_stream_window_kb.saturating_mul(1024));
-        let channel = ep.connect_lazy();
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(crate::client::CONNECT_TIMEOUT));
+        let channel =
+            ep.connect_with_connector_lazy(crate::net::Dialer::new(tcp, cfg.tls.as_ref()));
         Ok(MeshInterpreter {
             inner: Arc::new(Inner {
                 cfg,

@@ -24,8 +24,11 @@ use tokio::sync::mpsc;
 
 use super::proto::{self as pb};
 use crate::controller::{settled, Controller, SETTLE_TIMEOUT};
+use crate::net::{read_first, Acceptor};
 use crate::store::check_namespace;
 
+/// The length of HTTP/2's connection preface (RFC 9113 section 3.4).
+const PREFACE_BYTES: usize = 24;
 /// Largest request message accepted.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Default port of `io.l5d.mesh`.
@@ -44,8 +47,9 @@ const UNAVAILABLE: u32 = 14;
 
 struct Status(u32, String);
 
-/// Serves the mesh services on `listener` until dropped.
-pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
+/// Serves the mesh services on `listener`, each connection taken through `acceptor` (plain or
+/// TLS), until dropped.
+pub async fn serve(listener: TcpListener, acceptor: Acceptor, c: Arc<Controller>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(
         crate::controller::MAX_CONNECTIONS,
     ));
@@ -61,26 +65,24 @@ pub async fn serve(listener: TcpListener, c: Arc<Controller>) {
                 continue;
             }
         };
-        let _ = io.set_nodelay(true);
         let c = Arc::clone(&c);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let io = match acceptor.accept(io).await {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection refused in its TLS handshake");
+                    return;
+                }
+            };
             // A connection that does not send the HTTP/2 preface in time is closed (hyper's
             // pings start only after the handshake).
-            let mut preface = [0u8; 24];
-            let sent = tokio::time::timeout(crate::controller::HEADER_READ_TIMEOUT, async {
-                loop {
-                    match io.peek(&mut preface).await {
-                        Ok(n) if n >= preface.len() => return true,
-                        Ok(0) | Err(_) => return false,
-                        Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
-            })
-            .await;
-            if !matches!(sent, Ok(true)) {
+            let Some(io) =
+                read_first(io, PREFACE_BYTES, crate::controller::HEADER_READ_TIMEOUT).await
+            else {
                 return;
-            }
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let c = Arc::clone(&c);
                 async move { Ok::<_, Infallible>(handle(c, req, peer).await) }
