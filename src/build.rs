@@ -251,33 +251,79 @@ pub fn interpreter(cfg: &Config) -> Result<Arc<DefaultInterpreter>, BuildError> 
     Ok(DefaultInterpreter::new(namers))
 }
 
-/// TLS to namerd from an interpreter's `tls` block: its files read now, the name namerd's
-/// certificate must carry (`commonName`, or the `dst` host when validation is off), and the
-/// protocol offered by ALPN.
-fn namerd_tls(
+/// TLS to namerd or to Consul KV from a `tls` block: its files read now, the name the server's
+/// certificate must carry (`commonName`, else `host`: for Consul always allowed, for namerd
+/// only when validation is off), and the protocol offered by ALPN.
+pub(crate) fn tls_to(
     t: &crate::config::model::ClientTls,
-    authority: &str,
+    host: &str,
     alpn: &[u8],
     scope: &crate::metrics::Scope,
+    require_name: bool,
 ) -> Result<Option<switchboard_namerd::net::ClientTls>, String> {
     if t.enabled == Some(false) {
         return Ok(None);
     }
-    let built = crate::transport::tls::ClientTlsConfig::build(t, &[alpn], scope)
+    let built = crate::transport::tls::ClientTlsConfig::build_with(t, &[alpn], scope, require_name)
         .map_err(|e| format!("tls: {e}"))?;
-    let host = match t.common_name.clone() {
-        Some(n) => n,
-        None => authority
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
-            .unwrap_or(authority)
-            .to_string(),
-    };
+    let host = t.common_name.clone().unwrap_or_else(|| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
     let server_name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| format!("tls: `{host}` is not a DNS name or IP address: {e}"))?;
     Ok(Some(switchboard_namerd::net::ClientTls {
         config: built.rustls_config(),
         server_name,
+    }))
+}
+
+/// `host` of `host:port` (brackets of an IPv6 address kept for `tls_to` to strip).
+fn host_of(authority: &str) -> &str {
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// The keys Consul KV storage and the `io.l5d.consul.interpreter` share.
+pub(crate) struct ConsulKv<'a> {
+    pub host: Option<&'a str>,
+    pub port: Option<u16>,
+    pub path_prefix: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub datacenter: Option<&'a str>,
+    pub read: Option<&'a str>,
+    pub write: Option<&'a str>,
+    pub tls: Option<&'a crate::config::model::ClientTls>,
+}
+
+/// A Consul KV store (its watch starts now), for namerd's storage or a linker's interpreter.
+pub(crate) fn consul_kv(
+    k: ConsulKv<'_>,
+    scope: &crate::metrics::Scope,
+) -> Result<switchboard_namerd::store::consul::ConsulStore, String> {
+    use crate::config::namerd::{DEFAULT_CONSUL_HOST, DEFAULT_CONSUL_PORT};
+    use switchboard_namerd::store::consul::{self, Consistency};
+    let mode = |m: Option<&str>| {
+        m.and_then(Consistency::parse)
+            .unwrap_or(Consistency::Default)
+    };
+    let host = k.host.unwrap_or(DEFAULT_CONSUL_HOST).to_string();
+    let tls = match k.tls {
+        Some(t) => tls_to(t, &host, crate::transport::ALPN_HTTP11, scope, false)?,
+        None => None,
+    };
+    Ok(consul::ConsulStore::new(consul::ConsulConfig {
+        port: k.port.unwrap_or(DEFAULT_CONSUL_PORT),
+        prefix: k
+            .path_prefix
+            .unwrap_or(consul::DEFAULT_PATH_PREFIX)
+            .to_string(),
+        token: k.token.map(str::to_string),
+        datacenter: k.datacenter.map(str::to_string),
+        read_consistency: mode(k.read),
+        write_consistency: mode(k.write),
+        host,
+        tls,
     }))
 }
 
@@ -298,24 +344,20 @@ pub fn interpretation(
             None,
         ),
         InterpreterKind::ConsulDtab(p) => {
-            use switchboard_namerd::store::{consul, Store};
-            let mode = |m: &Option<String>| {
-                m.as_deref()
-                    .and_then(consul::Consistency::parse)
-                    .unwrap_or(consul::Consistency::Default)
-            };
-            let store = Store::Consul(consul::ConsulStore::new(consul::ConsulConfig {
-                host: p.host.clone().unwrap_or_else(|| "localhost".into()),
-                port: p.port.unwrap_or(8500),
-                prefix: p
-                    .path_prefix
-                    .clone()
-                    .unwrap_or_else(|| consul::DEFAULT_PATH_PREFIX.into()),
-                token: p.token.clone(),
-                datacenter: p.datacenter.clone(),
-                read_consistency: mode(&p.read_consistency_mode),
-                write_consistency: mode(&p.write_consistency_mode),
-            }));
+            use switchboard_namerd::store::Store;
+            let store = Store::Consul(consul_kv(
+                ConsulKv {
+                    host: p.host.as_deref(),
+                    port: p.port,
+                    path_prefix: p.path_prefix.as_deref(),
+                    token: p.token.as_deref(),
+                    datacenter: p.datacenter.as_deref(),
+                    read: p.read_consistency_mode.as_deref(),
+                    write: p.write_consistency_mode.as_deref(),
+                    tls: p.tls.as_ref(),
+                },
+                &scope,
+            )?);
             let namespaces = switchboard_namerd::namespaces::Namespaces::new(Arc::new(store));
             let ns = p
                 .namespace
@@ -338,7 +380,13 @@ pub fn interpretation(
             let ms = |v: Option<u64>, d: u64| std::time::Duration::from_millis(v.unwrap_or(d));
             let authority = client::authority_of_dst(&p.dst).unwrap_or_default();
             let tls = match &p.tls {
-                Some(t) => namerd_tls(t, &authority, crate::transport::ALPN_H2, &scope)?,
+                Some(t) => tls_to(
+                    t,
+                    host_of(&authority),
+                    crate::transport::ALPN_H2,
+                    &scope,
+                    true,
+                )?,
                 None => None,
             };
             let cfg = MeshConfig {
@@ -371,7 +419,13 @@ pub fn interpretation(
             // Checked when the config was loaded.
             let authority = client::authority_of_dst(&p.dst).unwrap_or_default();
             let tls = match &p.tls {
-                Some(t) => namerd_tls(t, &authority, crate::transport::ALPN_HTTP11, &scope)?,
+                Some(t) => tls_to(
+                    t,
+                    host_of(&authority),
+                    crate::transport::ALPN_HTTP11,
+                    &scope,
+                    true,
+                )?,
                 None => None,
             };
             Interpretation::Namerd(NamerdHttp::new(NamerdHttpConfig {

@@ -18,8 +18,7 @@ use tokio::net::TcpListener;
 use crate::build;
 use crate::config::model::{ServerTls, DEFAULT_IP};
 use crate::config::namerd::{
-    NamerdConfig, StorageKind, DEFAULT_CONSUL_HOST, DEFAULT_CONSUL_PORT, DEFAULT_ETCD_HOST,
-    DEFAULT_ETCD_PORT, DEFAULT_NAMERD_ADMIN_PORT,
+    NamerdConfig, StorageKind, DEFAULT_ETCD_HOST, DEFAULT_ETCD_PORT, DEFAULT_NAMERD_ADMIN_PORT,
 };
 use crate::config::plugins::{TelemeterKind, DEFAULT_ZK_PORT};
 
@@ -114,28 +113,24 @@ pub fn build_store(kind: &StorageKind) -> anyhow::Result<Store> {
                 opts,
             ))
         }
-        StorageKind::Consul(p) => {
-            use store::consul::Consistency;
-            let mode = |m: &Option<String>| {
-                m.as_deref()
-                    .and_then(Consistency::parse)
-                    .unwrap_or(Consistency::Default)
-            };
-            Store::Consul(store::consul::ConsulStore::new(
-                store::consul::ConsulConfig {
-                    host: p.host.clone().unwrap_or_else(|| DEFAULT_CONSUL_HOST.into()),
-                    port: p.port.unwrap_or(DEFAULT_CONSUL_PORT),
-                    prefix: p
-                        .path_prefix
-                        .clone()
-                        .unwrap_or_else(|| store::consul::DEFAULT_PATH_PREFIX.into()),
-                    token: p.token.clone(),
-                    datacenter: p.datacenter.clone(),
-                    read_consistency: mode(&p.read_consistency_mode),
-                    write_consistency: mode(&p.write_consistency_mode),
+        StorageKind::Consul(p) => Store::Consul(
+            build::consul_kv(
+                build::ConsulKv {
+                    host: p.host.as_deref(),
+                    port: p.port,
+                    path_prefix: p.path_prefix.as_deref(),
+                    token: p.token.as_deref(),
+                    datacenter: p.datacenter.as_deref(),
+                    read: p.read_consistency_mode.as_deref(),
+                    write: p.write_consistency_mode.as_deref(),
+                    tls: p.tls.as_ref(),
                 },
-            ))
-        }
+                &crate::metrics::Metrics::new()
+                    .scope("namerd")
+                    .scope("storage"),
+            )
+            .map_err(|e| anyhow::anyhow!("storage: {e}"))?,
+        ),
     })
 }
 

@@ -1705,3 +1705,96 @@ async fn linkers_reach_namerd_over_tls_with_client_certificates() {
     assert_eq!(get(http.addr, "web", "/", &[]).await.body, "b");
     drop(n);
 }
+
+/// The Consul stand-in on HTTPS with client certificates required: namerd's Consul storage and
+/// the `io.l5d.consul.interpreter` reach it with their `tls` blocks (the server name defaults
+/// to `host`); without a client certificate the store cannot be read and writes get 503.
+#[tokio::test]
+async fn consul_kv_over_tls_for_namerd_storage_and_the_interpreter() {
+    use pki::Pki;
+    if env("SWITCHBOARD_CONSUL").is_none() {
+        return; // the same stand-in script, started here on TLS
+    }
+    let pki = Pki::new();
+    let (sc, sk) = pki.issue("consul", &["127.0.0.1"], None);
+    let (cc, ck) = pki.issue("client", &["client"], None);
+    let ca = pki.path("ca.pem");
+    let ready = pki.path("ready");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/consul_standin.py");
+    let _standin = Command::new("python3")
+        .arg(&script)
+        .args(["--port", "0", "--quiet", "--ready-file"])
+        .arg(&ready)
+        .arg("--tls-cert")
+        .arg(&sc)
+        .arg("--tls-key")
+        .arg(&sk)
+        .arg("--tls-client-ca")
+        .arg(&ca)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut port = 0u16;
+    eventually("the TLS stand-in is ready", async || {
+        port = std::fs::read_to_string(&ready)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        port != 0
+    })
+    .await;
+    let (a, b) = (backend("a").await, backend("b").await);
+    let with_cert = format!(
+        "{{trustCertsBundle: {}, clientAuth: {{certPath: {}, keyPath: {}}}}}",
+        ca.display(),
+        cc.display(),
+        ck.display()
+    );
+    let storage = |tls: &str| {
+        format!(
+            "{{kind: io.l5d.consul, host: 127.0.0.1, port: {port}, pathPrefix: /tls, tls: {tls}}}"
+        )
+    };
+    let (api, _admin, n) = namerd(&storage(&with_cert)).await;
+    let r = call(
+        api,
+        "POST",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        &format!("/svc=>{}", inet(&a)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n- protocol: http\n  interpreter:\n    kind: io.l5d.consul.interpreter\n    host: 127.0.0.1\n    port: {port}\n    pathPrefix: /tls\n    namespace: default\n    tls: {with_cert}\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n"
+    );
+    let l = proxy(&cfg, &Disco::new().path()).await;
+    eventually(
+        "the interpreter reads the dtab namerd wrote over TLS",
+        async || get(l.addr, "web", "/", &[]).await.body == "a",
+    )
+    .await;
+    let r = call(api, "GET", "/api/1/dtabs/default", &[], "").await;
+    let r = call(
+        api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB, ("if-match", r.header("etag"))],
+        &format!("/svc=>{}", inet(&b)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    eventually("the interpreter follows the change", async || {
+        get(l.addr, "web", "/", &[]).await.body == "b"
+    })
+    .await;
+
+    // No client certificate: the stand-in refuses the handshake; namerd has nothing to serve
+    // and refuses writes as it does while its store is down.
+    let no_cert = format!("{{trustCertsBundle: {}}}", ca.display());
+    let (api2, _admin2, _n2) = namerd(&storage(&no_cert)).await;
+    let r = call(api2, "POST", "/api/1/dtabs/other", &[DTAB], "/a=>/b").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    drop(n);
+}

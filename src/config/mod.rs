@@ -479,12 +479,13 @@ fn decode_router(v: &Value, loc: &Loc, d: &mut Diags) -> Option<Router> {
     let interpreter = match &http.interpreter {
         Some(i) => {
             let tls = match &i.value {
-                InterpreterKind::NamerdHttp(p) => p.tls.as_ref(),
-                InterpreterKind::Mesh(p) => p.tls.as_ref(),
+                InterpreterKind::NamerdHttp(p) => p.tls.as_ref().map(|t| (t, true)),
+                InterpreterKind::Mesh(p) => p.tls.as_ref().map(|t| (t, true)),
+                InterpreterKind::ConsulDtab(p) => p.tls.as_ref().map(|t| (t, false)),
                 _ => None,
             };
-            if let Some(t) = tls {
-                ok &= check_client_tls(t, &loc.key("interpreter").key("tls"), d);
+            if let Some((t, require_name)) = tls {
+                ok &= check_client_tls(t, &loc.key("interpreter").key("tls"), require_name, d);
             }
             i.value.clone()
         }
@@ -706,15 +707,16 @@ fn check_client(c: &PerPrefix<ClientParams>, loc: &Loc, d: &mut Diags) -> bool {
     for (l, p) in entries {
         ok &= check_h2_sizes(&l, p.max_frame_bytes, p.initial_stream_window_bytes, d);
         if let Some(t) = &p.tls {
-            ok &= check_client_tls(t, &l.key("tls"), d);
+            ok &= check_client_tls(t, &l.key("tls"), true, d);
         }
     }
     ok
 }
 
-/// A client `tls` block (a router's client, or an interpreter's to namerd): `commonName` unless
-/// validation is off, client certificates that load, and trust files that exist here.
-fn check_client_tls(t: &model::ClientTls, tl: &Loc, d: &mut Diags) -> bool {
+/// A client `tls` block (a router's client, an interpreter's to namerd, namerd's to Consul):
+/// `commonName` unless validation is off or `require_name` is false (the host connected to is
+/// the name then), client certificates that load, and trust files that exist here.
+fn check_client_tls(t: &model::ClientTls, tl: &Loc, require_name: bool, d: &mut Diags) -> bool {
     let mut ok = true;
     if let Some(p) = &t.protocols {
         if let Err(e) = crate::transport::tls::check_protocols(p) {
@@ -723,7 +725,7 @@ fn check_client_tls(t: &model::ClientTls, tl: &Loc, d: &mut Diags) -> bool {
         }
     }
     let disabled = t.disable_validation == Some(true);
-    if t.common_name.is_none() && !disabled && t.enabled != Some(false) {
+    if require_name && t.common_name.is_none() && !disabled && t.enabled != Some(false) {
         d.error(
             tl,
             "client `tls` needs `commonName` unless `disableValidation: true`",

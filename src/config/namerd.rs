@@ -125,7 +125,8 @@ pub struct ConsulStorageParams {
     /// Accepted for compatibility; stores always keep their last good state.
     pub fail_fast: Option<bool>,
     pub backoff: Option<Value>,
-    pub tls: Option<Value>,
+    /// TLS to Consul (`commonName` defaults to `host`).
+    pub tls: Option<ClientTls>,
     pub experimental: Option<bool>,
 }
 
@@ -189,11 +190,8 @@ fn consul(v: Value) -> Result<StorageKind, String> {
     let p = params::<ConsulStorageParams>(v)?;
     prefix_ok("pathPrefix", &p.path_prefix)?;
     super::plugins::consistency_modes(&p.read_consistency_mode, &p.write_consistency_mode)?;
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS to Consul KV storage is not supported yet: reach the local agent over loopback",
-        ));
+    if let Some(t) = &p.tls {
+        super::plugins::no_template("tls.commonName", t.common_name.as_deref())?;
     }
     Ok(StorageKind::Consul(p))
 }
@@ -312,6 +310,14 @@ fn decode(v: &Value, d: &mut Diags) -> Option<NamerdConfig> {
             None
         }
     };
+    let storage_tls = match &storage {
+        Some(StorageKind::Consul(p)) => p.tls.as_ref(),
+        Some(StorageKind::Etcd(p)) => p.tls.as_ref(),
+        _ => None,
+    };
+    if let Some(t) = storage_tls {
+        super::check_client_tls(t, &root.key("storage").key("tls"), false, d);
+    }
     let raw = list(top, "interfaces", d);
     if raw.is_empty() {
         d.error(

@@ -91,7 +91,7 @@ pub struct ConsulNamerParams {
 }
 
 /// A namer's or an interpreter's TLS names one server: its `commonName` takes no `{var}`.
-fn no_template(key: &str, name: Option<&str>) -> Result<(), String> {
+pub(crate) fn no_template(key: &str, name: Option<&str>) -> Result<(), String> {
     match name {
         Some(n) if n.contains('{') || n.contains('}') => Err(nest(
             key,
@@ -492,7 +492,8 @@ pub struct ConsulInterpreterParams {
     pub write_consistency_mode: Option<String>,
     pub fail_fast: Option<bool>,
     pub backoff: Option<serde_json::Value>,
-    pub tls: Option<serde_json::Value>,
+    /// TLS to Consul (`commonName` defaults to `host`).
+    pub tls: Option<crate::config::model::ClientTls>,
     #[serde(default)]
     pub transformers: Vec<Plugin<Transformers>>,
 }
@@ -510,11 +511,8 @@ fn consul_interpreter_params(v: serde_json::Value) -> Result<InterpreterKind, St
         }
     }
     consistency_modes(&p.read_consistency_mode, &p.write_consistency_mode)?;
-    if p.tls.is_some() {
-        return Err(nest(
-            "tls",
-            "TLS to Consul KV is not supported yet: reach the local agent over loopback",
-        ));
+    if let Some(t) = &p.tls {
+        no_template("tls.commonName", t.common_name.as_deref())?;
     }
     Ok(InterpreterKind::ConsulDtab(p))
 }

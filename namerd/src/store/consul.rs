@@ -66,6 +66,8 @@ pub struct ConsulConfig {
     pub datacenter: Option<String>,
     pub read_consistency: Consistency,
     pub write_consistency: Consistency,
+    /// TLS to Consul; plaintext when absent.
+    pub tls: Option<crate::net::ClientTls>,
 }
 
 #[derive(Deserialize)]
@@ -78,7 +80,7 @@ struct KvPair {
 
 struct Inner {
     cfg: ConsulConfig,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<crate::net::Dialer, Full<Bytes>>,
     published: Published,
 }
 
@@ -99,7 +101,7 @@ impl ConsulStore {
         conn.set_connect_timeout(Some(Duration::from_secs(2)));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(conn);
+            .build(crate::net::Dialer::new(conn, cfg.tls.as_ref()));
         let inner = Arc::new(Inner {
             cfg,
             http,
@@ -118,8 +120,15 @@ impl ConsulStore {
 
     pub fn describe(&self) -> String {
         format!(
-            "io.l5d.consul at {}:{} under {}",
-            self.inner.cfg.host, self.inner.cfg.port, self.inner.cfg.prefix
+            "io.l5d.consul at {}://{}:{} under {}",
+            if self.inner.cfg.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            self.inner.cfg.host,
+            self.inner.cfg.port,
+            self.inner.cfg.prefix
         )
     }
 
