@@ -1798,3 +1798,96 @@ async fn consul_kv_over_tls_for_namerd_storage_and_the_interpreter() {
     assert_eq!(r.status, 503, "{}", r.body);
     drop(n);
 }
+
+/// Reads `s` to its end; the server must close it within 25 s (a bound on a 10 s timeout, not
+/// a measurement). What it sent before closing is returned.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(25), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "{what}: the connection is still open");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Clients that stall are dropped, each after its named timeout, while others are served:
+/// a request head never finished (`HEADER_READ_TIMEOUT`), an idle keep-alive connection, a
+/// dtab body never finished (`BODY_READ_TIMEOUT`, 408), a mesh connection that never sends the
+/// HTTP/2 preface, and a TLS connection that never starts its handshake (`HANDSHAKE_TIMEOUT`).
+#[tokio::test]
+async fn namerd_drops_clients_that_stall() {
+    use pki::Pki;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let pki = Pki::new();
+    let (c, k) = pki.issue("namerd", &["namerd"], None);
+    let text = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nstorage: {{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>/x'}}}}\ninterfaces:\n- {{kind: io.l5d.httpController, port: 0}}\n- {{kind: io.l5d.mesh, port: 0}}\n- {{kind: io.l5d.httpController, port: 0, tls: {{certPath: {}, keyPath: {}}}}}\n",
+        c.display(),
+        k.display()
+    );
+    let (cfg, _) = switchboard::config::namerd::load(&text).unwrap();
+    let n = switchboard::namerd::start(cfg).await.unwrap();
+    let (api, mesh, tls) = (
+        n.interfaces[0].addr,
+        n.interfaces[1].addr,
+        n.interfaces[2].addr,
+    );
+    let head = async {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        s.write_all(b"GET /api/1/dtabs HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        closed_by_server(&mut s, "an unfinished head").await
+    };
+    let idle = async {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        s.write_all(b"GET /api/1/dtabs HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        closed_by_server(&mut s, "an idle keep-alive connection").await
+    };
+    let body = async {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        s.write_all(
+            b"PUT /api/1/dtabs/default HTTP/1.1\r\nhost: x\r\ncontent-type: application/dtab\r\ncontent-length: 100\r\n\r\n/svc=>",
+        )
+        .await
+        .unwrap();
+        closed_by_server(&mut s, "an unfinished body").await
+    };
+    let preface = async {
+        let mut s = TcpStream::connect(mesh).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        closed_by_server(&mut s, "half an HTTP/2 preface").await
+    };
+    let handshake = async {
+        let mut s = TcpStream::connect(tls).await.unwrap();
+        closed_by_server(&mut s, "no TLS handshake").await
+    };
+    // Meanwhile namerd answers others.
+    let served = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        call(api, "GET", "/api/1/dtabs/default", &[], "")
+            .await
+            .status
+    };
+    let (head, idle, body, preface, handshake, served) =
+        tokio::join!(head, idle, body, preface, handshake, served);
+    assert_eq!(served, 200);
+    assert!(head.is_empty() || head.contains(" 408 "), "{head}");
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+    assert!(body.starts_with("HTTP/1.1 408"), "{body}");
+    assert!(body.contains("not sent within"), "{body}");
+    assert!(preface.is_empty(), "{preface}");
+    assert!(handshake.is_empty(), "{handshake}");
+    // The dtab was not changed by the unfinished PUT.
+    let r = call(
+        api,
+        "GET",
+        "/api/1/dtabs/default",
+        &[("accept", "application/dtab")],
+        "",
+    )
+    .await;
+    assert_eq!(r.body.trim(), "/svc=>/x");
+}
