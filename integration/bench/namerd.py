@@ -13,7 +13,11 @@ Usage:
    cargo build --release
    eval "$(integration/backends.sh env)"; python3 integration/bench/namerd.py
    MESH=1 python3 integration/bench/namerd.py   # part 1 with the io.l5d.mesh interpreter
-Bounded: 100 changes each, 1,100 streams, about a minute.
+   LINKERS=1 python3 integration/bench/namerd.py  # part 3 only (needs no etcd)
+3. Real linkers: for each interpreter, a fresh namerd (memory storage) and 10 release linkers
+   each routing 100 distinct names (1,000 bind streams and 10 addr streams); namerd's RSS
+   before and with them, per stream.
+Bounded: 100 changes each, 1,100 streams, 2 x 10 linkers; about two minutes.
 """
 import asyncio, http.client, json, os, random, re, socket, statistics, subprocess, sys
 import tempfile, threading, time, urllib.request
@@ -117,9 +121,62 @@ def start(args, cfg_text):
                             stderr=subprocess.DEVNULL)
 
 
+def real_linkers():
+    """Part 3: namerd's memory per stream with real linkers, by interpreter."""
+    a = backend("a")
+    for kind in ("io.l5d.namerd.http", "io.l5d.mesh"):
+        napi, nmesh, nadmin = free_port(), free_port(), free_port()
+        namerd = start(["namerd"], f"""admin: {{ip: 127.0.0.1, port: {nadmin}}}
+storage: {{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>/$/inet/127.0.0.1/{a}'}}}}
+interfaces:
+- {{kind: io.l5d.httpController, ip: 127.0.0.1, port: {napi}}}
+- {{kind: io.l5d.mesh, ip: 127.0.0.1, port: {nmesh}}}
+""")
+        procs = [namerd]
+        try:
+            wait_port(napi, "namerd")
+            wait_port(nmesh, "namerd mesh")
+            time.sleep(0.5)
+            rss0 = rss_kb(namerd.pid)
+            interp = (f"kind: io.l5d.mesh\n    dst: /$/inet/127.0.0.1/{nmesh}\n    root: /default"
+                      if kind == "io.l5d.mesh"
+                      else f"kind: io.l5d.namerd.http\n    dst: /$/inet/127.0.0.1/{napi}\n    namespace: default")
+            ports = []
+            for _ in range(10):
+                lport, ladmin = free_port(), free_port()
+                procs.append(start([], f"""admin: {{ip: 127.0.0.1, port: {ladmin}}}
+routers:
+- protocol: http
+  interpreter:
+    {interp}
+  servers: [{{ip: 127.0.0.1, port: {lport}}}]
+"""))
+                ports.append(lport)
+            for lport in ports:
+                wait_port(lport, "linker")
+                conn = http.client.HTTPConnection("127.0.0.1", lport, timeout=10)
+                for i in range(100):
+                    conn.request("GET", "/", headers={"Host": f"n{i}"})
+                    r = conn.getresponse()
+                    assert r.read() == b"a", f"{kind}: n{i} not routed"
+                conn.close()
+            time.sleep(2)
+            rss1 = rss_kb(namerd.pid)
+            streams = 10 * 100 + 10
+            print(f"{kind}: namerd RSS {rss0 / 1024:.1f} MB alone, {rss1 / 1024:.1f} MB with 10 linkers "
+                  f"routing 100 names each ({streams} streams): {(rss1 - rss0) / streams:.1f} KB per stream")
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
+    if os.environ.get("LINKERS") == "1":
+        return real_linkers()
     host, port = ETCD.split(":")
     prefix = f"/namerd-bench/{random.randrange(1 << 30)}"
     napi, nadmin, lport, ladmin = free_port(), free_port(), free_port(), free_port()
