@@ -1649,6 +1649,14 @@ async fn linkers_reach_namerd_over_tls_with_client_certificates() {
     // that its TLS flags need it.
     let (code, _, err) = cli(&["dtab", "get", "--namerd", &url, "default", "--ca-cert", &ca]).await;
     assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&url),
+        "the error names the URL as given: {err}"
+    );
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the error says why: {err}"
+    );
     let plain_url = format!("http://{}", api.addr);
     let (code, _, err) = cli(&[
         "dtab",
@@ -1703,6 +1711,23 @@ async fn linkers_reach_namerd_over_tls_with_client_certificates() {
         .await;
     }
     assert_eq!(get(http.addr, "web", "/", &[]).await.body, "b");
+
+    // A linker set up for TLS never falls back to plaintext: against a plaintext namerd it
+    // does not bind.
+    let (plain_api, _plain_admin, _plain) = namerd(&format!(
+        "{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}",
+        inet(&a)
+    ))
+    .await;
+    let l = linker("io.l5d.namerd.http", plain_api.port(), &pki, &pki).await;
+    let r = get(l.addr, "web", "/", &[]).await;
+    assert!(r.status >= 500, "{r:?}");
+    until_metric(
+        l.admin,
+        "rt/http/interpreter/io.l5d.namerd.http/stale",
+        |v| v == 1,
+    )
+    .await;
     drop(n);
 }
 
@@ -1827,7 +1852,7 @@ async fn namerd_drops_clients_that_stall() {
     );
     let (cfg, _) = switchboard::config::namerd::load(&text).unwrap();
     let n = switchboard::namerd::start(cfg).await.unwrap();
-    let (api, mesh, tls) = (
+    let (api, mesh, tls_addr) = (
         n.interfaces[0].addr,
         n.interfaces[1].addr,
         n.interfaces[2].addr,
@@ -1861,19 +1886,48 @@ async fn namerd_drops_clients_that_stall() {
         closed_by_server(&mut s, "half an HTTP/2 preface").await
     };
     let handshake = async {
-        let mut s = TcpStream::connect(tls).await.unwrap();
+        let mut s = TcpStream::connect(tls_addr).await.unwrap();
         closed_by_server(&mut s, "no TLS handshake").await
     };
-    // Meanwhile namerd answers others.
+    // Meanwhile namerd answers others, on the plain interface and on the TLS one.
     let served = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         call(api, "GET", "/api/1/dtabs/default", &[], "")
             .await
             .status
     };
-    let (head, idle, body, preface, handshake, served) =
-        tokio::join!(head, idle, body, preface, handshake, served);
+    let served_tls = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let trust = switchboard::config::model::ClientTls {
+            common_name: Some("namerd".into()),
+            trust_certs_bundle: Some(pki.path("ca.pem")),
+            ..Default::default()
+        };
+        let built = switchboard::transport::tls::ClientTlsConfig::build(
+            &trust,
+            &[switchboard::transport::ALPN_HTTP11],
+            &switchboard::metrics::Metrics::new().scope("t"),
+        )
+        .unwrap();
+        let tls = switchboard_namerd::net::ClientTls {
+            config: built.rustls_config(),
+            server_name: rustls::pki_types::ServerName::try_from("namerd").unwrap(),
+        };
+        switchboard_namerd::client::call(
+            &format!("https://{tls_addr}"),
+            Some(&tls),
+            http::Method::GET,
+            "/api/1/dtabs/default",
+            None,
+            None,
+        )
+        .await
+        .map(|(status, _, _)| status)
+    };
+    let (head, idle, body, preface, handshake, served, served_tls) =
+        tokio::join!(head, idle, body, preface, handshake, served, served_tls);
     assert_eq!(served, 200);
+    assert_eq!(served_tls, Ok(200));
     assert!(head.is_empty() || head.contains(" 408 "), "{head}");
     assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
     assert!(body.starts_with("HTTP/1.1 408"), "{body}");

@@ -26,7 +26,7 @@ use switchboard_namer_core::{
 
 use crate::api::{addr_from_json, bound_tree_from_json};
 use crate::controller::CLIENT_HEADER;
-use crate::net::{ClientTls, Dialer};
+use crate::net::{error_chain, ClientTls, Dialer};
 
 /// Longest line accepted on a watch stream.
 pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
@@ -161,7 +161,7 @@ impl NamerdHttp {
         conn.set_keepalive_retries(Some(3));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(Dialer::new(conn, cfg.tls.as_ref()));
+            .build(Dialer::new(conn, cfg.tls.as_ref(), "namerd"));
         NamerdHttp {
             inner: Arc::new(Inner {
                 cfg,
@@ -329,7 +329,13 @@ impl Inner {
                     self.cfg.authority
                 ))
             }
-            Ok(Err(e)) => return Ended::Lost(format!("namerd at {}: {e}", self.cfg.authority)),
+            Ok(Err(e)) => {
+                return Ended::Lost(format!(
+                    "namerd at {}: {}",
+                    self.cfg.authority,
+                    error_chain(&e)
+                ))
+            }
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
@@ -581,10 +587,22 @@ pub async fn call(
     let mut conn = HttpConnector::new();
     conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let http: Client<Dialer, http_body_util::Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(Dialer::new(conn, tls));
-    // The dialer decides on TLS; the request names the server as plain HTTP does.
+        Client::builder(TokioExecutor::new()).build(Dialer::new(conn, tls, "namerd"));
+    // The dialer decides on TLS; the request names the server as plain HTTP does (with
+    // https's port when the URL gives none). Errors name the URL as given.
+    let shown = format!("{}{path_and_query}", base.trim_end_matches('/'));
     let base = match base.strip_prefix("https://") {
-        Some(rest) if tls.is_some() => format!("http://{rest}"),
+        Some(rest) if tls.is_some() => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let has_port = authority
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if has_port {
+                format!("http://{rest}")
+            } else {
+                format!("http://{authority}:443{path}")
+            }
+        }
         Some(_) => return Err(format!("{base}: https needs TLS settings")),
         None => base.to_string(),
     };
@@ -605,11 +623,11 @@ pub async fn call(
     };
     let req = req
         .body(http_body_util::Full::new(payload))
-        .map_err(|e| format!("bad request {uri}: {e}"))?;
+        .map_err(|e| format!("bad request {shown}: {e}"))?;
     let resp = tokio::time::timeout(CONNECT_TIMEOUT * 4, http.request(req))
         .await
-        .map_err(|_| format!("{uri}: no answer in time"))?
-        .map_err(|e| format!("{uri}: {e}"))?;
+        .map_err(|_| format!("{shown}: no answer in time"))?
+        .map_err(|e| format!("{shown}: {}", error_chain(&e)))?;
     let status = resp.status().as_u16();
     let etag = resp
         .headers()
@@ -621,8 +639,8 @@ pub async fn call(
         http_body_util::Limited::new(resp.into_body(), MAX_LINE_BYTES).collect(),
     )
     .await
-    .map_err(|_| format!("{uri}: the answer timed out"))?
-    .map_err(|e| format!("{uri}: reading the answer: {e}"))?
+    .map_err(|_| format!("{shown}: the answer timed out"))?
+    .map_err(|e| format!("{shown}: reading the answer: {e}"))?
     .to_bytes();
     Ok((status, etag, body))
 }

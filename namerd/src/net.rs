@@ -136,10 +136,12 @@ impl std::fmt::Debug for ClientTls {
 pub struct Dialer {
     tcp: HttpConnector,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Who is dialled, for errors ("namerd", "Consul").
+    peer: &'static str,
 }
 
 impl Dialer {
-    pub fn new(tcp: HttpConnector, tls: Option<&ClientTls>) -> Dialer {
+    pub fn new(tcp: HttpConnector, tls: Option<&ClientTls>, peer: &'static str) -> Dialer {
         Dialer {
             tcp,
             tls: tls.map(|t| {
@@ -148,8 +150,26 @@ impl Dialer {
                     t.server_name.clone(),
                 )
             }),
+            peer,
         }
     }
+}
+
+/// An error and its causes on one line. hyper's client errors say only "client error
+/// (Connect)" and keep the reason (a refused connection, a rejected certificate) in their
+/// sources.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// A dialled connection, as hyper's client and tonic take it.
@@ -209,6 +229,7 @@ impl tower_service::Service<Uri> for Dialer {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connect = self.tcp.call(uri);
         let tls = self.tls.clone();
+        let peer = self.peer;
         Box::pin(async move {
             let tcp = connect.await.map_err(io::Error::other)?.into_inner();
             let Some((tls, name)) = tls else {
@@ -217,9 +238,9 @@ impl tower_service::Service<Uri> for Dialer {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(name, tcp)).await {
                 Err(_) => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "TLS handshake with namerd timed out",
+                    format!("TLS handshake with {peer} timed out"),
                 )),
-                Ok(Err(e)) => Err(io::Error::new(e.kind(), format!("TLS with namerd: {e}"))),
+                Ok(Err(e)) => Err(io::Error::new(e.kind(), format!("TLS with {peer}: {e}"))),
                 Ok(Ok(s)) => Ok(Conn(TokioIo::new(Stream::Client(Box::new(s))))),
             }
         })

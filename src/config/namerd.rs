@@ -181,14 +181,19 @@ fn zk(v: Value) -> Result<StorageKind, String> {
 }
 
 fn etcd(v: Value) -> Result<StorageKind, String> {
-    let p = params::<EtcdStorageParams>(v)?;
+    let mut p = params::<EtcdStorageParams>(v)?;
     prefix_ok("pathPrefix", &p.path_prefix)?;
+    p.tls = p.tls.filter(|t| t.enabled != Some(false));
+    if let Some(t) = &p.tls {
+        super::plugins::etcd_tls_rules(t)?;
+    }
     Ok(StorageKind::Etcd(p))
 }
 
 fn consul(v: Value) -> Result<StorageKind, String> {
-    let p = params::<ConsulStorageParams>(v)?;
+    let mut p = params::<ConsulStorageParams>(v)?;
     prefix_ok("pathPrefix", &p.path_prefix)?;
+    p.tls = p.tls.filter(|t| t.enabled != Some(false));
     super::plugins::consistency_modes(&p.read_consistency_mode, &p.write_consistency_mode)?;
     if let Some(t) = &p.tls {
         super::plugins::no_template("tls.commonName", t.common_name.as_deref())?;

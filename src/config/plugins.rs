@@ -104,6 +104,49 @@ pub(crate) fn no_template(key: &str, name: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// What TLS to namerd takes: one `commonName` without variables; without one (validation off),
+/// the `dst` host is the name sent, so it must be a DNS name or an IP address.
+fn namerd_tls_rules(t: &crate::config::model::ClientTls, dst: &str) -> Result<(), String> {
+    no_template("tls.commonName", t.common_name.as_deref())?;
+    // Without `commonName` and with validation on, the client rules refuse the block.
+    if t.common_name.is_none() && t.disable_validation == Some(true) {
+        let authority = switchboard_namerd::client::authority_of_dst(dst).unwrap_or_default();
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(nest(
+                "tls",
+                &format!(
+                    "`{host}` (the `dst` host) is not a DNS name or IP address to name namerd by: set `commonName`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What TLS to etcd takes (the etcd namer's and namerd's etcd storage): a CA to trust, and a
+/// `commonName` without variables.
+pub(crate) fn etcd_tls_rules(t: &crate::config::model::ClientTls) -> Result<(), String> {
+    no_template("tls.commonName", t.common_name.as_deref())?;
+    if t.disable_validation == Some(true) {
+        return Err(nest(
+            "tls",
+            "`disableValidation` is not supported for etcd: give its CA in `trustCertsBundle`",
+        ));
+    }
+    if t.trust_certs_bundle.is_none() && t.trust_certs.as_ref().is_none_or(|v| v.is_empty()) {
+        return Err(nest(
+            "tls",
+            "TLS to etcd needs `trustCertsBundle` (the CA that signs etcd's certificate)",
+        ));
+    }
+    Ok(())
+}
+
 /// Linkerd's default `refreshIntervalSeconds` of `io.l5d.dnssrv`.
 pub const DEFAULT_DNSSRV_REFRESH_SECS: u64 = 5;
 
@@ -226,21 +269,7 @@ impl Family for Namers {
                                 ));
                             }
                         }
-                        no_template("tls.commonName", t.common_name.as_deref())?;
-                        if t.disable_validation == Some(true) {
-                            return Err(nest(
-                                "tls",
-                                "`disableValidation` is not supported for etcd: give its CA in `trustCertsBundle`",
-                            ));
-                        }
-                        if t.trust_certs_bundle.is_none()
-                            && t.trust_certs.as_ref().is_none_or(|v| v.is_empty())
-                        {
-                            return Err(nest(
-                                "tls",
-                                "TLS to etcd needs `trustCertsBundle` (the CA that signs etcd's certificate)",
-                            ));
-                        }
+                        etcd_tls_rules(t)?;
                     }
                     Ok(NamerKind::Etcd(p))
                 }),
@@ -471,7 +500,7 @@ fn namerd_http_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
     }
     check_retry(&p.retry)?;
     if let Some(t) = &p.tls {
-        no_template("tls.commonName", t.common_name.as_deref())?;
+        namerd_tls_rules(t, &p.dst)?;
     }
     Ok(InterpreterKind::NamerdHttp(p))
 }
@@ -620,7 +649,7 @@ fn mesh_params(v: serde_json::Value) -> Result<InterpreterKind, String> {
         return Err(nest("initialStreamWindowSizeKB", "must be above 0"));
     }
     if let Some(t) = &p.tls {
-        no_template("tls.commonName", t.common_name.as_deref())?;
+        namerd_tls_rules(t, &p.dst)?;
     }
     Ok(InterpreterKind::Mesh(p))
 }

@@ -384,7 +384,7 @@ fn plugin_rows() {
         Err(&["routers[0].interpreter.tls: client `tls` needs `commonName` unless `disableValidation: true`"]),
     );
     check(
-        &namerd_tls("io.l5d.mesh", "{disableValidation: true, clientAuth: {certPath: /nonexistent/c.pem, keyPath: /nonexistent/k.pem}}"),
+        &namerd_tls("io.l5d.mesh", "{commonName: namerd, disableValidation: true, clientAuth: {certPath: /nonexistent/c.pem, keyPath: /nonexistent/k.pem}}"),
         Err(&["routers[0].interpreter.tls: `disableValidation: true` is incompatible with `clientAuth`"]),
     );
     check(
@@ -401,6 +401,10 @@ fn plugin_rows() {
     check(
         &namerd_tls("io.l5d.namerd.http", "{commonName: namerd}"),
         Ok(&[]),
+    );
+    check(
+        &namerd_tls("io.l5d.mesh", "{disableValidation: true}"),
+        Err(&["routers[0].interpreter (io.l5d.mesh).tls: `127.1` (the `dst` host) is not a DNS name or IP address to name namerd by: set `commonName`"]),
     );
     let tr = |t: &str| {
         format!("routers:\n- protocol: http\n  interpreter:\n    kind: default\n    transformers: [{t}]\n")

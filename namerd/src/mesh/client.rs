@@ -67,8 +67,11 @@ impl MeshInterpreter {
         let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(crate::client::CONNECT_TIMEOUT));
-        let channel =
-            ep.connect_with_connector_lazy(crate::net::Dialer::new(tcp, cfg.tls.as_ref()));
+        let channel = ep.connect_with_connector_lazy(crate::net::Dialer::new(
+            tcp,
+            cfg.tls.as_ref(),
+            "namerd",
+        ));
         Ok(MeshInterpreter {
             inner: Arc::new(Inner {
                 cfg,
@@ -208,7 +211,11 @@ impl Inner {
     {
         let mut grpc = self.grpc.clone();
         if let Err(e) = grpc.ready().await {
-            return Ended::Lost(format!("namerd at {}: {e}", self.cfg.authority));
+            return Ended::Lost(format!(
+                "namerd at {}: {}",
+                self.cfg.authority,
+                crate::net::error_chain(&e)
+            ));
         }
         let codec = tonic_prost::ProstCodec::<Req, Rsp>::default();
         let resp = match tokio::time::timeout(
@@ -261,6 +268,6 @@ fn status_end(s: tonic::Status) -> Ended {
         Code::InvalidArgument | Code::NotFound | Code::Unimplemented | Code::FailedPrecondition => {
             Ended::Error(format!("namerd: {}", s.message()))
         }
-        _ => Ended::Lost(format!("namerd: {s}")),
+        _ => Ended::Lost(format!("namerd: {}", crate::net::error_chain(&s))),
     }
 }

@@ -101,7 +101,7 @@ impl ConsulStore {
         conn.set_connect_timeout(Some(Duration::from_secs(2)));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(crate::net::Dialer::new(conn, cfg.tls.as_ref()));
+            .build(crate::net::Dialer::new(conn, cfg.tls.as_ref(), "Consul"));
         let inner = Arc::new(Inner {
             cfg,
             http,
@@ -226,7 +226,12 @@ impl Inner {
         let resp = tokio::time::timeout(limit, self.http.request(req))
             .await
             .map_err(|_| StoreError::Unavailable("Consul did not answer in time".into()))?
-            .map_err(|e| StoreError::Unavailable(format!("Consul request failed: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "Consul request failed: {}",
+                    crate::net::error_chain(&e)
+                ))
+            })?;
         let status = resp.status().as_u16();
         let index = resp
             .headers()
