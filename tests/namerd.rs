@@ -1945,3 +1945,168 @@ async fn namerd_drops_clients_that_stall() {
     .await;
     assert_eq!(r.body.trim(), "/svc=>/x");
 }
+
+/// `MAX_WATCHES_PER_PEER`: one client address may hold 2,000 watches; the next is refused
+/// (`ResourceExhausted` on the mesh interface, 503 on the HTTP one) while the others stay
+/// open, and once they close the address may watch again.
+#[tokio::test]
+async fn one_client_may_hold_so_many_watches() {
+    use switchboard_namerd::controller::MAX_WATCHES_PER_PEER;
+    use switchboard_namerd::mesh::proto as pb;
+    let (api, mesh, _n) =
+        namerd_with_mesh("{kind: io.l5d.inMemory, namespaces: {default: '/svc=>/x'}}").await;
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{mesh}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let open = |ch: tonic::transport::Channel| async move {
+        let mut g = tonic::client::Grpc::new(ch);
+        g.ready().await.unwrap();
+        let req = pb::DtabReq {
+            root: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/default").unwrap(),
+            )),
+        };
+        g.server_streaming(
+            tonic::Request::new(req),
+            http::uri::PathAndQuery::from_static("/io.linkerd.mesh.Delegator/StreamDtab"),
+            tonic_prost::ProstCodec::<pb::DtabReq, pb::DtabRsp>::default(),
+        )
+        .await
+    };
+    let mut held = Vec::new();
+    for i in 0..MAX_WATCHES_PER_PEER {
+        let mut s = open(ch.clone())
+            .await
+            .unwrap_or_else(|e| panic!("watch {i}: {e}"))
+            .into_inner();
+        // Each one is live: it carries the dtab.
+        if i % 500 == 0 {
+            assert!(s.message().await.unwrap().is_some());
+        }
+        held.push(s);
+    }
+    let refused = match open(ch.clone()).await {
+        Ok(r) => r.into_inner().message().await.err(),
+        Err(e) => Some(e),
+    };
+    let refused = refused.expect("the watch past the limit was taken");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    let r = get(api, "x", "/api/1/dtabs/default?watch=true", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    // The held ones still follow changes.
+    let r = call(api, "PUT", "/api/1/dtabs/default", &[DTAB], "/svc=>/y").await;
+    assert_eq!(r.status, 204);
+    let m = held[0].message().await.unwrap().unwrap();
+    let d = pb::dtab_of(&m.dtab.unwrap().dtab.unwrap()).unwrap();
+    assert_eq!(d.show(), "/svc=>/y");
+    drop(held);
+    eventually(
+        "the address may watch again once its watches closed",
+        async || match open(ch.clone()).await {
+            Ok(r) => r.into_inner().message().await.is_ok(),
+            Err(_) => false,
+        },
+    )
+    .await;
+}
+
+/// A namerd that answers a bind with a good tree and then a line that never ends: the linker
+/// reads at most `MAX_LINE_BYTES` of it, ends the stream as namerd's fault, marks the
+/// interpreter stale and keeps routing on the last tree.
+#[tokio::test]
+async fn a_linker_bounds_the_lines_namerd_sends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = backend("a").await;
+    // Real answers to copy, from a real namerd.
+    let (real, _admin, _n) = namerd(&format!(
+        "{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>{}'}}}}",
+        inet(&a)
+    ))
+    .await;
+    let bind_line = call(real, "GET", "/api/1/bind/default?path=/svc/web", &[], "")
+        .await
+        .body;
+    let id = serde_json::from_str::<serde_json::Value>(&bind_line).unwrap()["bound"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addr_line = call(
+        real,
+        "GET",
+        &format!("/api/1/addr/default?path={id}"),
+        &[],
+        "",
+    )
+    .await
+    .body;
+    assert!(addr_line.contains("\"bound\""), "{addr_line}");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = l.local_addr().unwrap();
+    let binds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = binds.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (bind_line, addr_line, counted) =
+                (bind_line.clone(), addr_line.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let chunk = |data: &[u8]| {
+                    let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+                    c.extend_from_slice(data);
+                    c.extend_from_slice(b"\r\n");
+                    c
+                };
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                if head.starts_with("GET /api/1/bind/") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = s
+                        .write_all(&chunk(format!("{}\n", bind_line.trim()).as_bytes()))
+                        .await;
+                    // Then a line that never ends, 1 MB at a time.
+                    let mb = vec![b'x'; 1 << 20];
+                    for _ in 0..8 {
+                        if s.write_all(&chunk(&mb)).await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let _ = s
+                        .write_all(&chunk(format!("{}\n", addr_line.trim()).as_bytes()))
+                        .await;
+                }
+                // Hold the stream open.
+                let _ = s.read(&mut b).await;
+            });
+        }
+    });
+    let linker = linker(fake, "default", "/x=>/y").await;
+    assert_eq!(get(linker.addr, "web", "/", &[]).await.body, "a");
+    until_metric(
+        linker.admin,
+        "rt/http/interpreter/io.l5d.namerd.http/stale",
+        |v| v == 1,
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(linker.addr, "web", "/", &[]).await.body, "a");
+    }
+    // It retries (retry: 1 s) and is cut off again each time.
+    eventually("the linker binds again after the retry", async || {
+        binds.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
+    assert_eq!(get(linker.addr, "web", "/", &[]).await.body, "a");
+}
