@@ -580,12 +580,12 @@ async fn delegate(
                 Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out."),
             };
         }
-        Some(crate::proxy::binder::Interpretation::Mesh(_)) => {
-            return text(
-                StatusCode::NOT_IMPLEMENTED,
-                "this router binds through namerd's mesh interface: ask namerd (its \
-                 /api/1/delegate or the mesh Delegator)\n",
-            );
+        Some(crate::proxy::binder::Interpretation::Mesh(m)) => {
+            return match tokio::time::timeout(DELEGATOR_TIMEOUT, m.delegate(&dtab, &path)).await {
+                Ok(Ok(v)) => json_resp(&v, false),
+                Ok(Err(e)) => text(StatusCode::BAD_GATEWAY, format!("{e}\n")),
+                Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out."),
+            };
         }
         _ => {}
     }

@@ -1199,6 +1199,42 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     .await;
     let m = metrics(l.admin).await;
     assert_eq!(m["rt/http/interpreter/io.l5d.mesh/stale"], 0, "{m}");
+    // The linker's /delegator.json asks namerd's Delegator; it explains as namerd's own API
+    // does (the addresses aside: each side renders its own).
+    fn no_addr(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("addr");
+                m.values_mut().for_each(no_addr);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(no_addr),
+            _ => {}
+        }
+    }
+    let d = get(
+        l.admin,
+        "localhost",
+        "/delegator.json?namespace=http&path=/svc/web&dtab=/svc/web%3D%3E~%7C/svc/x",
+        &[],
+    )
+    .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let mut linker_view: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    let mut namerd_view: serde_json::Value = serde_json::from_str(
+        &get(
+            api,
+            "namerd",
+            "/api/1/delegate/default?path=/svc/web&dtab=/svc/web%3D%3E~%7C/svc/x",
+            &[],
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert!(linker_view.to_string().contains(&inet(&b)), "{linker_view}");
+    no_addr(&mut linker_view);
+    no_addr(&mut namerd_view);
+    assert_eq!(linker_view, namerd_view);
     // namerd lists the mesh linker (by its address) at the current version.
     let version = r.header("etag").trim_matches('"').to_string();
     eventually("namerd lists the mesh linker as current", async || {

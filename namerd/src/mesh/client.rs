@@ -24,6 +24,8 @@ use crate::client::{follow, release_addr, shared_addr, AddrCache, Ended, Progres
 pub const DEFAULT_WINDOW_KB: u32 = 1024;
 /// Default `retry.baseSeconds` of the mesh client, as Linkerd 1.7's code (`Retry(1, 600)`).
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+/// How long a delegation waits for its leaves' addresses (the admin page's own bound is 2 s).
+pub const DELEGATE_SETTLE: Duration = Duration::from_secs(1);
 /// Largest message accepted from namerd.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -98,6 +100,58 @@ impl MeshInterpreter {
 
     pub fn stats(&self) -> Vec<(String, i64)> {
         self.inner.stats.gauges()
+    }
+
+    /// namerd's explanation of `path` under the namespace's dtab then `dtab`
+    /// (`Delegator/GetDelegateTree`), rendered as `/delegator.json` renders a local one; each
+    /// leaf's addresses are this interpreter's (shared with routing), waited for at most
+    /// [`DELEGATE_SETTLE`] in all.
+    pub async fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<Value, String> {
+        let req = pb::DelegateTreeReq {
+            root: Some(pb::path_pb(&Path::utf8([self
+                .inner
+                .cfg
+                .namespace
+                .as_str()]))),
+            tree: Some(pb::path_tree_pb(&NameTree::Leaf(path.clone()))),
+            dtab: Some(pb::dtab_pb(dtab)),
+        };
+        let mut grpc = self.inner.grpc.clone();
+        let authority = &self.inner.cfg.authority;
+        let call = async {
+            grpc.ready()
+                .await
+                .map_err(|e| format!("namerd at {authority}: {}", crate::net::error_chain(&e)))?;
+            grpc.unary(
+                tonic::Request::new(req),
+                PathAndQuery::from_static("/io.linkerd.mesh.Delegator/GetDelegateTree"),
+                tonic_prost::ProstCodec::<pb::DelegateTreeReq, pb::DelegateTreeRsp>::default(),
+            )
+            .await
+            .map_err(|s| format!("namerd: {}", crate::net::error_chain(&s)))
+        };
+        let rsp = tokio::time::timeout(crate::client::CONNECT_TIMEOUT * 2, call)
+            .await
+            .map_err(|_| format!("namerd at {authority} did not answer in time"))??
+            .into_inner();
+        let tree = rsp.tree.ok_or("namerd answered without a tree")?;
+        let mut addrs = Vec::new();
+        let t = pb::delegate_of(&tree, &mut |id, residual| {
+            let a = self.addr(&id);
+            addrs.push(a.clone());
+            Bound::new(id, residual, a)
+        })?;
+        let settle = async {
+            for mut a in addrs {
+                while matches!(a.get(), Addr::Pending) {
+                    if !a.changed().await {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DELEGATE_SETTLE, settle).await;
+        Ok(switchboard_namer_core::delegate::delegate_json(&t))
     }
 
     /// Binds `path` with `dtab` in namerd, live.

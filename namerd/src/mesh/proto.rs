@@ -484,24 +484,28 @@ pub fn dtab_pb(d: &Dtab) -> DtabPb {
 pub fn dtab_of(d: &DtabPb) -> Result<Dtab, String> {
     let mut out = Vec::with_capacity(d.dentries.len());
     for e in &d.dentries {
-        let mut elems = Vec::new();
-        for pe in e.prefix.iter().flat_map(|p| p.elems.iter()) {
-            elems.push(match &pe.value {
-                Some(prefix_elem::Value::Label(l)) if !l.is_empty() => {
-                    PrefixElem::Label(l.clone().into_boxed_slice())
-                }
-                Some(prefix_elem::Value::Label(_)) => return Err("an empty prefix label".into()),
-                Some(prefix_elem::Value::Wildcard(_)) => PrefixElem::Any,
-                None => return Err("a prefix element without a value".into()),
-            });
-        }
-        let dst = path_tree_of(e.dst.as_ref().ok_or("a dentry without a destination")?)?;
-        out.push(Dentry {
-            prefix: Prefix::new(elems),
-            dst,
-        });
+        out.push(dentry_of(e)?);
     }
     Ok(Dtab::new(out))
+}
+
+fn dentry_of(e: &DentryPb) -> Result<Dentry, String> {
+    let mut elems = Vec::new();
+    for pe in e.prefix.iter().flat_map(|p| p.elems.iter()) {
+        elems.push(match &pe.value {
+            Some(prefix_elem::Value::Label(l)) if !l.is_empty() => {
+                PrefixElem::Label(l.clone().into_boxed_slice())
+            }
+            Some(prefix_elem::Value::Label(_)) => return Err("an empty prefix label".into()),
+            Some(prefix_elem::Value::Wildcard(_)) => PrefixElem::Any,
+            None => return Err("a prefix element without a value".into()),
+        });
+    }
+    let dst = path_tree_of(e.dst.as_ref().ok_or("a dentry without a destination")?)?;
+    Ok(Dentry {
+        prefix: Prefix::new(elems),
+        dst,
+    })
 }
 
 fn leaf_pb(b: &Bound) -> BoundLeafPb {
@@ -772,10 +776,189 @@ pub fn delegate_pb(t: &DelegateTree<Bound>) -> BoundDelegateTree {
     }
 }
 
+/// A delegation tree from namerd (the linker side), each leaf made by `leaf` from its id and
+/// residual. The node count is bounded by `api::MAX_TREE_LEAVES` (times four, for the inner
+/// nodes); the depth by prost's decoding limit.
+pub fn delegate_of(
+    t: &BoundDelegateTree,
+    leaf: &mut dyn FnMut(Path, Path) -> Bound,
+) -> Result<DelegateTree<Bound>, String> {
+    let mut nodes = 0;
+    delegate_inner(t, leaf, &mut nodes)
+}
+
+fn delegate_inner(
+    t: &BoundDelegateTree,
+    leaf: &mut dyn FnMut(Path, Path) -> Bound,
+    nodes: &mut usize,
+) -> Result<DelegateTree<Bound>, String> {
+    use bound_delegate_tree::Node;
+    use switchboard_namer_core::delegate::DelegateTree as D;
+    *nodes += 1;
+    if *nodes > 4 * crate::api::MAX_TREE_LEAVES {
+        return Err(format!(
+            "a delegation tree with over {} nodes",
+            4 * crate::api::MAX_TREE_LEAVES
+        ));
+    }
+    let path = match &t.path {
+        Some(p) => path_of(p)?,
+        None => Path::empty(),
+    };
+    let dentry = match &t.dentry {
+        Some(d) => dentry_of(d)?,
+        None => Dentry::nop(),
+    };
+    Ok(
+        match t.node.as_ref().ok_or("a delegation node without a value")? {
+            Node::Neg(_) => D::Neg { path, dentry },
+            Node::Fail(_) => D::Fail { path, dentry },
+            Node::Empty(_) => D::Empty { path, dentry },
+            Node::Exception(message) => D::Exception {
+                path,
+                dentry,
+                message: message.clone(),
+            },
+            Node::Leaf(l) => D::Leaf {
+                path,
+                dentry,
+                value: leaf_bound(l, leaf)?,
+            },
+            Node::Delegate(t) => D::Delegate {
+                path,
+                dentry,
+                tree: Box::new(delegate_inner(t, leaf, nodes)?),
+            },
+            Node::Alt(a) => D::Alt {
+                path,
+                dentry,
+                trees: a
+                    .trees
+                    .iter()
+                    .map(|t| delegate_inner(t, leaf, nodes))
+                    .collect::<Result<_, _>>()?,
+            },
+            Node::Union(u) => D::Union {
+                path,
+                dentry,
+                trees: u
+                    .trees
+                    .iter()
+                    .map(|w| {
+                        let t = w.tree.as_deref().ok_or("a weighted tree without a tree")?;
+                        Ok((w.weight.unwrap_or(1.0), delegate_inner(t, leaf, nodes)?))
+                    })
+                    .collect::<Result<_, String>>()?,
+            },
+            Node::Transformation(x) => D::Transformation {
+                path,
+                name: x.name.clone(),
+                value: leaf_bound(
+                    x.leaf.as_ref().ok_or("a transformation without its leaf")?,
+                    leaf,
+                )?,
+                tree: Box::new(delegate_inner(
+                    x.tree
+                        .as_deref()
+                        .ok_or("a transformation without its tree")?,
+                    leaf,
+                    nodes,
+                )?),
+            },
+        },
+    )
+}
+
+fn leaf_bound(l: &BoundLeafPb, leaf: &mut dyn FnMut(Path, Path) -> Bound) -> Result<Bound, String> {
+    let id = path_of(l.id.as_ref().ok_or("a leaf without an id")?)?;
+    let residual = match &l.residual {
+        Some(r) => path_of(r)?,
+        None => Path::empty(),
+    };
+    Ok(leaf(id, residual))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
+
+    #[test]
+    fn delegation_trees_round_trip_through_the_wire() {
+        use switchboard_namer_core::delegate::{delegate_json, DelegateTree as D};
+        use switchboard_namer_core::Var;
+        let p = |s: &str| Path::read(s).unwrap();
+        let bound = |id: &str, res: &str| {
+            Bound::new(
+                p(id),
+                p(res),
+                Var::constant(Addr::bound(vec![Endpoint::new(
+                    "127.0.0.1:1".parse().unwrap(),
+                )])),
+            )
+        };
+        let dentry = |s: &str| Dentry::read(s).unwrap();
+        let t = D::Delegate {
+            path: p("/svc/web"),
+            dentry: Dentry::nop(),
+            tree: Box::new(D::Alt {
+                path: p("/svc/web"),
+                dentry: dentry("/svc=>/a|/b"),
+                trees: vec![
+                    D::Neg {
+                        path: p("/a/web"),
+                        dentry: dentry("/svc=>/a|/b"),
+                    },
+                    D::Union {
+                        path: p("/b/web"),
+                        dentry: dentry("/b=>1*/c&2*/d"),
+                        trees: vec![
+                            (
+                                1.0,
+                                D::Leaf {
+                                    path: p("/$/inet/127.0.0.1/1/web"),
+                                    dentry: dentry("/c=>/$/inet/127.0.0.1/1"),
+                                    value: bound("/$/inet/127.0.0.1/1", "/web"),
+                                },
+                            ),
+                            (
+                                2.0,
+                                D::Transformation {
+                                    path: p("/%/io.l5d.port/1/$/inet/127.0.0.1/2"),
+                                    name: "io.l5d.port".into(),
+                                    value: bound("/$/inet/127.0.0.1/2", "/"),
+                                    tree: Box::new(D::Exception {
+                                        path: p("/d/web"),
+                                        dentry: dentry("/d=>/x"),
+                                        message: "no".into(),
+                                    }),
+                                },
+                            ),
+                        ],
+                    },
+                    D::Fail {
+                        path: p("/$/fail"),
+                        dentry: Dentry::nop(),
+                    },
+                    D::Empty {
+                        path: p("/e"),
+                        dentry: Dentry::nop(),
+                    },
+                ],
+            }),
+        };
+        let wire = delegate_pb(&t).encode_to_vec();
+        let back = delegate_of(
+            &BoundDelegateTree::decode(wire.as_slice()).unwrap(),
+            &mut |id, res| bound(&id.show(), &res.show()),
+        )
+        .unwrap();
+        assert_eq!(delegate_json(&back), delegate_json(&t));
+        // A node without a value is refused, not guessed.
+        let mut bad = delegate_pb(&t);
+        bad.node = None;
+        assert!(delegate_of(&bad, &mut |id, res| bound(&id.show(), &res.show())).is_err());
+    }
 
     #[test]
     fn dtabs_and_trees_round_trip_through_the_wire() {
