@@ -1391,6 +1391,36 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
         format!("{delegated:?}").contains("Delegate"),
         "{delegated:?}"
     );
+    // A tree of paths, as Linkerd's Delegator takes: each leaf explained under a nop alt.
+    let tree = switchboard_namer_core::NameTree::<switchboard_namer_core::Path>::read(
+        "/svc/web | /nowhere/x",
+    )
+    .unwrap();
+    let delegated: pb::DelegateTreeRsp = grpc(
+        mesh,
+        "/io.linkerd.mesh.Delegator/GetDelegateTree",
+        pb::DelegateTreeReq {
+            root: root(),
+            tree: Some(pb::path_tree_pb(&tree)),
+            dtab: None,
+        },
+    )
+    .await
+    .unwrap();
+    let t = pb::delegate_of(&delegated.tree.unwrap(), &mut |id, res| {
+        switchboard_namer_core::Bound::new(
+            id,
+            res,
+            switchboard_namer_core::Var::constant(switchboard_namer_core::Addr::Pending),
+        )
+    })
+    .unwrap();
+    let j = switchboard_namer_core::delegate::delegate_json(&t);
+    assert_eq!(j["type"], "alt", "{j}");
+    assert_eq!(j["alt"][0]["path"], "/svc/web", "{j}");
+    assert!(j["alt"][0].to_string().contains(&inet(&b)), "{j}");
+    assert_eq!(j["alt"][1]["type"], "neg", "{j}");
+    assert_eq!(j["alt"][1]["path"], "/nowhere/x", "{j}");
 }
 
 /// Endpoint churn in namerd's own namers reaches an addr watch (and a linker) without a new

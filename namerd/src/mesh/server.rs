@@ -18,7 +18,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use prost::Message;
-use switchboard_namer_core::{Addr, Bound, Dtab, NameTree, Path, State, Var};
+use switchboard_namer_core::delegate::DelegateTree;
+use switchboard_namer_core::{Addr, Bound, Dentry, Dtab, NameTree, Path, State, Var};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -531,17 +532,22 @@ async fn dtab(
 async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Response<Body>, Status> {
     let r: pb::DelegateTreeReq = read_request(req).await?;
     let ns = namespace(&r.root)?;
-    let path = match r.tree.as_ref().map(pb::path_tree_of) {
-        Some(Ok(NameTree::Leaf(p))) => p,
-        Some(Ok(_)) => {
-            return Err(Status(
-                UNIMPLEMENTED,
-                "only a single path (a leaf) can be delegated".into(),
-            ))
-        }
+    let tree = match r.tree.as_ref().map(pb::path_tree_of) {
+        Some(Ok(t)) => t,
         Some(Err(e)) => return Err(Status(INVALID_ARGUMENT, e)),
         None => return Err(Status(NOT_FOUND, "No name given".into())),
     };
+    let mut leaves = Vec::new();
+    tree.for_each_leaf(&mut |p: &Path| leaves.push(p.clone()));
+    if leaves.len() > crate::api::MAX_TREE_LEAVES {
+        return Err(Status(
+            INVALID_ARGUMENT,
+            format!(
+                "a name tree with over {} leaves",
+                crate::api::MAX_TREE_LEAVES
+            ),
+        ));
+    }
     let local = dtab_of(&r.dtab)?;
     let Some(State::Ok(base)) = settled(c.namespaces.dtab(&ns), |s| !s.is_pending()).await else {
         return Err(Status(
@@ -549,16 +555,68 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
             "the namespace's dtab is not loaded".into(),
         ));
     };
-    let (state, _) = c
-        .interp
-        .delegate_settled(&base.concat(&local), &path, SETTLE_TIMEOUT)
-        .await;
-    match state {
-        State::Ok(t) => Ok(unary(&pb::DelegateTreeRsp {
-            tree: Some(pb::delegate_pb(&t)),
-        })),
-        State::Pending => Err(Status(UNAVAILABLE, "delegation is still pending".into())),
-        State::Failed(e) => Err(Status(INTERNAL, e.message().to_string())),
+    let dtab = base.concat(&local);
+    // Every leaf at once, within one settle bound (as Linkerd, a tree of paths is explained
+    // leaf by leaf under nop alt and union nodes, then simplified).
+    let explained = futures_util::future::join_all(
+        leaves
+            .iter()
+            .map(|p| c.interp.delegate_settled(&dtab, p, SETTLE_TIMEOUT)),
+    )
+    .await;
+    let mut each = Vec::with_capacity(explained.len());
+    for (p, (state, _)) in leaves.iter().zip(explained) {
+        each.push(match state {
+            State::Ok(t) => t,
+            State::Pending => {
+                return Err(Status(UNAVAILABLE, "delegation is still pending".into()))
+            }
+            State::Failed(e) if leaves.len() == 1 => {
+                return Err(Status(INTERNAL, e.message().to_string()))
+            }
+            State::Failed(e) => DelegateTree::Exception {
+                path: p.clone(),
+                dentry: Dentry::nop(),
+                message: e.message().to_string(),
+            },
+        });
+    }
+    let mut each = each.into_iter();
+    let t = delegate_tree_of(&tree, &mut each).simplified();
+    Ok(unary(&pb::DelegateTreeRsp {
+        tree: Some(pb::delegate_pb(&t)),
+    }))
+}
+
+/// The delegation of a tree of paths: its structure under nop nodes at the empty path, each
+/// leaf replaced by its own delegation (taken in leaf order from `each`). Recursion follows
+/// the request's tree, whose depth prost's decoding limit bounds.
+fn delegate_tree_of(
+    t: &NameTree<Path>,
+    each: &mut impl Iterator<Item = DelegateTree<Bound>>,
+) -> DelegateTree<Bound> {
+    let (path, dentry) = (Path::empty(), Dentry::nop());
+    match t {
+        NameTree::Leaf(p) => each.next().unwrap_or(DelegateTree::Neg {
+            path: p.clone(),
+            dentry,
+        }),
+        NameTree::Neg => DelegateTree::Neg { path, dentry },
+        NameTree::Fail => DelegateTree::Fail { path, dentry },
+        NameTree::Empty => DelegateTree::Empty { path, dentry },
+        NameTree::Alt(ts) => DelegateTree::Alt {
+            path,
+            dentry,
+            trees: ts.iter().map(|t| delegate_tree_of(t, each)).collect(),
+        },
+        NameTree::Union(ws) => DelegateTree::Union {
+            path,
+            dentry,
+            trees: ws
+                .iter()
+                .map(|w| (w.weight, delegate_tree_of(&w.tree, each)))
+                .collect(),
+        },
     }
 }
 
