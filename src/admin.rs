@@ -344,28 +344,12 @@ fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// `+` as a space, then percent-decoding (invalid sequences kept as they are, invalid UTF-8
+/// replaced), as browsers send query values.
 fn urldecode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Copies each namer's counters into the registry (`namer/<prefix>/<name>`), so metrics pages

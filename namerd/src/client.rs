@@ -76,17 +76,17 @@ pub fn authority_of_dst(dst: &str) -> Result<String, String> {
     }
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
+/// What a query value keeps as it is: unreserved characters and `/` (paths stay readable).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes a query value (everything but unreserved characters and `/`).
 fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 #[derive(Default)]
@@ -520,7 +520,7 @@ pub(crate) async fn follow<T, F, Fut>(
     F: FnMut(Progress) -> Fut,
     Fut: std::future::Future<Output = (Progress, Ended)>,
 {
-    let mut delay = retry.0;
+    let mut backoff = switchboard_namer_core::backoff::Backoff::new(retry.0, retry.1);
     let mut p = Progress::new(Arc::clone(stats));
     let mut answered_once = false;
     loop {
@@ -552,13 +552,11 @@ pub(crate) async fn follow<T, F, Fut>(
         }
         if p.seen_good {
             // A stream that had answered starts its backoff again.
-            delay = retry.0;
+            backoff.reset();
             p.seen_good = false;
             answered_once = true;
         }
-        let d = delay / 2 + delay.mul_f64(fastrand::f64() / 2.0);
-        delay = (delay * 2).min(retry.1);
-        let sleep = tokio::time::sleep(d);
+        let sleep = tokio::time::sleep(backoff.next_delay());
         tokio::pin!(sleep);
         loop {
             tokio::select! {

@@ -254,22 +254,12 @@ fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, St
     Ok(out)
 }
 
+/// Percent-decoding that refuses what is not UTF-8 once decoded.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = b.get(i + 1..i + 3)?;
-            let h = std::str::from_utf8(h).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// The name a linker gave itself, if any: one-shot requests without one (people, scripts) are

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use switchboard_namer_core::{Dtab, Updater};
 
 use super::{
-    key_of, ns_of, Backoff, Entry, Published, StoreError, StoreState, TaskGuard, CALL_TIMEOUT,
+    key_of, ns_of, Entry, Published, StoreError, StoreState, TaskGuard, CALL_TIMEOUT,
     MAX_DTAB_BYTES, MAX_NAMESPACES,
 };
 
@@ -380,7 +380,7 @@ impl Inner {
 }
 
 async fn watch(weak: Weak<Inner>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = super::backoff();
     let mut index = 0;
     loop {
         let Some(inner) = weak.upgrade() else { return };

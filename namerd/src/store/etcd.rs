@@ -12,9 +12,7 @@ use switchboard_namer_core::{Dtab, Updater};
 use switchboard_namer_etcd::client::{self, pb, Client, ConnectOptions};
 use tokio::sync::Mutex;
 
-use super::{
-    key_of, ns_of, Backoff, Entry, Published, StoreError, StoreState, TaskGuard, MAX_NAMESPACES,
-};
+use super::{key_of, ns_of, Entry, Published, StoreError, StoreState, TaskGuard, MAX_NAMESPACES};
 
 /// Linkerd's default key prefix.
 pub const DEFAULT_PATH_PREFIX: &str = "/namerd/dtabs";
@@ -301,7 +299,7 @@ impl Inner {
 }
 
 async fn watch(weak: Weak<Inner>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = super::backoff();
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let started = tokio::time::Instant::now();

@@ -335,22 +335,9 @@ impl Published {
     }
 }
 
-/// Exponential backoff between [`BACKOFF_MIN`] and [`BACKOFF_MAX`], each delay drawn from its
-/// upper half.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub fn new() -> Backoff {
-        Backoff(BACKOFF_MIN)
-    }
-    pub fn reset(&mut self) {
-        self.0 = BACKOFF_MIN;
-    }
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
-    }
+/// The stores' retry delays: from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+pub(crate) fn backoff() -> switchboard_namer_core::backoff::Backoff {
+    switchboard_namer_core::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
 }
 
 /// Aborts a background task when its store goes away.

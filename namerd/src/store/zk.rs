@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use zookeeper_client as zk;
 
 use super::{
-    key_of, ns_of, Backoff, Entry, Published, StoreError, StoreState, TaskGuard, CALL_TIMEOUT,
+    key_of, ns_of, Entry, Published, StoreError, StoreState, TaskGuard, CALL_TIMEOUT,
     MAX_NAMESPACES,
 };
 
@@ -336,7 +336,7 @@ impl Inner {
 }
 
 async fn watch(weak: Weak<Inner>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = super::backoff();
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let started = tokio::time::Instant::now();

@@ -6,6 +6,7 @@
 //! crates (`namers/fs`, ...) that depend on this one.
 
 pub mod addr;
+pub mod backoff;
 pub mod bind;
 pub mod delegate;
 pub mod dtab;

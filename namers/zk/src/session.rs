@@ -6,7 +6,7 @@
 //! handled by the client itself (it reconnects and re-sends its watches); the watch tasks see
 //! them through the client's `StateWatcher`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ impl Session {
 
 /// Keeps one live session published until the `Session` is dropped.
 async fn run(weak: Weak<Session>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let mut gen = 0u64;
     // While connecting fails, the status keeps saying so (not a bare "connecting").
     let mut failing = false;
@@ -172,41 +172,12 @@ async fn run(weak: Weak<Session>) {
     }
 }
 
-/// Exponential backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], each delay drawn uniformly
-/// from its upper half (so retries of many watches spread out).
-pub(crate) struct Backoff {
-    next: Duration,
-}
+pub(crate) use switchboard_namer_core::backoff::Backoff;
 
-impl Backoff {
-    pub fn new() -> Backoff {
-        Backoff { next: BACKOFF_MIN }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_MAX);
-        jitter(d)
-    }
-}
-
-/// Uniform in `[d/2, d]`.
-fn jitter(d: Duration) -> Duration {
-    let half = d / 2;
-    let span = (d - half).as_millis() as u64;
-    half + Duration::from_millis(random_u64() % (span + 1))
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish()
+/// The session's and watches' retry delays: from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], jittered
+/// (so retries of many watches spread out).
+pub(crate) fn backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
 }
 
 #[cfg(test)]
@@ -215,7 +186,7 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_grows() {
-        let mut b = Backoff::new();
+        let mut b = backoff();
         let first = b.next_delay();
         assert!(
             first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN,

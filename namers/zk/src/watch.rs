@@ -130,7 +130,7 @@ impl ServiceWatch {
             list_dirty: true,
             dirty: true,
             retry_at: None,
-            backoff: Backoff::new(),
+            backoff: crate::session::backoff(),
         };
         tokio::spawn(w.run(rx));
     }
