@@ -121,17 +121,24 @@ def start(args, cfg_text):
                             stderr=subprocess.DEVNULL)
 
 
+def start_namerd(nadmin, napi, nmesh, storage):
+    """A release namerd with both interfaces on `storage` (YAML of the `storage:` value)."""
+    return start(["namerd"], f"""admin: {{ip: 127.0.0.1, port: {nadmin}}}
+storage: {storage}
+interfaces:
+- {{kind: io.l5d.httpController, ip: 127.0.0.1, port: {napi}}}
+- {{kind: io.l5d.mesh, ip: 127.0.0.1, port: {nmesh}}}
+""")
+
+
 def real_linkers():
     """Part 3: namerd's memory per stream with real linkers, by interpreter."""
     a = backend("a")
     for kind in ("io.l5d.namerd.http", "io.l5d.mesh"):
         napi, nmesh, nadmin = free_port(), free_port(), free_port()
-        namerd = start(["namerd"], f"""admin: {{ip: 127.0.0.1, port: {nadmin}}}
-storage: {{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>/$/inet/127.0.0.1/{a}'}}}}
-interfaces:
-- {{kind: io.l5d.httpController, ip: 127.0.0.1, port: {napi}}}
-- {{kind: io.l5d.mesh, ip: 127.0.0.1, port: {nmesh}}}
-""")
+        namerd = start_namerd(
+            nadmin, napi, nmesh,
+            f"{{kind: io.l5d.inMemory, namespaces: {{default: '/svc=>/$/inet/127.0.0.1/{a}'}}}}")
         procs = [namerd]
         try:
             wait_port(napi, "namerd")
@@ -182,12 +189,9 @@ def main():
     napi, nadmin, lport, ladmin = free_port(), free_port(), free_port(), free_port()
     nmesh = free_port()
     mesh = os.environ.get("MESH") == "1"
-    namerd = start(["namerd"], f"""admin: {{ip: 127.0.0.1, port: {nadmin}}}
-storage: {{kind: io.l5d.etcd, host: {host}, port: {port}, pathPrefix: {prefix}}}
-interfaces:
-- {{kind: io.l5d.httpController, ip: 127.0.0.1, port: {napi}}}
-- {{kind: io.l5d.mesh, ip: 127.0.0.1, port: {nmesh}}}
-""")
+    namerd = start_namerd(
+        nadmin, napi, nmesh,
+        f"{{kind: io.l5d.etcd, host: {host}, port: {port}, pathPrefix: {prefix}}}")
     procs = [namerd]
     try:
         wait_port(napi, "namerd")

@@ -102,17 +102,18 @@ impl MeshInterpreter {
         self.inner.stats.gauges()
     }
 
+    /// The namespace as the mesh API names it: a one-element path.
+    fn root(&self) -> pb::PathPb {
+        pb::path_pb(&Path::utf8([self.inner.cfg.namespace.as_str()]))
+    }
+
     /// namerd's explanation of `path` under the namespace's dtab then `dtab`
     /// (`Delegator/GetDelegateTree`), rendered as `/delegator.json` renders a local one; each
     /// leaf's addresses are this interpreter's (shared with routing), waited for at most
     /// [`DELEGATE_SETTLE`] in all.
     pub async fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<Value, String> {
         let req = pb::DelegateTreeReq {
-            root: Some(pb::path_pb(&Path::utf8([self
-                .inner
-                .cfg
-                .namespace
-                .as_str()]))),
+            root: Some(self.root()),
             tree: Some(pb::path_tree_pb(&NameTree::Leaf(path.clone()))),
             dtab: Some(pb::dtab_pb(dtab)),
         };
@@ -158,11 +159,7 @@ impl MeshInterpreter {
     pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
         let (up, var) = Updater::new(State::Pending);
         let req = pb::BindReq {
-            root: Some(pb::path_pb(&Path::utf8([self
-                .inner
-                .cfg
-                .namespace
-                .as_str()]))),
+            root: Some(self.root()),
             name: Some(pb::path_pb(path)),
             dtab: Some(pb::dtab_pb(dtab)),
         };
