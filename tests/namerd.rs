@@ -2176,3 +2176,69 @@ async fn a_linker_bounds_the_lines_namerd_sends() {
     .await;
     assert_eq!(get(linker.addr, "web", "/", &[]).await.body, "a");
 }
+
+/// A watcher that stops reading is dropped after `WATCH_SEND_TIMEOUT` (its stream ends and its
+/// connection is closed, its writes having made no progress), while another watcher of the
+/// same namespace gets every change meanwhile.
+#[tokio::test]
+async fn a_watcher_that_stops_reading_is_dropped_and_blocks_nobody() {
+    use switchboard_namerd::controller::WATCH_SEND_TIMEOUT;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (api, admin, _n) = namerd("{kind: io.l5d.inMemory, namespaces: {default: '/a=>/b'}}").await;
+    let watches = async || {
+        metrics(admin).await["namerd/watches"]
+            .as_i64()
+            .unwrap_or(-1)
+    };
+    // The stalled watcher: a small receive window, and it never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = sock.connect(api).await.unwrap();
+    stalled
+        .write_all(b"GET /api/1/dtabs/default?watch=true HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reading = watch_lines(api, "/api/1/dtabs/default?watch=true").await;
+    let first = next_line(&mut reading).await;
+    assert!(first.contains("/a"), "{first}");
+    eventually("both watches are open", async || watches().await == 2).await;
+    // Changes of about 100 KB each, far more than the stalled peer's buffers take.
+    let mut last = String::new();
+    for i in 0..40 {
+        let dtab: String = (0..4000).map(|k| format!("/a{k}=>/b{i};")).collect();
+        let r = call(api, "PUT", "/api/1/dtabs/default", &[DTAB], &dtab).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        last = format!("/b{i}");
+    }
+    // The reading watcher is not held up by the stalled one.
+    eventually("the reading watcher sees the last change", async || {
+        while let Ok(l) = reading.try_recv() {
+            if l.contains(&format!("{last}\"")) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    // Within the send timeout (and a margin: a bound, not a measurement) the stalled one is
+    // gone.
+    let deadline = tokio::time::Instant::now() + WATCH_SEND_TIMEOUT + Duration::from_secs(20);
+    while watches().await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled watch is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its connection was closed mid-body: what it had buffered reads out, then the stream ends
+    // without the chunked body's last chunk (a namerd that only ended the stream would finish
+    // the response once the peer read again).
+    let mut sink = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut sink)).await;
+    assert!(ended.is_ok(), "the stalled connection is still open");
+    assert!(sink.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        !sink.ends_with(b"\r\n0\r\n\r\n"),
+        "the response was finished"
+    );
+}

@@ -30,14 +30,15 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::{dtab_from_json, dtab_json, DTAB_MEDIA_TYPE};
 use crate::namespaces::{version_json, Change, Namespaces};
-use crate::net::Acceptor;
+use crate::net::{Acceptor, WriteStall};
 use crate::store::{check_namespace, StoreError, MAX_DTAB_BYTES};
 
 /// Open watch streams at once; more are answered 503.
 pub const MAX_WATCHES: usize = 10_000;
 /// Open watch streams from one client address (a host's linker watches every name it routes).
 pub const MAX_WATCHES_PER_PEER: usize = 2_000;
-/// A watcher that reads nothing for this long is dropped (its stream ends).
+/// A watcher that reads nothing for this long is dropped: its stream ends, and a connection
+/// whose writes make no progress for as long is closed.
 pub const WATCH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on reading a request body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -174,7 +175,11 @@ where
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+                // A watcher that stopped reading is dropped with its connection.
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(WriteStall::new(io, WATCH_SEND_TIMEOUT)),
+                    svc,
+                )
                 .await;
         });
     }

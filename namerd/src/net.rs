@@ -247,6 +247,95 @@ impl tower_service::Service<Uri> for Dialer {
     }
 }
 
+/// A stream whose writes may not stall: a write that makes no progress for `limit` fails
+/// with `TimedOut`, so the server drops a peer that stopped reading (its socket buffers full)
+/// instead of holding the connection forever. Reads are untouched.
+pub struct WriteStall<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed while a write is pending; disarmed by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    pub fn new(inner: S, limit: Duration) -> WriteStall<S> {
+        WriteStall {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a pending write: arms the timer, and fails once it has run out.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer read nothing for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, b) {
+            Poll::Pending => self.pending(cx),
+            r => {
+                self.stalled = None;
+                r
+            }
+        }
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, b) {
+            Poll::Pending => self.pending(cx),
+            r => {
+                self.stalled = None;
+                r
+            }
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.pending(cx),
+            r => {
+                self.stalled = None;
+                r
+            }
+        }
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A stream that first replays bytes already read from it.
 pub struct Rewind<S> {
     pre: Vec<u8>,
@@ -334,6 +423,34 @@ mod tests {
         let mut all = String::new();
         r.read_to_string(&mut all).await.unwrap();
         assert_eq!(all, "PRI * HTTP/2.0 and the rest");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_stalls_fails_and_progress_rearms_the_timer() {
+        // A peer that reads nothing: the 64-byte pipe fills and the next write times out.
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut w = WriteStall::new(a, Duration::from_millis(100));
+        w.write_all(&[0u8; 64]).await.unwrap();
+        let e = w.write_all(&[0u8; 64]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(w);
+        let mut first = Vec::new();
+        b.read_to_end(&mut first).await.unwrap();
+        assert_eq!(first.len(), 64);
+        // A slow reader that keeps reading is not cut off, however long the whole write takes.
+        let (a, mut slow) = tokio::io::duplex(64);
+        let mut w = WriteStall::new(a, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 16];
+            while got < 1024 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                got += slow.read(&mut buf).await.unwrap();
+            }
+            got
+        });
+        w.write_all(&[1u8; 1024]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 1024);
     }
 
     #[tokio::test]
