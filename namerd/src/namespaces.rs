@@ -493,6 +493,56 @@ mod tests {
     use crate::store::memory::MemoryStore;
 
     #[tokio::test]
+    async fn tracked_linkers_are_bounded_per_namespace_and_in_all() {
+        let dtabs: BTreeMap<String, Dtab> = (0..21)
+            .map(|i| (format!("n{i}"), Dtab::read("/a=>/b").unwrap()))
+            .collect();
+        let store = Arc::new(Store::Memory(MemoryStore::new(dtabs)));
+        let ns = Namespaces::new(Arc::clone(&store));
+        let count = |ns: &Arc<Namespaces>, n: &str| {
+            ns.linkers_json()[n]["linkers"]
+                .as_object()
+                .map_or(0, |m| m.len())
+        };
+        // Per namespace: the next linker pushes out one that is not watching, never a watcher.
+        let _w = ns.watching("n0", "c0");
+        for i in 0..MAX_TRACKED_LINKERS {
+            ns.seen("n0", &format!("c{i}"), 1);
+        }
+        assert_eq!(count(&ns, "n0"), MAX_TRACKED_LINKERS);
+        ns.seen("n0", "newcomer", 1);
+        let j = ns.linkers_json();
+        assert_eq!(count(&ns, "n0"), MAX_TRACKED_LINKERS);
+        assert!(
+            j["n0"]["linkers"].get("c0").is_some(),
+            "a watcher was pushed out"
+        );
+        assert!(j["n0"]["linkers"].get("newcomer").is_some());
+        // A namespace full of watchers takes no one more.
+        let held: Vec<Watching> = (0..MAX_TRACKED_LINKERS)
+            .map(|i| ns.watching("n1", &format!("w{i}")))
+            .collect();
+        ns.seen("n1", "late", 1);
+        assert_eq!(count(&ns, "n1"), MAX_TRACKED_LINKERS);
+        assert!(ns.linkers_json()["n1"]["linkers"].get("late").is_none());
+        drop(held);
+        // In all: past MAX_TRACKED_TOTAL the oldest that is not watching goes.
+        let per = MAX_TRACKED_TOTAL / MAX_TRACKED_LINKERS;
+        for n in 2..per {
+            for i in 0..MAX_TRACKED_LINKERS {
+                ns.seen(&format!("n{n}"), &format!("c{i}"), 1);
+            }
+        }
+        let total =
+            |ns: &Arc<Namespaces>| (0..21).map(|n| count(ns, &format!("n{n}"))).sum::<usize>();
+        assert_eq!(total(&ns), MAX_TRACKED_TOTAL);
+        ns.seen("n20", "one-more", 1);
+        assert_eq!(total(&ns), MAX_TRACKED_TOTAL);
+        assert_eq!(count(&ns, "n20"), 1);
+        assert!(ns.linkers_json()["n0"]["linkers"].get("c0").is_some());
+    }
+
+    #[tokio::test]
     async fn history_keeps_every_version_and_deletes() {
         let store = Arc::new(Store::Memory(MemoryStore::new(BTreeMap::new())));
         let ns = Namespaces::new(Arc::clone(&store));
