@@ -5,6 +5,8 @@
 //! interpreter. Tests that need a backend skip when it is not running, unless
 //! SWITCHBOARD_REQUIRE_BACKENDS is set.
 
+#[path = "support/h2.rs"]
+mod h2s;
 #[path = "support/pki.rs"]
 mod pki;
 mod support;
@@ -2241,4 +2243,80 @@ async fn a_watcher_that_stops_reading_is_dropped_and_blocks_nobody() {
         !sink.ends_with(b"\r\n0\r\n\r\n"),
         "the response was finished"
     );
+}
+
+/// The mesh interface's equivalent: a stream whose reader stopped (its HTTP/2 window full) is
+/// ended after `WATCH_SEND_TIMEOUT` and its watch released, while namerd serves others.
+#[tokio::test]
+async fn a_mesh_watcher_that_stops_reading_is_dropped() {
+    use prost::Message;
+    use switchboard_namerd::controller::WATCH_SEND_TIMEOUT;
+    use switchboard_namerd::mesh::proto as pb;
+    let (api, mesh, n) =
+        namerd_with_mesh("{kind: io.l5d.inMemory, namespaces: {default: '/a=>/b'}}").await;
+    let admin = n.admin.addr;
+    let watches = async || {
+        metrics(admin).await["namerd/watches"]
+            .as_i64()
+            .unwrap_or(-1)
+    };
+    // A client with small windows that never reads its stream.
+    let tcp = tokio::net::TcpStream::connect(mesh).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let msg = pb::DtabReq {
+        root: Some(pb::path_pb(
+            &switchboard_namer_core::Path::read("/default").unwrap(),
+        )),
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    let resp = send
+        .send_request(h2s::grpc_req(
+            "namerd",
+            "/io.linkerd.mesh.Delegator/StreamDtab",
+            h2s::full(framed),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("the stream is a watch", async || watches().await == 1).await;
+    for i in 0..40 {
+        let dtab: String = (0..4000).map(|k| format!("/a{k}=>/b{i};")).collect();
+        let r = call(api, "PUT", "/api/1/dtabs/default", &[DTAB], &dtab).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let deadline = tokio::time::Instant::now() + WATCH_SEND_TIMEOUT + Duration::from_secs(20);
+    while watches().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled mesh watch is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Others are served meanwhile and after.
+    let d: pb::DtabRsp = grpc(
+        mesh,
+        "/io.linkerd.mesh.Delegator/GetDtab",
+        pb::DtabReq {
+            root: Some(pb::path_pb(
+                &switchboard_namer_core::Path::read("/default").unwrap(),
+            )),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pb::dtab_of(&d.dtab.unwrap().dtab.unwrap())
+        .unwrap()
+        .show()
+        .contains("/b39"));
+    drop(resp);
 }
