@@ -219,6 +219,22 @@ async fn http_api_status_codes_and_shapes() {
         ),
         (
             "GET",
+            "/api/1/bind/default?path=/svc/%zz",
+            &[],
+            "",
+            400,
+            "not valid percent-encoded",
+        ),
+        (
+            "GET",
+            "/api/1/bind/default?path=/svc/%FF",
+            &[],
+            "",
+            400,
+            "not valid percent-encoded",
+        ),
+        (
+            "GET",
             "/api/1/bind/default?path=/svc/a&dtab=/svc/a%3D%3E/$/inet/127.0.0.1/3",
             &[],
             "",
@@ -2204,9 +2220,10 @@ async fn a_watcher_that_stops_reading_is_dropped_and_blocks_nobody() {
     let first = next_line(&mut reading).await;
     assert!(first.contains("/a"), "{first}");
     eventually("both watches are open", async || watches().await == 2).await;
-    // Changes of about 100 KB each, far more than the stalled peer's buffers take.
+    // Changes of about 100 KB each, 8 MB in all: several times what the stalled peer's and
+    // namerd's buffers take.
     let mut last = String::new();
-    for i in 0..40 {
+    for i in 0..80 {
         let dtab: String = (0..4000).map(|k| format!("/a{k}=>/b{i};")).collect();
         let r = call(api, "PUT", "/api/1/dtabs/default", &[DTAB], &dtab).await;
         assert_eq!(r.status, 204, "{}", r.body);
@@ -2269,7 +2286,7 @@ async fn a_mesh_watcher_that_stops_reading_is_dropped() {
             .handshake(hyper_util::rt::TokioIo::new(tcp))
             .await
             .unwrap();
-    tokio::spawn(conn);
+    let conn = tokio::spawn(conn);
     let msg = pb::DtabReq {
         root: Some(pb::path_pb(
             &switchboard_namer_core::Path::read("/default").unwrap(),
@@ -2318,5 +2335,9 @@ async fn a_mesh_watcher_that_stops_reading_is_dropped() {
         .unwrap()
         .show()
         .contains("/b39"));
+    // The stalled client's connection was closed (hyper would otherwise hold the stream and
+    // what was queued for it for as long as the connection lived).
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn).await;
+    assert!(closed.is_ok(), "the stalled mesh connection is still open");
     drop(resp);
 }

@@ -30,15 +30,15 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::{dtab_from_json, dtab_json, DTAB_MEDIA_TYPE};
 use crate::namespaces::{version_json, Change, Namespaces};
-use crate::net::{Acceptor, WriteStall};
+use crate::net::Acceptor;
 use crate::store::{check_namespace, StoreError, MAX_DTAB_BYTES};
 
 /// Open watch streams at once; more are answered 503.
 pub const MAX_WATCHES: usize = 10_000;
 /// Open watch streams from one client address (a host's linker watches every name it routes).
 pub const MAX_WATCHES_PER_PEER: usize = 2_000;
-/// A watcher that reads nothing for this long is dropped: its stream ends, and a connection
-/// whose writes make no progress for as long is closed.
+/// A watcher that reads nothing for this long is dropped: its stream ends (and a connection
+/// whose writes make no progress for `net::WRITE_STALL_TIMEOUT` is closed).
 pub const WATCH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on reading a request body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,11 +175,9 @@ where
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                // A watcher that stopped reading is dropped with its connection.
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(WriteStall::new(io, WATCH_SEND_TIMEOUT)),
-                    svc,
-                )
+                // A watcher that stopped reading is dropped with its connection (the acceptor's
+                // write-stall bound).
+                .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
                 .await;
         });
     }
@@ -259,8 +257,21 @@ fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, St
     Ok(out)
 }
 
-/// Percent-decoding that refuses what is not UTF-8 once decoded.
+/// Percent-decoding that refuses a `%` not followed by two hex digits, and what is not UTF-8
+/// once decoded.
 fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let escapes_ok = b
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'%')
+        .all(|(i, _)| {
+            b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        });
+    if !escapes_ok {
+        return None;
+    }
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
         .ok()

@@ -494,7 +494,9 @@ mod tests {
 
     #[tokio::test]
     async fn tracked_linkers_are_bounded_per_namespace_and_in_all() {
-        let dtabs: BTreeMap<String, Dtab> = (0..21)
+        // Enough namespaces to fill the total, and one more.
+        let per = MAX_TRACKED_TOTAL / MAX_TRACKED_LINKERS;
+        let dtabs: BTreeMap<String, Dtab> = (0..=per)
             .map(|i| (format!("n{i}"), Dtab::read("/a=>/b").unwrap()))
             .collect();
         let store = Arc::new(Store::Memory(MemoryStore::new(dtabs)));
@@ -527,18 +529,20 @@ mod tests {
         assert!(ns.linkers_json()["n1"]["linkers"].get("late").is_none());
         drop(held);
         // In all: past MAX_TRACKED_TOTAL the oldest that is not watching goes.
-        let per = MAX_TRACKED_TOTAL / MAX_TRACKED_LINKERS;
         for n in 2..per {
             for i in 0..MAX_TRACKED_LINKERS {
                 ns.seen(&format!("n{n}"), &format!("c{i}"), 1);
             }
         }
-        let total =
-            |ns: &Arc<Namespaces>| (0..21).map(|n| count(ns, &format!("n{n}"))).sum::<usize>();
+        let total = |ns: &Arc<Namespaces>| {
+            (0..=per)
+                .map(|n| count(ns, &format!("n{n}")))
+                .sum::<usize>()
+        };
         assert_eq!(total(&ns), MAX_TRACKED_TOTAL);
-        ns.seen("n20", "one-more", 1);
+        ns.seen(&format!("n{per}"), "one-more", 1);
         assert_eq!(total(&ns), MAX_TRACKED_TOTAL);
-        assert_eq!(count(&ns, "n20"), 1);
+        assert_eq!(count(&ns, &format!("n{per}")), 1);
         assert!(ns.linkers_json()["n0"]["linkers"].get("c0").is_some());
     }
 

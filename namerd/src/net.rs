@@ -22,13 +22,20 @@ use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 /// How long a TLS handshake may take, either side.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a listener's connection may go without a write making progress (its peer reading
+/// nothing) before it is closed; see [`WriteStall`].
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One connection, plain or TLS, either side.
-pub enum Stream {
-    Plain(TcpStream),
-    Client(Box<client::TlsStream<TcpStream>>),
-    Server(Box<server::TlsStream<TcpStream>>),
+/// One connection, plain or TLS, either side, over `S` (a listener's connections are TCP
+/// under [`WriteStall`], so TLS's own writes, its close_notify included, are bounded too).
+pub enum Stream<S = TcpStream> {
+    Plain(S),
+    Client(Box<client::TlsStream<S>>),
+    Server(Box<server::TlsStream<S>>),
 }
+
+/// What a listener's [`Acceptor`] yields.
+pub type Accepted = Stream<WriteStall<TcpStream>>;
 
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
@@ -40,7 +47,7 @@ macro_rules! each {
     };
 }
 
-impl AsyncRead for Stream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -50,7 +57,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         each!(self, s => Pin::new(s).poll_write(cx, b))
     }
@@ -98,9 +105,10 @@ impl Acceptor {
     }
 
     /// The connection ready for the protocol; a failed or slow handshake is an error (the
-    /// caller closes the connection).
-    pub async fn accept(&self, tcp: TcpStream) -> io::Result<Stream> {
+    /// caller closes the connection). Its writes may not stall past [`WRITE_STALL_TIMEOUT`].
+    pub async fn accept(&self, tcp: TcpStream) -> io::Result<Accepted> {
         let _ = tcp.set_nodelay(true);
+        let tcp = WriteStall::new(tcp, WRITE_STALL_TIMEOUT);
         let Some(tls) = &self.tls else {
             return Ok(Stream::Plain(tcp));
         };
@@ -332,7 +340,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
         }
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.pending(cx),
+            r => {
+                self.stalled = None;
+                r
+            }
+        }
     }
 }
 

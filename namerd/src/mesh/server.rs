@@ -28,6 +28,12 @@ use crate::controller::{settled, Controller, SETTLE_TIMEOUT};
 use crate::net::{read_first, Acceptor};
 use crate::store::check_namespace;
 
+/// Paths in one `GetDelegateTree` name tree (as many as a bind may reach, `bind`'s leaf limit).
+pub const MAX_DELEGATE_LEAVES: usize = 100;
+/// Leaves of one delegation explained at once.
+const DELEGATE_CONCURRENCY: usize = 8;
+/// Largest delegation answer sent (a linker takes messages up to 4 MB).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// The length of HTTP/2's connection preface (RFC 9113 section 3.4).
 const PREFACE_BYTES: usize = 24;
 /// Largest request message accepted.
@@ -84,19 +90,52 @@ pub async fn serve(listener: TcpListener, acceptor: Acceptor, c: Arc<Controller>
             else {
                 return;
             };
+            let peer = Peer {
+                addr: peer,
+                stalled: Arc::new(tokio::sync::Notify::new()),
+            };
+            let (stalled, addr) = (Arc::clone(&peer.stalled), peer.addr);
             let svc = hyper::service::service_fn(move |req| {
-                let c = Arc::clone(&c);
+                let (c, peer) = (Arc::clone(&c), peer.clone());
                 async move { Ok::<_, Infallible>(handle(c, req, peer).await) }
             });
-            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(10)))
-                .keep_alive_timeout(Duration::from_secs(20))
-                // Above the per-client watch limit: a linker puts every name on one connection.
-                .max_concurrent_streams((crate::controller::MAX_WATCHES_PER_PEER + 100) as u32)
-                .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
-                .await;
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(10)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    // Above the per-client watch limit: a linker puts every name on one connection.
+                    .max_concurrent_streams((crate::controller::MAX_WATCHES_PER_PEER + 100) as u32)
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+            // A stream its client stopped reading (its window full past WATCH_SEND_TIMEOUT)
+            // closes the connection: hyper would hold that stream, and what is queued for it,
+            // for as long as the connection lives.
+            tokio::select! {
+                _ = conn => {}
+                _ = stalled.notified() => {
+                    tracing::warn!(peer = %addr, "mesh client stopped reading a stream; connection closed");
+                }
+            }
         });
+    }
+}
+
+/// Who a mesh connection is, and how its streams ask for it to be closed.
+#[derive(Clone)]
+struct Peer {
+    addr: SocketAddr,
+    stalled: Arc<tokio::sync::Notify>,
+}
+
+impl Peer {
+    fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
     }
 }
 
@@ -225,12 +264,7 @@ fn dtab_of(d: &Option<pb::DtabPb>) -> Result<Dtab, Status> {
 
 /// Streams `next(value)` for every change of `var` (skipping `None` and repeats) until the
 /// client goes; an `Err` ends the stream with that status.
-fn stream<T, M, F>(
-    c: &Arc<Controller>,
-    peer: SocketAddr,
-    mut var: Var<T>,
-    mut next: F,
-) -> Response<Body>
+fn stream<T, M, F>(c: &Arc<Controller>, peer: Peer, mut var: Var<T>, mut next: F) -> Response<Body>
 where
     T: Clone + Send + Sync + 'static,
     M: Message + PartialEq + Send + 'static,
@@ -258,8 +292,13 @@ where
                         crate::controller::WATCH_SEND_TIMEOUT,
                         tx.send(Ok(frame(&m))),
                     );
-                    if !matches!(sent.await, Ok(Ok(()))) {
-                        break None;
+                    match sent.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            peer.stalled.notify_one();
+                            break None;
+                        }
                     }
                     last = Some(m);
                 }
@@ -291,7 +330,7 @@ where
     grpc_response(BodyExt::boxed(body))
 }
 
-async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(c: Arc<Controller>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     c.stats
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -337,7 +376,7 @@ fn tree_rsp(s: &State<NameTree<Bound>>) -> Option<Result<pb::BoundTreeRsp, Statu
 async fn bind(
     c: &Arc<Controller>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
     watch: bool,
 ) -> Result<Response<Body>, Status> {
     let r: pb::BindReq = read_request(req).await?;
@@ -448,7 +487,7 @@ fn id_addr(c: &Controller, id: &Path) -> Var<State<Addr>> {
 async fn replicas(
     c: &Arc<Controller>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
     watch: bool,
 ) -> Result<Response<Body>, Status> {
     let r: pb::ReplicasReq = read_request(req).await?;
@@ -481,7 +520,7 @@ async fn replicas(
 async fn dtab(
     c: &Arc<Controller>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
     watch: bool,
 ) -> Result<Response<Body>, Status> {
     let r: pb::DtabReq = read_request(req).await?;
@@ -539,13 +578,10 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
     };
     let mut leaves = Vec::new();
     tree.for_each_leaf(&mut |p: &Path| leaves.push(p.clone()));
-    if leaves.len() > crate::api::MAX_TREE_LEAVES {
+    if leaves.len() > MAX_DELEGATE_LEAVES {
         return Err(Status(
             INVALID_ARGUMENT,
-            format!(
-                "a name tree with over {} leaves",
-                crate::api::MAX_TREE_LEAVES
-            ),
+            format!("a name tree with over {MAX_DELEGATE_LEAVES} leaves"),
         ));
     }
     let local = dtab_of(&r.dtab)?;
@@ -556,14 +592,20 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
         ));
     };
     let dtab = base.concat(&local);
-    // Every leaf at once, within one settle bound (as Linkerd, a tree of paths is explained
-    // leaf by leaf under nop alt and union nodes, then simplified).
-    let explained = futures_util::future::join_all(
-        leaves
-            .iter()
-            .map(|p| c.interp.delegate_settled(&dtab, p, SETTLE_TIMEOUT)),
-    )
-    .await;
+    // A few leaves at a time, all within one settle bound (as Linkerd, a tree of paths is
+    // explained leaf by leaf under nop alt and union nodes, then simplified).
+    use futures_util::StreamExt;
+    let dtab = Arc::new(dtab);
+    let explain = futures_util::stream::iter(leaves.clone())
+        .map(|p| {
+            let (interp, dtab) = (Arc::clone(&c.interp), Arc::clone(&dtab));
+            async move { interp.delegate_settled(&dtab, &p, SETTLE_TIMEOUT).await }
+        })
+        .buffered(DELEGATE_CONCURRENCY)
+        .collect::<Vec<_>>();
+    let Ok(explained) = tokio::time::timeout(SETTLE_TIMEOUT, explain).await else {
+        return Err(Status(UNAVAILABLE, "delegation is still pending".into()));
+    };
     let mut each = Vec::with_capacity(explained.len());
     for (p, (state, _)) in leaves.iter().zip(explained) {
         each.push(match state {
@@ -583,9 +625,16 @@ async fn delegate(c: &Arc<Controller>, req: Request<Incoming>) -> Result<Respons
     }
     let mut each = each.into_iter();
     let t = delegate_tree_of(&tree, &mut each).simplified();
-    Ok(unary(&pb::DelegateTreeRsp {
+    let rsp = pb::DelegateTreeRsp {
         tree: Some(pb::delegate_pb(&t)),
-    }))
+    };
+    if rsp.encoded_len() > MAX_RESPONSE_BYTES {
+        return Err(Status(
+            RESOURCE_EXHAUSTED,
+            format!("the delegation is over {MAX_RESPONSE_BYTES} bytes"),
+        ));
+    }
+    Ok(unary(&rsp))
 }
 
 /// The delegation of a tree of paths: its structure under nop nodes at the empty path, each
