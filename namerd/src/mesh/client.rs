@@ -66,6 +66,16 @@ impl MeshInterpreter {
             .keep_alive_timeout(cfg.keep_alive.1)
             .keep_alive_while_idle(true)
             .initial_stream_window_size(cfg.initial_stream_window_kb.saturating_mul(1024));
+        // The connection is dialled by `Dialer` (TLS or not) at the endpoint's http:// URI;
+        // requests name the scheme they really travel on (`:scheme https` over TLS).
+        let ep = match &cfg.tls {
+            Some(_) => ep.origin(
+                format!("https://{}", cfg.authority)
+                    .parse()
+                    .map_err(|e| format!("namerd at {}: {e}", cfg.authority))?,
+            ),
+            None => ep,
+        };
         let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(crate::client::CONNECT_TIMEOUT));
