@@ -54,7 +54,7 @@ impl RunningNamerd {
 }
 
 /// The store `kind` describes (its watch starts now).
-pub fn build_store(kind: &StorageKind) -> anyhow::Result<Store> {
+pub fn build_store(kind: &StorageKind, metrics: &crate::metrics::Metrics) -> anyhow::Result<Store> {
     Ok(match kind {
         StorageKind::InMemory(m) => Store::Memory(store::memory::MemoryStore::new(m.clone())),
         StorageKind::Zk(p) => {
@@ -125,48 +125,73 @@ pub fn build_store(kind: &StorageKind) -> anyhow::Result<Store> {
                     write: p.write_consistency_mode.as_deref(),
                     tls: p.tls.as_ref(),
                 },
-                &crate::metrics::Metrics::new()
-                    .scope("namerd")
-                    .scope("storage"),
+                &metrics.scope("namerd").scope("storage"),
             )
             .map_err(|e| anyhow::anyhow!("storage: {e}"))?,
         ),
     })
 }
 
+/// The binary's metrics (TLS reload counters) on namerd's admin pages.
+struct NamerdMetrics(crate::metrics::Metrics);
+
+impl controller::ExtraMetrics for NamerdMetrics {
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self.0.flat_json() {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+    fn prometheus(&self, prefix: &str) -> String {
+        self.0.prometheus(prefix)
+    }
+}
+
 /// Starts everything `cfg` describes.
 pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
+    let metrics = crate::metrics::Metrics::new();
     let namers = cfg
         .namers
         .iter()
         .map(build::namer)
         .collect::<Result<Vec<_>, _>>()?;
     let interp = DefaultInterpreter::new(namers);
-    let store = Arc::new(build_store(&cfg.storage)?);
+    let store = Arc::new(build_store(&cfg.storage, &metrics)?);
     tracing::info!(store = %store.describe(), "namerd storage");
     let namespaces = Namespaces::new(store);
     let c = Controller::new(namespaces, interp);
-    // TLS is built (its files read) before any socket is bound.
-    let scope = crate::metrics::Metrics::new().scope("namerd");
-    let acceptor = |tls: &Option<ServerTls>, alpn: &[u8], what: &str| match tls {
-        Some(t) => crate::transport::tls::ServerTls::build(t, &[alpn], &scope.scope(what))
-            .map(|s| Acceptor::tls(s.acceptor().clone()))
-            .with_context(|| format!("{what}: tls")),
-        None => Ok(Acceptor::plain()),
-    };
+    // TLS is built (its files read) before any socket is bound. Its reload counters are under
+    // `namerd/interface/<index in interfaces>/tls/...` and `namerd/admin/tls/...` on the admin
+    // pages.
+    let scope = metrics.scope("namerd");
+    let acceptor =
+        |tls: &Option<ServerTls>, alpn: &[u8], at: crate::metrics::Scope, what: &str| match tls {
+            Some(t) => crate::transport::tls::ServerTls::build(t, &[alpn], &at)
+                .map(|s| Acceptor::tls(s.acceptor().clone()))
+                .with_context(|| format!("{what}: tls")),
+            None => Ok(Acceptor::plain()),
+        };
     let mut accept = Vec::new();
-    for i in &cfg.interfaces {
+    for (n, i) in cfg.interfaces.iter().enumerate() {
         let alpn = match i.kind {
             "io.l5d.mesh" => crate::transport::ALPN_H2,
             _ => crate::transport::ALPN_HTTP11,
         };
-        accept.push(acceptor(&i.tls, alpn, &format!("interface {}", i.kind))?);
+        let at = scope.scope("interface").scope(&n.to_string());
+        accept.push(acceptor(
+            &i.tls,
+            alpn,
+            at,
+            &format!("interface {}", i.kind),
+        )?);
     }
     let admin_accept = acceptor(
         &cfg.admin.tls.clone().filter(|t| t.enabled != Some(false)),
         crate::transport::ALPN_HTTP11,
+        scope.scope("admin"),
         "admin",
     )?;
+    let extra: Arc<dyn controller::ExtraMetrics> = Arc::new(NamerdMetrics(metrics.clone()));
     let mut listeners = Vec::new();
     for (i, a) in cfg.interfaces.iter().zip(accept) {
         let l = TcpListener::bind(i.addr)
@@ -225,7 +250,12 @@ pub async fn start(cfg: NamerdConfig) -> anyhow::Result<RunningNamerd> {
                 .collect(),
         );
         tasks.spawn(controller::serve(admin, admin_accept, move |req, _peer| {
-            controller::admin(Arc::clone(&c), req, Arc::clone(&prometheus))
+            controller::admin(
+                Arc::clone(&c),
+                req,
+                Arc::clone(&prometheus),
+                Arc::clone(&extra),
+            )
         }));
     }
     Ok(RunningNamerd {

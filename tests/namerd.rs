@@ -1767,6 +1767,55 @@ async fn linkers_reach_namerd_over_tls_with_client_certificates() {
         assert_eq!(m[format!("rt/http/interpreter/{kind}/stale")], 0, "{m}");
     }
 
+    // namerd's certificate rotates: the interfaces reload it (counted on namerd's admin, itself
+    // on TLS with client certificates), and new linker connections take the new one.
+    let admin_tls = {
+        let t = switchboard::config::model::ClientTls {
+            common_name: Some("namerd".into()),
+            trust_certs_bundle: Some(pki.path("ca.pem")),
+            client_auth: Some(switchboard::config::model::ClientAuth {
+                cert_path: pki.path("linker.pem"),
+                key_path: pki.path("linker.key"),
+                intermediate_certs_path: None,
+            }),
+            ..Default::default()
+        };
+        let built = switchboard::transport::tls::ClientTlsConfig::build(
+            &t,
+            &[switchboard::transport::ALPN_HTTP11],
+            &switchboard::metrics::Metrics::new().scope("t"),
+        )
+        .unwrap();
+        switchboard_namerd::net::ClientTls {
+            config: built.rustls_config(),
+            server_name: rustls::pki_types::ServerName::try_from("namerd").unwrap(),
+        }
+    };
+    let reloads_key = "namerd/interface/0/tls/reloads";
+    let admin_metrics = async || -> serde_json::Value {
+        let (status, _, body) = switchboard_namerd::client::call(
+            &n.admin.url(),
+            Some(&admin_tls),
+            http::Method::GET,
+            "/metrics.json",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).unwrap()
+    };
+    let m = admin_metrics().await;
+    assert_eq!(m[&reloads_key], 0, "{m}");
+    pki.issue("namerd", &["namerd", "127.0.0.1"], None);
+    eventually("namerd reloads its rotated certificate", async || {
+        admin_metrics().await[&reloads_key].as_u64() >= Some(1)
+    })
+    .await;
+    let again = linker("io.l5d.namerd.http", api.addr.port(), &pki, &pki).await;
+    assert_eq!(get(again.addr, "web", "/", &[]).await.body, "b");
+
     // Plaintext HTTP to a TLS interface gets no answer.
     let (status, _) = raw_exchange(api.addr, b"GET /api/1/dtabs HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(status, 0);

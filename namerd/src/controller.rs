@@ -941,11 +941,21 @@ fn metrics(c: &Controller) -> Vec<(&'static str, u64, &'static str)> {
     ]
 }
 
+/// Metrics kept outside this crate (the binary's TLS certificate-reload counters), shown on the
+/// admin's metrics pages beside namerd's own.
+pub trait ExtraMetrics: Send + Sync {
+    /// Name to value, as `/metrics.json` shows them.
+    fn json(&self) -> serde_json::Map<String, Value>;
+    /// Prometheus' text format, names starting with `prefix`.
+    fn prometheus(&self, prefix: &str) -> String;
+}
+
 /// `prometheus`: `(path, prefix)` of each `io.l5d.prometheus` telemeter.
 pub async fn admin(
     c: Arc<Controller>,
     req: Request<Incoming>,
     prometheus: Arc<Vec<(String, String)>>,
+    extra: Arc<dyn ExtraMetrics>,
 ) -> Response<Body> {
     match req.uri().path() {
         "/admin/ping" | "/ping" => text(StatusCode::OK, "pong"),
@@ -961,10 +971,11 @@ pub async fn admin(
             }))
         }
         "/metrics.json" | "/admin/metrics.json" => {
-            let m: serde_json::Map<String, Value> = metrics(&c)
+            let mut m: serde_json::Map<String, Value> = metrics(&c)
                 .into_iter()
                 .map(|(k, v, _)| (k.to_string(), json!(v)))
                 .collect();
+            m.extend(extra.json());
             json_resp(&Value::Object(m))
         }
         p => match prometheus.iter().find(|(path, _)| path == p) {
@@ -975,6 +986,7 @@ pub async fn admin(
                     let n = format!("{prefix}{}", name.replace('/', "_"));
                     out.push_str(&format!("# TYPE {n} {kind}\n{n} {v}\n"));
                 }
+                out.push_str(&extra.prometheus(prefix));
                 Response::builder()
                     .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
                     .body(full(out))
