@@ -80,6 +80,38 @@ async fn call(
 
 const DTAB: (&str, &str) = ("content-type", "application/dtab");
 
+/// A mesh request's `root`: the namespace `ns` as a one-element path.
+fn mesh_root(ns: &str) -> Option<switchboard_namerd::mesh::proto::PathPb> {
+    Some(switchboard_namerd::mesh::proto::path_pb(
+        &switchboard_namer_core::Path::utf8([ns]),
+    ))
+}
+
+/// TLS to a namerd whose certificate names `namerd`, trusting `pki`'s CA, presenting its
+/// `linker` certificate when `with_cert`.
+fn namerd_client_tls(pki: &pki::Pki, with_cert: bool) -> switchboard_namerd::net::ClientTls {
+    let t = switchboard::config::model::ClientTls {
+        common_name: Some("namerd".into()),
+        trust_certs_bundle: Some(pki.path("ca.pem")),
+        client_auth: with_cert.then(|| switchboard::config::model::ClientAuth {
+            cert_path: pki.path("linker.pem"),
+            key_path: pki.path("linker.key"),
+            intermediate_certs_path: None,
+        }),
+        ..Default::default()
+    };
+    let built = switchboard::transport::tls::ClientTlsConfig::build(
+        &t,
+        &[switchboard::transport::ALPN_HTTP11],
+        &switchboard::metrics::Metrics::new().scope("t"),
+    )
+    .unwrap();
+    switchboard_namerd::net::ClientTls {
+        config: built.rustls_config(),
+        server_name: rustls::pki_types::ServerName::try_from("namerd").unwrap(),
+    }
+}
+
 fn inet(b: &Backend) -> String {
     format!("/$/inet/127.0.0.1/{}", b.addr.port())
 }
@@ -1274,11 +1306,7 @@ async fn a_linker_routes_by_namerd_over_the_mesh_api() {
     );
 
     // The services, called directly.
-    let root = || {
-        Some(pb::path_pb(
-            &switchboard_namer_core::Path::read("/default").unwrap(),
-        ))
-    };
+    let root = || mesh_root("default");
     let d: pb::DtabRsp = grpc(
         mesh,
         "/io.linkerd.mesh.Delegator/GetDtab",
@@ -1769,28 +1797,7 @@ async fn linkers_reach_namerd_over_tls_with_client_certificates() {
 
     // namerd's certificate rotates: the interfaces reload it (counted on namerd's admin, itself
     // on TLS with client certificates), and new linker connections take the new one.
-    let admin_tls = {
-        let t = switchboard::config::model::ClientTls {
-            common_name: Some("namerd".into()),
-            trust_certs_bundle: Some(pki.path("ca.pem")),
-            client_auth: Some(switchboard::config::model::ClientAuth {
-                cert_path: pki.path("linker.pem"),
-                key_path: pki.path("linker.key"),
-                intermediate_certs_path: None,
-            }),
-            ..Default::default()
-        };
-        let built = switchboard::transport::tls::ClientTlsConfig::build(
-            &t,
-            &[switchboard::transport::ALPN_HTTP11],
-            &switchboard::metrics::Metrics::new().scope("t"),
-        )
-        .unwrap();
-        switchboard_namerd::net::ClientTls {
-            config: built.rustls_config(),
-            server_name: rustls::pki_types::ServerName::try_from("namerd").unwrap(),
-        }
-    };
+    let admin_tls = namerd_client_tls(&pki, true);
     let reloads_key = "namerd/interface/0/tls/reloads";
     let admin_metrics = async || -> serde_json::Value {
         let (status, _, body) = switchboard_namerd::client::call(
@@ -2031,21 +2038,7 @@ async fn namerd_drops_clients_that_stall() {
     };
     let served_tls = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let trust = switchboard::config::model::ClientTls {
-            common_name: Some("namerd".into()),
-            trust_certs_bundle: Some(pki.path("ca.pem")),
-            ..Default::default()
-        };
-        let built = switchboard::transport::tls::ClientTlsConfig::build(
-            &trust,
-            &[switchboard::transport::ALPN_HTTP11],
-            &switchboard::metrics::Metrics::new().scope("t"),
-        )
-        .unwrap();
-        let tls = switchboard_namerd::net::ClientTls {
-            config: built.rustls_config(),
-            server_name: rustls::pki_types::ServerName::try_from("namerd").unwrap(),
-        };
+        let tls = namerd_client_tls(&pki, false);
         switchboard_namerd::client::call(
             &format!("https://{tls_addr}"),
             Some(&tls),
@@ -2097,9 +2090,7 @@ async fn one_client_may_hold_so_many_watches() {
         let mut g = tonic::client::Grpc::new(ch);
         g.ready().await.unwrap();
         let req = pb::DtabReq {
-            root: Some(pb::path_pb(
-                &switchboard_namer_core::Path::read("/default").unwrap(),
-            )),
+            root: mesh_root("default"),
         };
         g.server_streaming(
             tonic::Request::new(req),
@@ -2337,9 +2328,7 @@ async fn a_mesh_watcher_that_stops_reading_is_dropped() {
             .unwrap();
     let conn = tokio::spawn(conn);
     let msg = pb::DtabReq {
-        root: Some(pb::path_pb(
-            &switchboard_namer_core::Path::read("/default").unwrap(),
-        )),
+        root: mesh_root("default"),
     }
     .encode_to_vec();
     let mut framed = vec![0u8];
@@ -2373,9 +2362,7 @@ async fn a_mesh_watcher_that_stops_reading_is_dropped() {
         mesh,
         "/io.linkerd.mesh.Delegator/GetDtab",
         pb::DtabReq {
-            root: Some(pb::path_pb(
-                &switchboard_namer_core::Path::read("/default").unwrap(),
-            )),
+            root: mesh_root("default"),
         },
     )
     .await
