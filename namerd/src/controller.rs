@@ -144,30 +144,9 @@ where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (io, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    crate::net::accept_loop(listener, acceptor, MAX_CONNECTIONS, move |io, peer| {
         let service = service.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let io = match acceptor.accept(io).await {
-                Ok(io) => io,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection refused in its TLS handshake");
-                    return;
-                }
-            };
+        async move {
             let svc = hyper::service::service_fn(move |req| {
                 let f = service(req, peer);
                 async move { Ok::<_, Infallible>(f.await) }
@@ -179,8 +158,9 @@ where
                 // write-stall bound).
                 .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
                 .await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 fn full(b: impl Into<Bytes>) -> Body {

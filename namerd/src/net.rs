@@ -122,6 +122,44 @@ impl Acceptor {
     }
 }
 
+/// Takes connections from `listener` until the task is dropped, at most `max` open at once
+/// (past it, accepting waits for one to close). Each is taken through `acceptor` in its own
+/// task, then handed to `serve` with its peer's address; a failed handshake just closes it.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    acceptor: Acceptor,
+    max: usize,
+    serve: F,
+) where
+    F: Fn(Accepted, std::net::SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, serve) = (acceptor.clone(), serve.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            match acceptor.accept(tcp).await {
+                Ok(io) => serve(io, peer).await,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection refused in its TLS handshake");
+                }
+            }
+        });
+    }
+}
+
 /// TLS to namerd: the rustls client config and the name namerd's certificate must carry.
 #[derive(Clone)]
 pub struct ClientTls {

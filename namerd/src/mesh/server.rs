@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::proto::{self as pb};
 use crate::controller::{settled, Controller, SETTLE_TIMEOUT};
-use crate::net::{read_first, Acceptor};
+use crate::net::{accept_loop, read_first, Acceptor};
 use crate::store::check_namespace;
 
 /// Paths in one `GetDelegateTree` name tree (as many as a bind may reach, `bind`'s leaf limit).
@@ -57,32 +57,10 @@ struct Status(u32, String);
 /// Serves the mesh services on `listener`, each connection taken through `acceptor` (plain or
 /// TLS), until dropped.
 pub async fn serve(listener: TcpListener, acceptor: Acceptor, c: Arc<Controller>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        crate::controller::MAX_CONNECTIONS,
-    ));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (io, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let max = crate::controller::MAX_CONNECTIONS;
+    accept_loop(listener, acceptor, max, move |io, peer: SocketAddr| {
         let c = Arc::clone(&c);
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let io = match acceptor.accept(io).await {
-                Ok(io) => io,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection refused in its TLS handshake");
-                    return;
-                }
-            };
+        async move {
             // A connection that does not send the HTTP/2 preface in time is closed (hyper's
             // pings start only after the handshake).
             let Some(io) =
@@ -116,8 +94,9 @@ pub async fn serve(listener: TcpListener, acceptor: Acceptor, c: Arc<Controller>
                     tracing::warn!(peer = %addr, "mesh client stopped reading a stream; connection closed");
                 }
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Who a mesh connection is, and how its streams ask for it to be closed.
